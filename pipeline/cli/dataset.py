@@ -1,0 +1,98 @@
+"""`pipeline dataset ...`: import public datasets to the pyskl pickle, inspect, corrupt, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a custom layout .json file."
+
+
+@click.group()
+def dataset() -> None:
+    """Import, inspect, corrupt and export skeleton datasets (pyskl/mmaction2 annotation pickles)."""
+
+
+@dataset.command("import")
+@click.argument("kind", type=click.Choice(["penn-action", "ntu", "kinetics-json", "pyskl"]))
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output pickle (.pkl).")
+@click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
+@click.option("--benchmark", default="xsub", show_default=True, type=click.Choice(["xsub", "xview"]),
+              help="NTU only: which official split becomes train/test.")
+def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: str) -> None:
+    """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT.
+
+    \b
+    penn-action    the Penn Action `labels` folder of .mat files (official split, 15 classes)
+    ntu            a folder of NTU RGB+D `.skeleton` files (3D, 25 joints, X-Sub/X-View splits)
+    kinetics-json  a folder of ST-GCN Kinetics-skeleton .json files (+ optional label json beside them)
+    pyskl          an existing pyskl pickle (validated and re-written, e.g. to change layout)
+    """
+    from pipeline.datasets import import_dataset
+    from pipeline.pyskl_io import save_dataset
+
+    ds = import_dataset(kind, src, layout=layout, benchmark=benchmark)
+    save_dataset(ds, out)
+    n = {k: len(v) for k, v in ds.split.items()}
+    click.echo(f"wrote {out}: {len(ds.clips)} clips, {ds.num_classes} classes, layout {ds.layout.name}, "
+               f"splits {n}")
+
+
+@dataset.command("info")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--layout", default=None, help=LAYOUT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def info_cmd(file: Path, layout: str | None, as_json: bool) -> None:
+    """Classes, clips per split and class, frame-count statistics, layout and 2D/3D of FILE."""
+    import json
+
+    from pipeline.datasets import summarize
+    from pipeline.pyskl_io import load_dataset
+
+    summary = summarize(load_dataset(file, layout))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"{file}: {summary['clips']} clips, {len(summary['classes'])} classes, layout "
+               f"{summary['layout']} ({summary['joints']} joints, {summary['dims']}D), up to "
+               f"{summary['max_persons']} persons")
+    f = summary["frames"]
+    click.echo(f"frames per clip: min {f['min']}, median {f['median']}, mean {f['mean']:.1f}, max {f['max']}")
+    splits = list(summary["per_split"])
+    click.echo(f"{'class':<24}" + "".join(f"{s:>9}" for s in splits))
+    for i, name in enumerate(summary["classes"]):
+        click.echo(f"{i:>3} {name[:20]:<20}" + "".join(f"{summary['per_split'][s][i]:>9}" for s in splits))
+    click.echo(f"{'total':<24}" + "".join(f"{sum(summary['per_split'][s]):>9}" for s in splits))
+
+
+@dataset.command("corrupt")
+@click.argument("hq", type=click.Path(path_type=Path))
+@click.option("--spec", required=True,
+              help="Corruption, e.g. drop=0.6,impute=3,jitter=0.02,framedrop=0.1[,profile=FILE.json].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output LQ pickle.")
+def corrupt_cmd(hq: Path, spec: str, seed: int, out: Path) -> None:
+    """Simulate low-quality skeletons from the HQ pickle (same clip ids and frame counts)."""
+    from pipeline.corrupt import corrupt_dataset, parse_spec
+    from pipeline.pyskl_io import load_dataset, save_dataset
+
+    s = parse_spec(spec)
+    ds = load_dataset(hq)
+    save_dataset(corrupt_dataset(ds, s, seed), out)
+    click.echo(f"wrote {out}: {len(ds.clips)} clips corrupted with {s} (seed {seed})")
+
+
+@dataset.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Output: a .pkl (pyskl pickle, optionally converted with --layout) or a folder of .npz files.")
+@click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
+def export_cmd(file: Path, out: Path, layout: str | None) -> None:
+    """Export a pyskl pickle: to another pickle (e.g. in another layout) or one .npz per clip."""
+    from pipeline.datasets import export_dataset
+
+    n = export_dataset(file, out, layout)
+    click.echo(f"wrote {out}: {n} clips")
+

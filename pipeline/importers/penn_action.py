@@ -1,0 +1,69 @@
+"""Penn Action (Zhang, Zhu, Derpanis, ICCV 2013): one `.mat` per clip, 13 joints, official train/test split."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from models.layouts import PENN13
+from pipeline.errors import BadInput
+from pipeline.skeleton import Clip, SkeletonDataset
+
+PENN_CLASSES = ["baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing",
+                "jump_rope", "jumping_jacks", "pullup", "pushup", "situp", "squat", "strum_guitar",
+                "tennis_forehand", "tennis_serve"]
+_REQUIRED = ("x", "y", "visibility", "action", "train")
+
+
+def read_penn_mat(path: Path) -> tuple[Clip, bool]:
+    """One clip and whether it is in the official train split."""
+    try:
+        m = scipy.io.loadmat(path)
+    except Exception as e:  # scipy raises several types for corrupt files
+        raise BadInput(f"not a readable .mat file ({type(e).__name__}: {e})", path) from None
+    missing = [k for k in _REQUIRED if k not in m]
+    if missing:
+        raise BadInput(f"not a Penn Action label file: lacks {', '.join(missing)}", path)
+    x, y, vis = (np.asarray(m[k], dtype=np.float32) for k in ("x", "y", "visibility"))
+    if x.ndim != 2 or x.shape[1] != 13 or x.shape != y.shape or x.shape != vis.shape or x.shape[0] < 1:
+        raise BadInput(f"x/y/visibility must be T x 13 arrays of one shape, got {x.shape} {y.shape} {vis.shape}",
+                       path)
+    action = str(np.asarray(m["action"]).ravel()[0]).strip()
+    if action not in PENN_CLASSES:
+        raise BadInput(f"unknown action {action!r}", path)
+    kp = np.stack([x, y], axis=-1)[None]  # [1, T, 13, 2]
+    # Ground truth: score 1.0 everywhere. Occluded joints are still annotated (estimated) positions, so they
+    # stay; the 0/1 visibility flags travel along as an extra key.
+    score = np.ones(kp.shape[:3], np.float32)
+    img_shape = None
+    if "dimensions" in m:
+        d = np.asarray(m["dimensions"]).ravel()
+        if d.size >= 2:
+            img_shape = (int(d[0]), int(d[1]))
+    train = int(np.asarray(m["train"]).ravel()[0]) == 1
+    clip = Clip(path.stem, PENN_CLASSES.index(action), kp, score, img_shape, fps=30.0,
+                extra={"visibility": vis[None].astype(np.uint8)})
+    return clip, train
+
+
+def import_penn_action(src: str | os.PathLike, progress: bool = True) -> SkeletonDataset:
+    """Read every `NNNN.mat` under `src` (the `labels` folder)."""
+    root = Path(src)
+    if not root.is_dir():
+        raise BadInput("folder not found", root)
+    files = sorted(root.glob("*.mat"))
+    if not files:
+        raise BadInput("no .mat files in folder", root)
+    clips, train, test = [], [], []
+    it = files
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(files, desc="penn-action", unit="clip", leave=False)
+    for f in it:
+        clip, is_train = read_penn_mat(f)
+        clips.append(clip)
+        (train if is_train else test).append(clip.frame_dir)
+    return SkeletonDataset(clips, {"train": train, "test": test}, list(PENN_CLASSES), PENN13)
