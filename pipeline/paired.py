@@ -1,0 +1,90 @@
+"""Pairing HQ and LQ skeletons of the same clips, for distillation.
+
+A pair is the same `frame_dir` on both sides with the same label and frame count. Anything else is reported:
+by default it is an error (the two pickles do not describe the same clips); `allow_unpaired` drops them
+with a warning instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.layouts import Layout
+from pipeline.datasets import convert_dataset
+from pipeline.errors import BadInput
+from pipeline.skeleton import Clip, SkeletonDataset
+
+
+@dataclass
+class PairReport:
+    paired: int = 0
+    only_hq: list[str] = field(default_factory=list)
+    only_lq: list[str] = field(default_factory=list)
+    frame_mismatch: list[str] = field(default_factory=list)
+    label_mismatch: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> int:
+        return len(self.only_hq) + len(self.only_lq) + len(self.frame_mismatch) + len(self.label_mismatch)
+
+    def describe(self) -> str:
+        parts = []
+        for what, names in (("only in HQ", self.only_hq), ("only in LQ", self.only_lq),
+                            ("with different frame counts", self.frame_mismatch),
+                            ("with different labels", self.label_mismatch)):
+            if names:
+                shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                parts.append(f"{len(names)} {what} ({shown})")
+        return "; ".join(parts) if parts else "all clips pair"
+
+
+@dataclass
+class PairedData:
+    """HQ and LQ clips in the same order (index i of each is the same clip), and the shared metadata."""
+
+    hq: list[Clip]
+    lq: list[Clip]
+    split: dict[str, list[str]]
+    classes: list[str]
+    layout: Layout
+    report: PairReport
+
+    def subset(self, split_name: str) -> tuple[list[Clip], list[Clip]]:
+        wanted = set(self.split.get(split_name, []))
+        idx = [i for i, c in enumerate(self.hq) if c.frame_dir in wanted]
+        return [self.hq[i] for i in idx], [self.lq[i] for i in idx]
+
+
+def pair_datasets(hq: SkeletonDataset, lq: SkeletonDataset, layout: Layout | None = None,
+                  allow_unpaired: bool = False, names: tuple[str, str] = ("HQ", "LQ")) -> PairedData:
+    """Match clips by name; both sides are brought to `layout` (default: the HQ layout) by joint name."""
+    target = layout or hq.layout
+    hq, lq = convert_dataset(hq, target), convert_dataset(lq, target)
+    if hq.num_channels != lq.num_channels:
+        raise BadInput(f"{names[0]} clips are {hq.num_channels}D but {names[1]} clips are {lq.num_channels}D")
+    if len(hq.classes) != len(lq.classes) or list(hq.classes) != list(lq.classes):
+        raise BadInput(f"{names[0]} and {names[1]} have different class lists")
+    lq_by = lq.by_name()
+    report = PairReport()
+    hq_out, lq_out = [], []
+    for c in hq.clips:
+        other = lq_by.get(c.frame_dir)
+        if other is None:
+            report.only_hq.append(c.frame_dir)
+        elif other.total_frames != c.total_frames:
+            report.frame_mismatch.append(c.frame_dir)
+        elif other.label != c.label:
+            report.label_mismatch.append(c.frame_dir)
+        else:
+            hq_out.append(c)
+            lq_out.append(other)
+    hq_names = {c.frame_dir for c in hq.clips}
+    report.only_lq = [c.frame_dir for c in lq.clips if c.frame_dir not in hq_names]
+    report.paired = len(hq_out)
+    if report.problems and not allow_unpaired:
+        raise BadInput(f"{names[0]} and {names[1]} clips do not pair: {report.describe()} "
+                       f"(use --allow-unpaired to drop them)")
+    if not hq_out:
+        raise BadInput(f"no clip of {names[0]} pairs with {names[1]}: {report.describe()}")
+    return PairedData(hq_out, lq_out, {k: list(v) for k, v in hq.split.items()}, list(hq.classes), target,
+                      report)
