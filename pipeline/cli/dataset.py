@@ -19,8 +19,9 @@ def dataset() -> None:
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output pickle (.pkl).")
 @click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
-@click.option("--benchmark", default="xsub", show_default=True, type=click.Choice(["xsub", "xview"]),
-              help="NTU only: which official split becomes train/test.")
+@click.option("--benchmark", default="xsub", show_default=True, type=click.Choice(["xsub", "xview", "xset"]),
+              help="NTU only: which official split becomes train/test (xset: NTU-120 only). All are kept as "
+                   "<benchmark>_train/_val splits too.")
 def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: str) -> None:
     """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT.
 
@@ -38,6 +39,8 @@ def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: s
     n = {k: len(v) for k, v in ds.split.items()}
     click.echo(f"wrote {out}: {len(ds.clips)} clips, {ds.num_classes} classes, layout {ds.layout.name}, "
                f"splits {n}")
+    if ds.extra.get("skipped"):
+        click.echo(f"skipped {len(ds.extra['skipped'])} files without any skeleton (listed under 'skipped')")
 
 
 @dataset.command("info")
