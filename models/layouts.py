@@ -132,8 +132,9 @@ _blaze_pairs = _limbs() + [
     ("right_eye", "right_eye_outer"), ("right_eye_outer", "right_ear"), ("mouth_left", "mouth_right"),
     ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"),
     ("left_hip", "right_hip"),
-    # Unlike MediaPipe's drawing connections, link the face to the body so the graph is connected.
-    ("nose", "left_shoulder"), ("nose", "right_shoulder"), ("mouth_left", "nose"),
+    # Unlike MediaPipe's drawing connections, link the face to the body so the graph is connected
+    # (mouth corners on both sides, so the graph stays left-right symmetric for flip augmentation).
+    ("nose", "left_shoulder"), ("nose", "right_shoulder"), ("mouth_left", "nose"), ("mouth_right", "nose"),
 ]
 for _s in ("left", "right"):
     _blaze_pairs += [(f"{_s}_wrist", f"{_s}_pinky"), (f"{_s}_wrist", f"{_s}_index"),

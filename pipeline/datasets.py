@@ -16,6 +16,7 @@ from pipeline.skeleton import SkeletonDataset
 def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
                    benchmark: str = "xsub") -> SkeletonDataset:
     src = Path(src)
+    dst = get_layout(layout) if layout is not None else None  # a bad --layout fails before a long import
     if not src.exists():
         raise BadInput("not found", src)
     if kind == "penn-action":
@@ -32,8 +33,8 @@ def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
         ds = load_dataset(src)
     else:
         raise BadInput(f"unknown dataset kind {kind!r}")
-    if layout is not None:
-        ds = convert_dataset(ds, get_layout(layout))
+    if dst is not None:
+        ds = convert_dataset(ds, dst)
     return ds
 
 
@@ -82,9 +83,10 @@ def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str |
     from pipeline.atomic import atomic_path
     from pipeline.pyskl_io import load_dataset, save_dataset
 
+    dst = get_layout(layout) if layout is not None else None
     ds = load_dataset(src)
-    if layout is not None:
-        ds = convert_dataset(ds, get_layout(layout))
+    if dst is not None:
+        ds = convert_dataset(ds, dst)
     out = Path(out)
     if out.suffix == ".pkl":
         save_dataset(ds, out)
