@@ -1,0 +1,27 @@
+"""Logit distillation (Hinton et al. 2015): KL between temperature-softened teacher and student distributions."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class KDLoss(nn.Module):
+    """`weight · τ² · KL(softmax(z_t/τ) ‖ softmax(z_s/τ))`, batchmean.
+
+    The τ² factor keeps the gradient's magnitude independent of τ (at τ=1, the authors' setting, it is 1).
+    """
+
+    def __init__(self, tau: float = 1.0, weight: float = 1.0):
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"temperature must be > 0, got {tau}")
+        self.tau = float(tau)
+        self.weight = float(weight)
+
+    def forward(self, z_s: Tensor, z_t: Tensor) -> Tensor:
+        if z_s.shape != z_t.shape:
+            raise ValueError(f"student and teacher logits differ in shape: {tuple(z_s.shape)} vs {tuple(z_t.shape)}")
+        log_p_s = F.log_softmax(z_s / self.tau, dim=1)
+        p_t = F.softmax(z_t.detach() / self.tau, dim=1)
+        return self.weight * self.tau**2 * F.kl_div(log_p_s, p_t, reduction="batchmean")
