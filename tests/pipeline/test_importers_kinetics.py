@@ -7,10 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from native_files import kinetics_frame, kinetics_person, write_kinetics
+from native_files import kinetics_frame, kinetics_person, make_kinetics_folder, write_kinetics
 
 from pipeline.errors import BadInput
 from pipeline.importers.kinetics_json import import_kinetics_json
+
+
+@pytest.fixture
+def kinetics_folder(tmp_path: Path) -> Path:
+    return make_kinetics_folder(tmp_path / "kinetics-skeleton")
 
 
 def test_single_file_keeps_the_two_most_confident_persons_per_frame(tmp_path: Path):

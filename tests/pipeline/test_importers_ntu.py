@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from native_files import ntu_body, ntu_text, write_ntu
+from native_files import make_ntu_folder, ntu_body, ntu_text, write_ntu
 
 from pipeline.errors import BadInput
 from pipeline.importers.ntu import (
@@ -15,6 +15,11 @@ from pipeline.importers.ntu import (
     NTU120_TRAIN_SUBJECTS,
     import_ntu,
 )
+
+
+@pytest.fixture
+def ntu_folder(tmp_path: Path) -> Path:
+    return make_ntu_folder(tmp_path / "nturgbd_skeletons")
 
 
 def test_reads_coordinates_labels_classes_and_splits(ntu_folder: Path):
