@@ -99,7 +99,7 @@ def _per_loss_grads(losses: list[Tensor], params: Sequence[Tensor], impl: str,
 
 
 def _combine_global(stacks: list[Tensor | None], names: list[str]) -> tuple[list[Tensor | None], dict[str, float]]:
-    flat = [s.flatten(1) for s in stacks if s is not None]
+    flat = [s.reshape(s.shape[0], -1) for s in stacks if s is not None]
     if not flat:
         return list(stacks), {}
     gram_row = sum((f @ f[0] for f in flat), torch.zeros(len(names), dtype=flat[0].dtype, device=flat[0].device))
@@ -129,7 +129,7 @@ def _combine_per_tensor(stacks: list[Tensor | None], names: list[str]
         if s is None:
             out.append(None)
             continue
-        f = s.flatten(1)
+        f = s.reshape(s.shape[0], -1)
         row = f @ f[0]
         gram_row = row if gram_row is None else gram_row + row
         sq = f.pow(2).sum(1) if sq is None else sq + f.pow(2).sum(1)
