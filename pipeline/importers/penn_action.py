@@ -16,6 +16,12 @@ PENN_CLASSES = ["baseball_pitch", "baseball_swing", "bench_press", "bowl", "clea
                 "jump_rope", "jumping_jacks", "pullup", "pushup", "situp", "squat", "strum_guitar",
                 "tennis_forehand", "tennis_serve"]
 _REQUIRED = ("x", "y", "visibility", "action", "train")
+# The dataset's README lists the columns as head, left_shoulder, right_shoulder, ..., but the annotations are
+# mirrored: the person's right side comes first. Checked on all 2326 clips (tests/pipeline/test_importers_penn.py):
+# right-handed actions move column 5 most (strum_guitar: 95% of clips), and facing the camera (jumping_jacks)
+# column 1 is on the image's left. We store anatomical sides, as coco17 and BlazePose name them, so that
+# conversion by joint name pairs the same body side.
+FILE_TO_PENN13 = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11]  # penn13 joint j <- file column FILE_TO_PENN13[j]
 
 
 def read_penn_mat(path: Path) -> tuple[Clip, bool]:
@@ -34,6 +40,7 @@ def read_penn_mat(path: Path) -> tuple[Clip, bool]:
     action = str(np.asarray(m["action"]).ravel()[0]).strip()
     if action not in PENN_CLASSES:
         raise BadInput(f"unknown action {action!r}", path)
+    x, y, vis = (a[:, FILE_TO_PENN13] for a in (x, y, vis))
     kp = np.stack([x, y], axis=-1)[None]  # [1, T, 13, 2]
     # Ground truth: score 1.0 everywhere. Occluded joints are still annotated (estimated) positions, so they
     # stay; the 0/1 visibility flags travel along as an extra key.
