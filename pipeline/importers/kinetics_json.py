@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from models.layouts import OPENPOSE18
 from pipeline.errors import BadInput
@@ -150,40 +151,38 @@ def import_kinetics_json(src: str | os.PathLike, progress: bool = True) -> Skele
     for path, split in index_files:
         for vid, entry in _read_index(path).items():
             index[vid] = (entry, split, path)
-    it = clip_files
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(clip_files, desc="kinetics-json", unit="clip", leave=False)
     clips: list[Clip] = []
     split: dict[str, list[str]] = {"train": [], "test": []}
     names: dict[int, str] = {}
     skipped: list[str] = []
     seen: dict[str, Path] = {}
-    for path, default_split in it:
-        vid = path.stem
-        if vid in seen:
-            raise BadInput(f"clip {vid} also read from {seen[vid]}", path)
-        seen[vid] = path
-        entry, index_split, index_path = index.get(vid, ({}, None, None))
-        if entry.get("has_skeleton") is False:
-            skipped.append(vid)
-            continue
-        kp, sc, label, name = parse_kinetics_clip(path, _read_json(path))
-        if label is None and entry:
-            label = _label_index(entry.get("label_index"), index_path, f"{vid}: label_index")
-            name = entry.get("label") if isinstance(entry.get("label"), str) else name
-        if label is None:
-            raise BadInput("no label_index in the file nor in a *_label.json index beside it", path)
-        if label < 0:
-            raise BadInput(f"label_index {label} (unlabelled clip); only labelled clips can be imported", path)
-        if kp.shape[0] == 0:
-            skipped.append(vid)
-            continue
-        if name is not None:
-            if names.setdefault(label, name) != name:
-                raise BadInput(f"label_index {label} is {name!r} here but {names[label]!r} elsewhere", path)
-        clips.append(Clip(vid, label, kp, sc, None, fps=30.0))
-        split[index_split or default_split].append(vid)
+    # A context manager: on an error the bar is cleared before the one-line message is printed.
+    with tqdm(clip_files, desc="kinetics-json", unit="clip", leave=False, disable=not progress) as it:
+        for path, default_split in it:
+            vid = path.stem
+            if vid in seen:
+                raise BadInput(f"clip {vid} also read from {seen[vid]}", path)
+            seen[vid] = path
+            entry, index_split, index_path = index.get(vid, ({}, None, None))
+            if entry.get("has_skeleton") is False:
+                skipped.append(vid)
+                continue
+            kp, sc, label, name = parse_kinetics_clip(path, _read_json(path))
+            if label is None and entry:
+                label = _label_index(entry.get("label_index"), index_path, f"{vid}: label_index")
+                name = entry.get("label") if isinstance(entry.get("label"), str) else name
+            if label is None:
+                raise BadInput("no label_index in the file nor in a *_label.json index beside it", path)
+            if label < 0:
+                raise BadInput(f"label_index {label} (unlabelled clip); only labelled clips can be imported", path)
+            if kp.shape[0] == 0:
+                skipped.append(vid)
+                continue
+            if name is not None:
+                if names.setdefault(label, name) != name:
+                    raise BadInput(f"label_index {label} is {name!r} here but {names[label]!r} elsewhere", path)
+            clips.append(Clip(vid, label, kp, sc, None, fps=30.0))
+            split[index_split or default_split].append(vid)
     if not clips:
         raise BadInput(f"none of the {len(clip_files)} clips holds a person", root)
     num_classes = max(c.label for c in clips) + 1

@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from models.layouts import NTU25
 from pipeline.errors import BadInput
@@ -237,23 +238,21 @@ def import_ntu(src: str | os.PathLike, benchmark: str = "xsub", progress: bool =
             raise BadInput("no .skeleton files in folder", root)
     else:
         raise BadInput("not found", root)
-    it = files
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(files, desc="ntu", unit="clip", leave=False)
     clips: list[Clip] = []
     skipped: list[str] = []
     seen: dict[str, Path] = {}
-    for f in it:
-        clip = read_ntu_clip(f)
-        name = f.name.split(".")[0]
-        if name in seen:
-            raise BadInput(f"clip {name} also read from {seen[name]}", f)
-        seen[name] = f
-        if clip is None:
-            skipped.append(name)
-        else:
-            clips.append(clip)
+    # A context manager: on an error the bar is cleared before the one-line message is printed.
+    with tqdm(files, desc="ntu", unit="clip", leave=False, disable=not progress) as it:
+        for f in it:
+            clip = read_ntu_clip(f)
+            name = f.name.split(".")[0]
+            if name in seen:
+                raise BadInput(f"clip {name} also read from {seen[name]}", f)
+            seen[name] = f
+            if clip is None:
+                skipped.append(name)
+            else:
+                clips.append(clip)
     if not clips:
         raise BadInput(f"none of the {len(files)} .skeleton files holds a body", root)
     ntu120 = max(c.label for c in clips) >= len(NTU60_CLASSES)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+from tqdm import tqdm
 
 from models.layouts import PENN13
 from pipeline.errors import BadInput
@@ -65,12 +66,10 @@ def import_penn_action(src: str | os.PathLike, progress: bool = True) -> Skeleto
     if not files:
         raise BadInput("no .mat files in folder", root)
     clips, train, test = [], [], []
-    it = files
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(files, desc="penn-action", unit="clip", leave=False)
-    for f in it:
-        clip, is_train = read_penn_mat(f)
-        clips.append(clip)
-        (train if is_train else test).append(clip.frame_dir)
+    # A context manager: on an error the bar is cleared before the one-line message is printed.
+    with tqdm(files, desc="penn-action", unit="clip", leave=False, disable=not progress) as it:
+        for f in it:
+            clip, is_train = read_penn_mat(f)
+            clips.append(clip)
+            (train if is_train else test).append(clip.frame_dir)
     return SkeletonDataset(clips, {"train": train, "test": test}, list(PENN_CLASSES), PENN13)
