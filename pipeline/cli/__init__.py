@@ -8,6 +8,7 @@ import click
 
 from pipeline import __version__
 from pipeline.cli.dataset import dataset
+from pipeline.cli.extract import extract_cmd
 from pipeline.errors import BadInput
 
 
@@ -23,6 +24,7 @@ def cli() -> None:
 
 
 cli.add_command(dataset)
+cli.add_command(extract_cmd)
 
 
 def main() -> None:

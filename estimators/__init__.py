@@ -1,0 +1,1 @@
+"""Pose estimators: frames in, `[M, T, V, C]` keypoints and scores out (see `estimators.base`)."""

@@ -1,0 +1,232 @@
+"""MediaPipe BlazePose (full model, shipped in the mediapipe 0.10.21 wheel), HQ and LQ tiers.
+
+HQ (`MediaPipeConfig.high()`): per-frame person detection (`static_image_mode=True`), every frame, native
+resolution; opt-in horizontal-flip averaging (2x cost; mostly rescues missed detections; the unflipped pose is
+kept when the two disagree) and opt-in temporal smoothing. LQ (`MediaPipeConfig.low()`): tracking mode, every
+4th frame (the decoder only grabs the others), gaps linearly interpolated, `smooth_landmarks=False`, frames
+larger than 1280 px on the long side downscaled (INTER_LINEAR). ../shared/DESIGN.md gives the measurements.
+
+Several people: legacy MediaPipe pose finds one person per call. By default (`max_persons=1`) the tracker
+keeps the person seen longest and most confidently (per-frame detection can jump between people; those
+frames then count as missing for the kept person). With `max_persons=M>1`, each processed frame is run M
+times, each time with the persons found so far greyed out (M x cost), and the tracker keeps M tracks.
+
+Output: layout blazepose33, pixel (x, y) of the original frame, score = landmark visibility (times presence
+where MediaPipe fills it in). Joints placed outside the frame with visibility below `visibility_threshold`
+are invented limbs (tracking mode does this) and are dropped (coordinates 0, score 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
+
+import cv2
+import numpy as np
+
+from estimators.base import PoseEstimator, PoseResult, run_stream
+from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box, temporal_smooth
+from models.layouts import BLAZEPOSE33
+
+NUM_JOINTS = 33
+
+
+@dataclass(frozen=True)
+class MediaPipeConfig:
+    static_image_mode: bool = True    # True: detect the person in every frame; False: track from frame to frame
+    stride: int = 1                   # process every stride-th frame; the others are interpolated
+    max_side: int | None = None       # downscale (INTER_LINEAR) frames whose longer side exceeds this
+    flip_average: bool = False        # also run on the mirrored frame and average (2x cost)
+    smooth: int = 0                   # temporal smoothing half-window in frames (0 = off)
+    smooth_landmarks: bool = False    # MediaPipe's own filter (tracking mode only)
+    max_persons: int = 1
+    model_complexity: int = 1         # 1 = full; the lite (0) and heavy (2) models download at run time
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    visibility_threshold: float = 0.5  # out-of-frame joints below this are dropped
+    flip_agreement: float = 0.1       # flip and plain poses agree within this mean distance / body size
+
+    @staticmethod
+    def high(**overrides) -> MediaPipeConfig:
+        return replace(MediaPipeConfig(), **overrides)
+
+    @staticmethod
+    def low(**overrides) -> MediaPipeConfig:
+        return replace(MediaPipeConfig(static_image_mode=False, stride=4, max_side=1280), **overrides)
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise ValueError("stride must be >= 1")
+        if self.max_persons < 1:
+            raise ValueError("max_persons must be >= 1")
+        if self.max_side is not None and self.max_side < 64:
+            raise ValueError("max_side must be >= 64")
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 (C++ start-up chatter Python logging cannot reach) unless SKD_VERBOSE is set."""
+    if os.environ.get("SKD_VERBOSE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _quiet_logs() -> None:
+    # MediaPipe's C++ side logs a few lines per graph; keep the progress bar readable unless asked.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class MediaPipePose(PoseEstimator):
+    name = "mediapipe"
+    layout = "blazepose33"
+
+    def __init__(self, cfg: MediaPipeConfig | None = None):
+        self.cfg = cfg or MediaPipeConfig.high()
+        self._mp = None  # imported on first use: settings() (the cache key) must stay cheap
+        self._poses: list = []
+        self._flip_poses: list = []
+        self._fresh: set[int] = set()
+        self._flip_perm = BLAZEPOSE33.flip_permutation()
+
+    def settings(self) -> dict:
+        d = asdict(self.cfg)
+        d["mediapipe"] = importlib.metadata.version("mediapipe")
+        return d
+
+    def needs_frame(self, t: int) -> bool:
+        return t % self.cfg.stride == 0
+
+    def _new_pose(self):
+        if self._mp is None:
+            _quiet_logs()
+            import mediapipe as mp
+
+            self._mp = mp
+        c = self.cfg
+        with _stderr_silenced():
+            pose = self._mp.solutions.pose.Pose(
+                static_image_mode=c.static_image_mode, model_complexity=c.model_complexity,
+                smooth_landmarks=c.smooth_landmarks, enable_segmentation=False,
+                min_detection_confidence=c.min_detection_confidence,
+                min_tracking_confidence=c.min_tracking_confidence)
+        self._fresh.add(id(pose))
+        return pose
+
+    def _reset(self) -> None:
+        # Fresh graphs per video: tracking state must not leak from one video into the next.
+        self.close()
+        self._poses = [self._new_pose() for _ in range(self.cfg.max_persons)]
+        if self.cfg.flip_average:
+            self._flip_poses = [self._new_pose() for _ in range(self.cfg.max_persons)]
+
+    def close(self) -> None:
+        for p in self._poses + self._flip_poses:
+            p.close()
+        self._poses, self._flip_poses = [], []
+
+    def _run(self, pose, rgb: np.ndarray, scale: float, orig_hw: tuple[int, int]
+             ) -> tuple[np.ndarray, np.ndarray] | None:
+        if id(pose) in self._fresh:  # the first call prints TFLite/absl start-up lines
+            self._fresh.discard(id(pose))
+            with _stderr_silenced():
+                res = pose.process(rgb)
+        else:
+            res = pose.process(rgb)
+        if res.pose_landmarks is None:
+            return None
+        h, w = rgb.shape[:2]
+        lm = res.pose_landmarks.landmark
+        kp = np.array([(p.x * w, p.y * h) for p in lm], np.float32) / scale
+        vis = np.array([p.visibility for p in lm], np.float32)
+        pres = np.array([p.presence if p.HasField("presence") else 1.0 for p in lm], np.float32)
+        score = np.clip(vis * pres, 0, 1)
+        oh, ow = orig_hw
+        outside = (kp[:, 0] < 0) | (kp[:, 0] > ow) | (kp[:, 1] < 0) | (kp[:, 1] > oh)
+        score[outside & (score < self.cfg.visibility_threshold)] = 0
+        kp[score <= 0] = 0
+        return kp, score
+
+    def _merge_flip(self, plain, flipped, width: int):
+        if flipped is None:
+            return plain
+        kpf, scf = flipped
+        kpf = kpf[self._flip_perm].copy()
+        scf = scf[self._flip_perm].copy()
+        kpf[:, 0] = np.where(scf > 0, width - kpf[:, 0], 0)
+        if plain is None:
+            return kpf, scf  # the mirrored image found a person the plain one missed
+        kp, sc = plain
+        both = (sc > 0) & (scf > 0)
+        box = keypoint_box(kp, sc)
+        if box is None or not both.any():
+            return plain
+        size = max(float(np.hypot(box[2] - box[0], box[3] - box[1])), 1e-6)
+        if float(np.linalg.norm(kp[both] - kpf[both], axis=-1).mean()) / size > self.cfg.flip_agreement:
+            return plain  # they disagree (e.g. left/right confusion): trust the unflipped pose
+        w = sc + scf
+        out_k = np.where(both[:, None], (kp * sc[:, None] + kpf * scf[:, None]) / np.maximum(w, 1e-6)[:, None],
+                         np.where((sc > 0)[:, None], kp, kpf))
+        out_s = np.where(both, (sc + scf) / 2, np.maximum(sc, scf))
+        return out_k.astype(np.float32), out_s.astype(np.float32)
+
+    def detect(self, frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Persons in one BGR frame (up to max_persons), in original-frame pixels."""
+        oh, ow = frame.shape[:2]
+        scale = 1.0
+        if self.cfg.max_side is not None and max(oh, ow) > self.cfg.max_side:
+            scale = self.cfg.max_side / max(oh, ow)
+            frame = cv2.resize(frame, (round(ow * scale), round(oh * scale)), interpolation=cv2.INTER_LINEAR)
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        dets = []
+        for p in range(self.cfg.max_persons):
+            found = self._run(self._poses[p], rgb, scale, (oh, ow))
+            if self.cfg.flip_average:
+                flipped = self._run(self._flip_poses[p], np.ascontiguousarray(rgb[:, ::-1]), scale, (oh, ow))
+                found = self._merge_flip(found, flipped, ow)
+            if found is None:
+                break
+            dets.append(found)
+            if p + 1 < self.cfg.max_persons:
+                rgb = _grey_out(rgb, found[0] * scale, found[1])
+        return dets
+
+    def estimate(self, frames: Iterable[np.ndarray | None], fps: float, img_shape: tuple[int, int]) -> PoseResult:
+        self._reset()
+        tracker = PersonTracker(TrackerConfig(max_persons=self.cfg.max_persons,
+                                              max_age=max(60, 4 * self.cfg.stride)), NUM_JOINTS)
+        try:
+            timing = run_stream(frames, self.needs_frame, self.detect, tracker.update)
+        finally:
+            self.close()
+        kp, sc = tracker.finalize(timing["frames"])
+        if self.cfg.smooth > 0:
+            kp = temporal_smooth(kp, sc, self.cfg.smooth)
+        return PoseResult(kp, sc, self.layout, tuple(img_shape), float(fps), timing)
+
+
+def _grey_out(rgb: np.ndarray, kp: np.ndarray, score: np.ndarray, pad: float = 0.15) -> np.ndarray:
+    """A copy of `rgb` with the found person's keypoint box (padded) filled with the image's mean colour."""
+    box = keypoint_box(kp, score)
+    if box is None:
+        return rgb
+    h, w = rgb.shape[:2]
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    x0, y0 = int(max(0, box[0] - pad * bw)), int(max(0, box[1] - pad * bh))
+    x1, y1 = int(min(w, box[2] + pad * bw + 1)), int(min(h, box[3] + pad * bh + 1))
+    out = rgb.copy()
+    out[y0:y1, x0:x1] = rgb.reshape(-1, 3).mean(0).astype(np.uint8)
+    return out

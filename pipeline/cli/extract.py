@@ -1,0 +1,64 @@
+"""`pipeline extract`: run a pose estimator over videos into the skeleton cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.errors import BadInput
+
+
+@click.command("extract")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--quality", required=True, type=click.Choice(["high", "low"]),
+              help="high: per-frame detection on every frame (teacher input); low: tracking on every 4th frame, "
+                   "gaps interpolated (student input).")
+@click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(["mediapipe", "mmpose"]),
+              help="mmpose needs the optional extra (see README) and --mmpose-checkpoint.")
+@click.option("--cache", "cache_dir", default="data_cache", show_default=True, type=click.Path(path_type=Path),
+              help="Cache folder.")
+@click.option("--workers", default=1, show_default=True, type=int, help="Videos extracted in parallel processes.")
+@click.option("--max-persons", default=1, show_default=True, type=int,
+              help="Persons kept per video. MediaPipe finds one person per pass: M>1 re-runs each frame with "
+                   "the persons found so far greyed out (M x cost).")
+@click.option("--flip-average", is_flag=True, help="Also run on the mirrored frame and average (2x cost).")
+@click.option("--smooth", default=0, show_default=True, type=int,
+              help="Temporal smoothing half-window in frames (0 = off).")
+@click.option("--stride", default=None, type=int, help="Process every N-th frame (default: 1 high, 4 low).")
+@click.option("--mmpose-config", default=None,
+              help="MMPose top-down config (.py path or bundled file name; default HRNet-W32 COCO 256x192).")
+@click.option("--mmpose-checkpoint", default=None, help="MMPose checkpoint: a .pth path or an http(s) URL.")
+@click.option("--mmpose-box", default="frame", show_default=True, type=click.Choice(["frame", "mediapipe"]),
+              help="Person box for MMPose: the whole frame, or MediaPipe's pose box.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_dir: Path, workers: int,
+                max_persons: int, flip_average: bool, smooth: int, stride: int | None, mmpose_config: str | None,
+                mmpose_checkpoint: str | None, mmpose_box: str, no_progress: bool) -> None:
+    """Extract skeletons from VIDEOS (files or folders) into the cache, one entry per video and settings.
+
+    Videos already in the cache are skipped; a bad file is reported in the summary and the others go on.
+    Exit code 2 when any video failed.
+    """
+    from pipeline.extract import ExtractOptions, extract
+
+    if estimator == "mmpose" and mmpose_checkpoint is None:
+        raise BadInput("--estimator mmpose needs --mmpose-checkpoint (a .pth path or URL)")
+    opts = ExtractOptions(quality=quality, estimator=estimator, cache_dir=cache_dir, workers=workers,
+                          max_persons=max_persons, flip_average=flip_average, smooth=smooth, stride=stride,
+                          mmpose_config=mmpose_config, mmpose_checkpoint=mmpose_checkpoint, mmpose_box=mmpose_box)
+    s = extract([str(v) for v in videos], opts, show_progress=not no_progress)
+    done, skipped, failed = s.by("done"), s.by("skipped"), s.by("failed")
+    frames = sum(o.frames for o in done)
+    work = sum(o.seconds for o in done)
+    rate = f", {frames / work:.1f} frames/s" if work > 0 else ""
+    click.echo(f"done     {len(done):>4}  ({frames} frames{rate})")
+    click.echo(f"skipped  {len(skipped):>4}  (already in {cache_dir})")
+    click.echo(f"failed   {len(failed):>4}")
+    for o in failed:
+        click.echo(f"  {o.reason}")
+    click.echo(f"total {s.seconds:.1f} s")
+    if any(o.internal for o in failed):
+        raise click.exceptions.Exit(1)  # a crash, not bad input: exit 1 as the CLI contract says
+    if failed:
+        raise BadInput(f"{len(failed)} of {len(s.outcomes)} videos failed (listed above)")
