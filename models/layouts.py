@@ -193,7 +193,7 @@ def get_layout(spec: str | os.PathLike | Layout | dict) -> Layout:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise BadInput(f"not valid JSON ({e})", s) from None
         return Layout.from_dict(d, s)
-    raise BadInput(f"unknown layout {s!r}; built-in: {', '.join(BUILTIN)}, or a path to a layout .json")
+    raise BadInput(f"unknown layout (built-in: {', '.join(BUILTIN)}; or a path to a layout .json)", s)
 
 
 def conversion_plan(src: Layout, dst: Layout) -> list[tuple[int, ...]]:

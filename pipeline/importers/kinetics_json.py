@@ -156,8 +156,9 @@ def import_kinetics_json(src: str | os.PathLike, progress: bool = True) -> Skele
     names: dict[int, str] = {}
     skipped: list[str] = []
     seen: dict[str, Path] = {}
-    # A context manager: on an error the bar is cleared before the one-line message is printed.
-    with tqdm(clip_files, desc="kinetics-json", unit="clip", leave=False, disable=not progress) as it:
+    # Bars only on a terminal (None: off when stderr is piped); as a context manager the bar is cleared before
+    # a bad-input message is printed.
+    with tqdm(clip_files, desc="kinetics-json", unit="clip", leave=False, disable=None if progress else True) as it:
         for path, default_split in it:
             vid = path.stem
             if vid in seen:

@@ -241,8 +241,9 @@ def import_ntu(src: str | os.PathLike, benchmark: str = "xsub", progress: bool =
     clips: list[Clip] = []
     skipped: list[str] = []
     seen: dict[str, Path] = {}
-    # A context manager: on an error the bar is cleared before the one-line message is printed.
-    with tqdm(files, desc="ntu", unit="clip", leave=False, disable=not progress) as it:
+    # Bars only on a terminal (None: off when stderr is piped); as a context manager the bar is cleared before
+    # a bad-input message is printed.
+    with tqdm(files, desc="ntu", unit="clip", leave=False, disable=None if progress else True) as it:
         for f in it:
             clip = read_ntu_clip(f)
             name = f.name.split(".")[0]

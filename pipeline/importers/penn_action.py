@@ -66,8 +66,9 @@ def import_penn_action(src: str | os.PathLike, progress: bool = True) -> Skeleto
     if not files:
         raise BadInput("no .mat files in folder", root)
     clips, train, test = [], [], []
-    # A context manager: on an error the bar is cleared before the one-line message is printed.
-    with tqdm(files, desc="penn-action", unit="clip", leave=False, disable=not progress) as it:
+    # Bars only on a terminal (None: off when stderr is piped); as a context manager the bar is cleared before
+    # a bad-input message is printed.
+    with tqdm(files, desc="penn-action", unit="clip", leave=False, disable=None if progress else True) as it:
         for f in it:
             clip, is_train = read_penn_mat(f)
             clips.append(clip)

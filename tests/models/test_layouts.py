@@ -71,7 +71,7 @@ def test_malformed_layout_json_is_bad_input(tmp_path: Path, content, reason: str
 
 
 def test_unknown_layout_name_and_missing_file(tmp_path: Path):
-    with pytest.raises(BadInput, match="unknown layout 'coco18'"):
+    with pytest.raises(BadInput, match="^coco18: unknown layout \\(built-in: coco17, "):
         get_layout("coco18")
     with pytest.raises(BadInput, match="layout file not found"):
         get_layout(str(tmp_path / "absent.json"))
