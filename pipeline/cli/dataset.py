@@ -99,3 +99,26 @@ def export_cmd(file: Path, out: Path, layout: str | None) -> None:
     n = export_dataset(file, out, layout)
     click.echo(f"wrote {out}: {n} clips")
 
+
+
+@dataset.command("build")
+@click.option("--cache", "cache_dir", default="data_cache", show_default=True, type=click.Path(path_type=Path),
+              help="Cache folder that `pipeline extract` filled (both --quality high and low).")
+@click.option("--labels", required=True, type=click.Path(path_type=Path),
+              help="CSV rows video,label[,split]; video paths relative to the CSV's folder.")
+@click.option("--out-hq", required=True, type=click.Path(path_type=Path), help="Output HQ pickle.")
+@click.option("--out-lq", required=True, type=click.Path(path_type=Path), help="Output LQ pickle.")
+@click.option("--layout", default=None, help=LAYOUT_HELP + " Converts both from the estimator's layout.")
+@click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(["mediapipe", "mmpose"]))
+@click.option("--test-every", default=5, show_default=True, type=int,
+              help="Without a split column: every N-th clip of each class goes to the test split.")
+def build_cmd(cache_dir: Path, labels: Path, out_hq: Path, out_lq: Path, layout: str | None, estimator: str,
+              test_every: int) -> None:
+    """Pair the HQ and LQ cache entries of the labelled videos into two pyskl pickles (same clips and frames)."""
+    from pipeline.build import build_paired
+
+    hq, _ = build_paired(cache_dir, labels, out_hq, out_lq, layout=layout, estimator=estimator,
+                         test_every=test_every)
+    n = {k: len(v) for k, v in hq.split.items()}
+    click.echo(f"wrote {out_hq} and {out_lq}: {len(hq.clips)} clips, {hq.num_classes} classes, layout "
+               f"{hq.layout.name}, splits {n}")
