@@ -64,10 +64,12 @@ def info_cmd(file: Path, layout: str | None, as_json: bool) -> None:
     f = summary["frames"]
     click.echo(f"frames per clip: min {f['min']}, median {f['median']}, mean {f['mean']:.1f}, max {f['max']}")
     splits = list(summary["per_split"])
-    click.echo(f"{'class':<24}" + "".join(f"{s:>9}" for s in splits))
+    widths = [max(9, len(s) + 2) for s in splits]  # pyskl's split names (xview_train, ...) are long
+    click.echo(f"{'class':<24}" + "".join(f"{s:>{w}}" for s, w in zip(splits, widths)))
     for i, name in enumerate(summary["classes"]):
-        click.echo(f"{i:>3} {name[:20]:<20}" + "".join(f"{summary['per_split'][s][i]:>9}" for s in splits))
-    click.echo(f"{'total':<24}" + "".join(f"{sum(summary['per_split'][s]):>9}" for s in splits))
+        click.echo(f"{i:>3} {name[:20]:<20}" + "".join(f"{summary['per_split'][s][i]:>{w}}"
+                                                      for s, w in zip(splits, widths)))
+    click.echo(f"{'total':<24}" + "".join(f"{sum(summary['per_split'][s]):>{w}}" for s, w in zip(splits, widths)))
 
 
 @dataset.command("corrupt")
