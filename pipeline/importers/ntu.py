@@ -119,6 +119,27 @@ class _Lines:
             raise BadInput(f"line {self.pos}: {what} has {len(parts)} values, expected {n}", self.path)
         return parts
 
+    def table(self, what: str, rows: int, cols: int) -> np.ndarray:
+        """The next `rows` lines of `cols` numbers each, as a float64 `[rows, cols]` array."""
+        block = self.lines[self.pos:self.pos + rows]
+        if len(block) == rows:  # fast path: one conversion for the whole block
+            try:
+                values = np.array(" ".join(block).split(), dtype=np.float64)
+            except ValueError:
+                values = None
+            if values is not None and values.size == rows * cols:
+                self.pos += rows
+                return values.reshape(rows, cols)
+        # slow path, line by line, to name the line that is wrong
+        out = np.empty((rows, cols))
+        for i in range(rows):
+            parts = self.numbers(what, cols)
+            try:
+                out[i] = [float(x) for x in parts]
+            except ValueError:
+                raise BadInput(f"line {self.pos}: {what} holds a value that is not a number", self.path) from None
+        return out
+
 
 def read_skeleton_file(path: Path) -> tuple[int, list[tuple[str, np.ndarray, np.ndarray]]]:
     """Frame count and, per body id in order of appearance, `(id, frames [F], xyz [F, 25, 3])`.
@@ -142,12 +163,7 @@ def read_skeleton_file(path: Path) -> tuple[int, list[tuple[str, np.ndarray, np.
             if n_joints != NUM_JOINTS:
                 raise BadInput(f"line {r.pos}: {n_joints} joints, NTU bodies have {NUM_JOINTS}", path)
             start = r.pos
-            rows = [r.numbers("a joint line", 12) for _ in range(NUM_JOINTS)]
-            try:
-                joints = np.array(rows, dtype=np.float64)[:, :3]
-            except ValueError:
-                bad = next(i for i, row in enumerate(rows) if not _all_float(row))
-                raise BadInput(f"line {start + bad + 1}: joint values are not all numbers", path) from None
+            joints = r.table("a joint line", NUM_JOINTS, 12)[:, :3]
             if not np.isfinite(joints).all():
                 raise BadInput(f"lines {start + 1}..{r.pos}: non-finite joint coordinates", path)
             frames, coords = bodies.setdefault(body_id, ([], []))
@@ -156,14 +172,6 @@ def read_skeleton_file(path: Path) -> tuple[int, list[tuple[str, np.ndarray, np.
             frames.append(t)
             coords.append(joints)
     return num_frames, [(b, np.array(f), np.stack(c)) for b, (f, c) in bodies.items()]
-
-
-def _all_float(row: list[str]) -> bool:
-    try:
-        [float(x) for x in row]
-    except ValueError:
-        return False
-    return True
 
 
 def _motion(xyz: np.ndarray) -> float:
