@@ -245,6 +245,38 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
     return stats
 
 
+class FeatureSplit:
+    """Makes the `split` for `revise_and_backward` without touching the model's code.
+
+    A forward hook on `module` (the distilled layer, e.g. the last GCN block; called once per forward) keeps its
+    output F and hands the rest of the model a detached leaf copy, so the head and every loss computed from the
+    returned features hang off the leaf. Use `split` (= (F, leaf)) after the student's forward. Inactive when
+    gradients are off (evaluation) or the output does not require grad (a frozen teacher).
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        self.features: Tensor | None = None
+        self.leaf: Tensor | None = None
+        self._handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module: torch.nn.Module, inputs: object, output: Tensor) -> Tensor | None:
+        if not (torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad):
+            self.features = self.leaf = None
+            return None
+        self.features = output
+        self.leaf = output.detach().requires_grad_(True)
+        return self.leaf
+
+    @property
+    def split(self) -> tuple[Tensor, Tensor]:
+        if self.features is None or self.leaf is None:
+            raise RuntimeError("no split features: run the student's forward with gradients enabled first")
+        return self.features, self.leaf
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
 class RevisionMeter:
     """Running means of the statistics `revise_and_backward` returns (e.g. how often each loss conflicted)."""
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.grad_revision import RevisionMeter, revise_and_backward
+from models.grad_revision import FeatureSplit, RevisionMeter, revise_and_backward
 from models.losses import DistillConfig, build_distill_losses
 
 
@@ -196,3 +196,23 @@ def test_no_revision_is_plain_backward(split):
     revise_and_backward(losses, "ce", params, "none", split=sp)
     for p, e in zip(params, expected):
         assert torch.allclose(p.grad, e, atol=1e-12)
+
+
+def test_feature_split_hook_gives_the_same_gradients():
+    student, distill, x, y, f_t, z_t, params = setup(-1.0)
+    ref = reference(losses_of(student, distill, x, y, f_t, z_t, split=False)[0], params, "global")
+    splitter = FeatureSplit(student.body)  # the model's code is untouched: the hook hands the head a leaf copy
+    try:
+        f = student.body(x)
+        assert f.is_leaf and f.requires_grad
+        z = student.head(f)
+        losses = {"ce": F.cross_entropy(z, y), **distill(z, f, z_t, f_t)}
+        revise_and_backward(losses, "ce", params, "global", "jvp", splitter.split)
+        with torch.no_grad():  # evaluation: the hook stays out of the way
+            assert not student.body(x).requires_grad
+        with pytest.raises(RuntimeError, match="no split"):
+            _ = splitter.split
+    finally:
+        splitter.remove()
+    for p, r in zip(params, ref):
+        assert torch.allclose(p.grad, r, atol=1e-9, rtol=1e-9)
