@@ -111,7 +111,8 @@ def _lines(t: int = 3) -> list[str]:
     (lambda ls: ls[:40], "line 41: file ends where a joint line was expected"),          # truncated mid-body
     (lambda ls: ls[:1], "line 2: file ends where the body count of frame 1 was expected"),
     (lambda ls: ls[:35] + [ls[35].rsplit(" ", 1)[0]] + ls[36:], "line 36: a joint line has 11 values"),
-    (lambda ls: ls[:10] + [ls[10].replace("277.1", "abc")] + ls[11:], "line 11: a joint line holds a value that is not a number"),
+    (lambda ls: ls[:10] + [ls[10].replace("277.1", "abc")] + ls[11:],
+     "line 11: a joint line holds a value that is not a number"),
     (lambda ls: ls[:3] + ["24"] + ls[4:], "line 4: 24 joints"),
     (lambda ls: ["three"] + ls[1:], "line 1: expected the frame count"),
     (lambda ls: ls[:2] + ["7 0 1"] + ls[3:], "line 3: a body info line has 3 values"),
