@@ -146,3 +146,8 @@ def test_bad_file_name_empty_folder_and_missing_folder(tmp_path: Path):
 def test_unknown_benchmark(ntu_folder: Path):
     with pytest.raises(BadInput, match="benchmark"):
         import_ntu(ntu_folder, benchmark="xcam", progress=False)
+
+
+def test_single_file(ntu_folder: Path):
+    ds = import_ntu(ntu_folder / "S002C001P003R002A003.skeleton", progress=False)
+    assert [c.frame_dir for c in ds.clips] == ["S002C001P003R002A003"] and ds.split["test"] == ["S002C001P003R002A003"]
