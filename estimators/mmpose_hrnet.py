@@ -164,7 +164,12 @@ class MMPoseHRNet(PoseEstimator):
             model_cfg.test_cfg.flip_test = self.cfg.flip_test
         model = MODELS.build(model_cfg)
         if self.cfg.checkpoint is not None:
-            model.load_state_dict(self._read_checkpoint(self.cfg.checkpoint, torch), strict=True)
+            try:
+                model.load_state_dict(self._read_checkpoint(self.cfg.checkpoint, torch), strict=True)
+            except RuntimeError as e:  # missing/unexpected keys or shapes: weights of another model
+                first = str(e).strip().splitlines()[1:2] or [str(e)[:200]]
+                raise BadInput(f"checkpoint does not fit {self.config_path.name}: {first[0].strip()[:200]}",
+                               self.cfg.checkpoint) from None
         model.to(self.cfg.device).eval()
         ds_cfg = cfg.test_dataloader.dataset
         metainfo = ds_cfg.metainfo if "metainfo" in ds_cfg else DATASETS.get(ds_cfg.type).METAINFO
