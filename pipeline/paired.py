@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import torch
+
 from models.layouts import Layout
+from models.transforms import InputConfig, draw_augment, make_input, sample_indices
 from pipeline.datasets import convert_dataset
 from pipeline.errors import BadInput
 from pipeline.skeleton import Clip, SkeletonDataset
@@ -88,3 +92,31 @@ def pair_datasets(hq: SkeletonDataset, lq: SkeletonDataset, layout: Layout | Non
         raise BadInput(f"no clip of {names[0]} pairs with {names[1]}: {report.describe()}")
     return PairedData(hq_out, lq_out, {k: list(v) for k, v in hq.split.items()}, list(hq.classes), target,
                       report)
+
+
+class PairedClipDataset(torch.utils.data.Dataset):
+    """Yields `(x_hq, x_lq, label)` of one clip with the SAME frame indices and augmentation on both sides,
+    so the teacher and the student look at the same moments of the same (transformed) motion."""
+
+    def __init__(self, hq: list[Clip], lq: list[Clip], layout: Layout, cfg: InputConfig, train: bool = True,
+                 seed: int = 0):
+        if len(hq) != len(lq):
+            raise ValueError("HQ and LQ clip lists differ in length")
+        self.hq, self.lq, self.layout, self.cfg = hq, lq, layout, cfg
+        self.train, self.seed = train, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.hq)
+
+    def __getitem__(self, i: int):
+        # Deterministic per (seed, epoch, clip): resumed and distributed runs draw the same samples.
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        idx = sample_indices(self.hq[i].total_frames, self.cfg.length, self.train, rng)[0]
+        aug = draw_augment(rng, self.cfg) if self.train else None
+        x_hq = make_input(self.hq[i], self.layout, self.cfg, idx, aug)
+        x_lq = make_input(self.lq[i], self.layout, self.cfg, idx, aug)
+        return torch.from_numpy(x_hq), torch.from_numpy(x_lq), int(self.hq[i].label)

@@ -8,7 +8,9 @@ import click
 
 from pipeline import __version__
 from pipeline.cli.dataset import dataset
+from pipeline.cli.distill import distill
 from pipeline.cli.extract import extract_cmd
+from pipeline.cli.train import eval_cmd, train
 from pipeline.errors import BadInput
 
 
@@ -25,6 +27,9 @@ def cli() -> None:
 
 cli.add_command(dataset)
 cli.add_command(extract_cmd)
+cli.add_command(train)
+cli.add_command(eval_cmd)
+cli.add_command(distill)
 
 
 def main() -> None:

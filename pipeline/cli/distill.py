@@ -1,0 +1,72 @@
+"""`pipeline distill`: teacher on HQ, frozen; student on LQ of the same clips, taught by the teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.cli.dataset import LAYOUT_HELP
+
+
+@click.command()
+@click.option("--hq", required=True, type=click.Path(path_type=Path), help="High-quality skeletons (pyskl pickle).")
+@click.option("--lq", type=click.Path(path_type=Path), help="Low-quality skeletons of the same clips (pickle).")
+@click.option("--corrupt", "corrupt_spec", metavar="SPEC",
+              help="Simulate LQ from HQ instead of --lq, e.g. drop=0.6,impute=3,jitter=0.02,framedrop=0.1.")
+@click.option("--layout", default=None, help=LAYOUT_HELP + " Both sides are converted to it (default: HQ's).")
+@click.option("--method", default="skd", show_default=True,
+              type=click.Choice(["none", "kd", "fitnet", "rkd", "at", "skd"]),
+              help="none = student on labels only; kd = Hinton logits; fitnet = feature MSE; rkd = relational; "
+                   "at = attention transfer; skd = graph matching (node+edge) + logits.")
+@click.option("--grad-revision/--no-grad-revision", default=True, show_default=True,
+              help="Project distillation gradients that conflict with the classification gradient.")
+@click.option("--revision-mode", default="global", show_default=True, type=click.Choice(["global", "per_tensor"]),
+              help="Project over all student parameters at once (the authors') or per parameter tensor.")
+@click.option("--teacher", "teacher_ckpt", type=click.Path(path_type=Path),
+              help="Reuse a trained teacher checkpoint (else one is trained on HQ and saved as RUN/teacher.pt).")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Student epochs.")
+@click.option("--teacher-epochs", type=click.IntRange(1), help="Teacher epochs [default: --epochs].")
+@click.option("--student-width", default=1.0, show_default=True, type=click.FloatRange(0.05, 4.0),
+              help="Student channel width multiplier (the teacher uses --teacher-width).")
+@click.option("--teacher-width", default=1.0, show_default=True, type=click.FloatRange(0.05, 4.0))
+@click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 30), help="GCN blocks of both nets.")
+@click.option("--length", default=64, show_default=True, type=click.IntRange(4), help="Frames sampled per clip.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=0.1, show_default=True, type=float)
+@click.option("--tau", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Temperature of the logit term (scaled by tau^2).")
+@click.option("--weights", default="", metavar="K=V,...",
+              help="Loss weights, e.g. kd=1,node=1,edge=1,fitnet=1,rkd_dist=25,rkd_angle=50,at=1000,ce=1.")
+@click.option("--train-fraction", default=1.0, show_default=True, type=click.FloatRange(0.01, 1.0),
+              help="Use this fraction of the training clips (stratified), to study low-data settings.")
+@click.option("--allow-unpaired", is_flag=True, help="Drop clips that do not pair instead of failing.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader workers.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
+def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | None, method: str,
+            grad_revision: bool, revision_mode: str, teacher_ckpt: Path | None, epochs: int,
+            teacher_epochs: int | None, student_width: float, teacher_width: float, depth: int, length: int,
+            batch_size: int, lr: float, tau: float, weights: str, train_fraction: float, allow_unpaired: bool,
+            seed: int, workers: int, device: str, resume: bool, out: Path) -> None:
+    """Train a teacher on HQ skeletons (or reuse --teacher), freeze it, and distil a student on LQ skeletons.
+
+    Writes RUN/teacher.pt, RUN/student.pt, RUN/metrics.json (teacher HQ/LQ top-1, student LQ top-1/top-5),
+    per-epoch CSVs and plots. Under torchrun each rank takes a shard of every epoch.
+    """
+    import json
+
+    from pipeline.distilling import make_request, run_distill
+
+    req = make_request(method=method, grad_revision=revision_mode if grad_revision else "none", epochs=epochs,
+                       teacher_epochs=teacher_epochs, student_width=student_width, teacher_width=teacher_width,
+                       depth=depth, length=length, batch_size=batch_size, lr=lr, tau=tau, weights=weights,
+                       train_fraction=train_fraction, allow_unpaired=allow_unpaired, seed=seed, workers=workers,
+                       device=device)
+    m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout, teacher_ckpt=teacher_ckpt,
+                    resume=resume)
+    summary = {"teacher": {k: m["teacher"][k] for k in ("hq_top1", "lq_top1")},
+               "student": {k: m["student"][k] for k in ("lq_top1", "lq_top5")}, "method": m["method"]}
+    click.echo(f"wrote {out / 'metrics.json'}: {json.dumps(summary)}")
