@@ -8,7 +8,7 @@ Variants, each a full optimizer step of the student (forward, losses, backward, 
 - skd, revision naive (global / per_tensor): one backward per loss through the whole student (the authors' way);
 - skd, revision batched: one vmapped backward of the stacked loss vector (`is_grads_batched`);
 - skd, revision batched-split: per-loss gradients w.r.t. the shared features, then one vmapped backward;
-- skd, revision jvp (global): 2 backward passes + 1 Jacobian-vector product through the backbone, whatever K.
+- skd, revision jvp (global): 2 backward passes + 1 forward-mode pass through the backbone, whatever K.
 Every revision variant is exact; the script checks that their gradients agree before timing.
 Variants run interleaved, round after round, and the median per variant is reported (the CPU may be shared).
 The student is models/stgcn.py's ST-GCN when that module exists with the expected interface, else a stand-in of
@@ -86,17 +86,25 @@ class StandInSTGCN(nn.Module):
         return (logits, feats) if return_features else logits
 
 
-def build_models(args, num_classes: int, v: int) -> tuple[nn.Module, nn.Module, nn.Module, str]:
-    """(student, teacher, distilled-layer module of the student, description)."""
+def build_models(args, num_classes: int) -> tuple[nn.Module, nn.Module, nn.Module, str]:
+    """(student, teacher, the student's distilled-layer module, description)."""
     layout = get_layout("penn13")
+    if not args.stand_in:
+        try:  # the project's ST-GCN
+            from models.stgcn import STGCN, STGCNConfig
+        except ImportError:
+            pass
+        else:
+            def make(width: float) -> nn.Module:
+                return STGCN(STGCNConfig(in_channels=2, num_classes=num_classes, layout=layout.to_dict(), width=width,
+                                         max_persons=args.persons))
+            student, teacher = make(args.width), make(1.0)
+            student.out_channels, teacher.out_channels = student.feature_channels, teacher.feature_channels
+            return student, teacher, student.blocks[-1], f"models/stgcn.py ST-GCN (width {args.width})"
     a = torch.from_numpy(spatial_adjacency(layout))
-    try:  # the project's ST-GCN, when it is there
-        from models import stgcn  # noqa: F401
-        raise ImportError  # replaced below once models/stgcn.py exists
-    except ImportError:
-        student = StandInSTGCN(num_classes, a, 2, args.width)
-        teacher = StandInSTGCN(num_classes, a, 2, 1.0)
-        return student, teacher, student.blocks, f"stand-in ST-GCN defined in this script (width {args.width})"
+    student = StandInSTGCN(num_classes, a, 2, args.width)
+    teacher = StandInSTGCN(num_classes, a, 2, 1.0)
+    return student, teacher, student.blocks, f"stand-in ST-GCN defined in this script (width {args.width})"
 
 
 def main() -> None:
@@ -109,12 +117,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stand-in", action="store_true", help="use this script's ST-GCN even if models/stgcn.py exists")
     ap.add_argument("--variants", default="all", help="comma-separated subset of the variant names")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     v = get_layout("penn13").num_joints
-    student, teacher, layer, desc = build_models(args, args.classes, v)
+    student, teacher, layer, desc = build_models(args, args.classes)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -126,22 +135,13 @@ def main() -> None:
     x_hq = torch.randn(args.batch, args.persons, args.frames, v, 2)
     x_lq = x_hq + 0.1 * torch.randn_like(x_hq)
     y = torch.randint(0, args.classes, (args.batch,))
-    splitter = FeatureSplit(layer)
-    splitter.remove()
-
     def skd_losses(split: bool):
-        nonlocal splitter
         with torch.no_grad():
             z_t, f_t = teacher(x_hq, return_features=True)
-        if split:
-            splitter = FeatureSplit(layer)
-        try:
-            z_s, f_s = student(x_lq, return_features=True)
-        finally:
-            if split:
-                splitter.remove()
+        splitter = FeatureSplit(student, layer) if split else None
+        z_s, f_s = (splitter or student)(x_lq, return_features=True)
         losses = {"ce": F.cross_entropy(z_s, y), **distill(z_s, f_s, z_t, f_t, persons=args.persons)}
-        return losses, (splitter.split if split else None)
+        return losses, splitter
 
     def plain():
         z = student(x_lq)
@@ -149,8 +149,12 @@ def main() -> None:
 
     def skd(mode: str, impl: str, split: bool):
         def step():
-            losses, sp = skd_losses(split)
-            revise_and_backward(losses, "ce", params, mode, impl, sp)
+            losses, splitter = skd_losses(split)
+            try:
+                revise_and_backward(losses, "ce", params, mode, impl, splitter)
+            finally:
+                if splitter is not None:
+                    splitter.remove()
         return step
 
     variants = {
@@ -161,7 +165,7 @@ def main() -> None:
         "skd, global, batched-split": skd("global", "batched", True),
         "skd, global, jvp": skd("global", "jvp", True),
         "skd, per_tensor, naive": skd("per_tensor", "naive", False),
-        "skd, per_tensor, batched-split": skd("per_tensor", "batched", True),
+        "skd, per_tensor, naive-split": skd("per_tensor", "naive", True),
     }
     if args.variants != "all":
         keep = {s.strip() for s in args.variants.split(",")}

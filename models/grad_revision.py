@@ -15,24 +15,25 @@ feature loss) nothing is projected.
 Implementations, all exact (they agree to rounding):
 - "naive": one backward pass per loss (K+1 passes through the whole network);
 - "batched": one backward of the stacked loss vector with K+1 one-hot cotangents (`is_grads_batched`, vmap);
-- "jvp" (global mode; needs `split`): uses that only the scalar products g_k·g_ce are needed. With the shared
-  features F (all losses reach the backbone only through F) and per-loss feature gradients u_k = ∂L_k/∂F,
-  g_k = b_k + Jᵀu_k (b_k: the part from parameters after F, J = ∂F/∂θ), so
-  g_k·g_ce = b_k·g_ce + u_k·(J g_ce): one Jacobian-vector product serves every k. The JVP is taken as the
-  derivative of the (linear) backward map u ↦ Jᵀu, so it needs nothing but the autograd graph. The update is
-  (1 − Σ c_k)·g_ce + Σ_k b_k + Jᵀ(Σ_k u_k): two backward passes through the backbone plus one JVP, whatever K.
+  the same arithmetic in one call; on a CPU it is slower than the loop (measured in bench/grad_revision_cost.py);
+- "jvp" (global mode; needs a `FeatureSplit`): uses that only the scalar products g_k·g_ce are needed. With the
+  shared features F (every loss reaches the backbone only through F) and per-loss feature gradients
+  u_k = ∂L_k/∂F (cheap: they stop at F), g_k = b_k + Jᵀu_k (b_k: parameters after F, J = ∂F/∂θ), so
+  g_k·g_ce = b_k·g_ce + u_k·(J g_ce): ONE Jacobian-vector product (a forward-mode re-run of the student up to F)
+  serves every k. The update is (1 − Σ c_k)·g_ce + Σ_k b_k + Jᵀ(Σ_k u_k): two backward passes through the
+  backbone and one forward-mode pass, whatever K, instead of K+1 backward passes.
 
-`split=(F, F_leaf)`: the student's shared features F (attached to the backbone) and `F_leaf =
-F.detach().requires_grad_()`, from which the caller computed every loss (head, adapters, loss terms). The backbone
-part is then back-propagated from F with per-loss feature gradients, which the "batched" and "naive"
-implementations use too.
+`split`: a `FeatureSplit` (or a pair `(F, F_leaf)`, `F_leaf = F.detach().requires_grad_()`, from which the caller
+computed every loss). With a split, per-loss gradients first stop at F, and the backbone is back-propagated from F.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 MODES = ("none", "global", "per_tensor")
@@ -150,35 +151,126 @@ def _combine_per_tensor(stacks: list[Tensor | None], names: list[str]
     return out, stats
 
 
-def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], split: tuple[Tensor, Tensor], names: list[str]
+def _quiet_forward_ad_setup() -> None:
+    # On first use, torch registers its forward-AD decompositions through the deprecated torch.jit.script,
+    # which warns once; the warning is torch's business, not the user's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import torch._decomp.decompositions_for_jvp  # noqa: F401
+        except ImportError:
+            pass
+
+
+class _Captured(Exception):
+    """Stops a forward-mode re-run once the split layer has produced its output."""
+
+
+class FeatureSplit:
+    """Splits the student at its distilled layer, without touching the model's code.
+
+    Run the student's training forward through it (`out = splitter(x, return_features=True)` instead of
+    `student(...)`). A forward hook on `layer` (the distilled layer, e.g. the last GCN block; it must run once per
+    forward) keeps its output F and hands the rest of the model a detached leaf copy, so the head and every loss
+    computed from the outputs hang off the leaf; `split` is then `(F, leaf)`. `jvp` re-runs the same forward (same
+    inputs, same RNG state so dropout masks repeat, BatchNorm buffers copied so running statistics are updated
+    once) in forward-mode AD and stops at `layer`: J·v for the "jvp" revision. The hook stays out of the way when
+    gradients are off (evaluation) or the layer's output does not require grad (a frozen model).
+    """
+
+    def __init__(self, model: torch.nn.Module, layer: torch.nn.Module):
+        self.model = model
+        self.layer = layer
+        self.features: Tensor | None = None
+        self.leaf: Tensor | None = None
+        self._pending: tuple | None = None
+        self._call: tuple | None = None
+        self._capture = False
+        self._captured: Tensor | None = None
+        self._handle = layer.register_forward_hook(self._hook)
+
+    def __call__(self, *args, **kwargs):
+        cuda = sorted({p.device.index or 0 for p in self.model.parameters() if p.is_cuda})
+        rng = (torch.get_rng_state(), {i: torch.cuda.get_rng_state(i) for i in cuda})
+        self._pending = (args, kwargs, rng)
+        try:
+            return self.model(*args, **kwargs)
+        finally:
+            self._pending = None
+
+    def _hook(self, module: torch.nn.Module, inputs: object, output: Tensor) -> Tensor | None:
+        if self._capture:  # a jvp re-run: its own hook takes the output
+            return None
+        self.features = self.leaf = self._call = None
+        if not (torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad):
+            return None
+        self.features = output
+        self.leaf = output.detach().requires_grad_(True)
+        self._call = self._pending  # None when the model was called directly: then no jvp
+        return self.leaf
+
+    def _capture_hook(self, module: torch.nn.Module, inputs: object, output: Tensor) -> None:
+        self._captured = output
+        raise _Captured  # the rest of the model (head) is not needed
+
+    @property
+    def split(self) -> tuple[Tensor, Tensor]:
+        if self.features is None or self.leaf is None:
+            raise RuntimeError("no split features: run the student's forward with gradients enabled first")
+        return self.features, self.leaf
+
+    def jvp(self, params: Sequence[Tensor], tangents: Sequence[Tensor | None]) -> Tensor:
+        """Directional derivative of the split features along `tangents` (one per parameter; None = 0)."""
+        if self._call is None or self.features is None:
+            raise RuntimeError("jvp needs the student's last training forward to have run through this FeatureSplit")
+        args, kwargs, (cpu_rng, cuda_rng) = self._call
+        _quiet_forward_ad_setup()
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        with torch.no_grad(), fwAD.dual_level(), torch.random.fork_rng(devices=list(cuda_rng)):
+            torch.set_rng_state(cpu_rng)
+            for i, state in cuda_rng.items():
+                torch.cuda.set_rng_state(state, i)
+            over: dict[str, Tensor] = {n: b.clone() for n, b in self.model.named_buffers()}
+            for p, t in zip(params, tangents):
+                if t is not None and id(p) in names:
+                    over[names[id(p)]] = fwAD.make_dual(p.detach(), t)
+            self._capture = True
+            handle = self.layer.register_forward_hook(self._capture_hook)
+            try:
+                torch.func.functional_call(self.model, over, args, kwargs)
+            except _Captured:
+                pass
+            finally:
+                self._capture = False
+                handle.remove()
+            out, self._captured = self._captured, None
+            if out is None:
+                raise RuntimeError("the split layer did not run in the re-run forward")
+            tangent = fwAD.unpack_dual(out).tangent
+        return torch.zeros_like(self.features) if tangent is None else tangent
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: FeatureSplit, names: list[str]
                 ) -> tuple[list[Tensor | None], dict[str, float]]:
-    feats, f_leaf = split
+    feats, f_leaf = splitter.split
     branch, u = _branch_and_feature_grads(losses, params, f_leaf)
-    # g_ce's backbone part Jᵀu as a function of u (linear), kept differentiable to get J·v by a second backward.
-    u0 = u[0].detach().requires_grad_(True)
-    t0 = torch.autograd.grad(feats, params, grad_outputs=u0, create_graph=True, retain_graph=True,
-                             allow_unused=True)
-    g0 = [_add(b, None if t is None else t.detach()) for b, t in zip(branch[0], t0)]
-    reached = [(t, g) for t, g in zip(t0, g0) if t is not None]
-    if reached:
-        (jg0,) = torch.autograd.grad([t for t, _ in reached], u0, grad_outputs=[g for _, g in reached],
-                                     allow_unused=True)
-        jg0 = torch.zeros_like(u0) if jg0 is None else jg0
-    else:
-        jg0 = torch.zeros_like(u0)
+    t0 = torch.autograd.grad(feats, params, grad_outputs=u[0], retain_graph=True, allow_unused=True)
+    g0 = [_add(b, t) for b, t in zip(branch[0], t0)]
+    jg0 = splitter.jvp(params, g0)  # J·g_ce in feature space: one forward-mode pass serves every loss
     n0 = _dot(g0, g0)
-    n0 = n0 if isinstance(n0, Tensor) else torch.tensor(n0, dtype=u0.dtype)
-    tiny = torch.finfo(u0.dtype).tiny
-    scale = 1.0
+    scale: Tensor | float = 1.0
     stats = {}
     for k in range(1, len(losses)):
         dot = _dot(branch[k], g0) + (u[k] * jg0).sum()
         conflict = bool(dot < 0) and bool(n0 > 0)
         if conflict:
-            scale = scale - dot / n0.clamp(min=tiny)
+            scale = scale - dot / n0
         stats[f"conflict/{names[k]}"] = float(conflict)
-    u_d = torch.stack(u[1:]).sum(0) if len(u) > 1 else torch.zeros_like(u0)
-    t_d = torch.autograd.grad(feats, params, grad_outputs=u_d, retain_graph=True, allow_unused=True)
+    u_d = torch.stack(u[1:]).sum(0)
+    t_d = torch.autograd.grad(feats, params, grad_outputs=u_d, allow_unused=True)
     out = []
     for i in range(len(params)):
         g = None if g0[i] is None else g0[i] * scale
@@ -189,14 +281,16 @@ def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], split: tuple[Ten
 
 
 def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence[Tensor], mode: str = "global",
-                        impl: str = "auto", split: tuple[Tensor, Tensor] | None = None) -> dict[str, float]:
+                        impl: str = "auto", split: FeatureSplit | tuple[Tensor, Tensor] | None = None
+                        ) -> dict[str, float]:
     """Back-propagate `losses` (weighted scalars, `ce_key` the classification loss) with gradient revision.
 
     Accumulates into `.grad` of `params` like `backward()` does (zero them before); parameters that no loss reaches
-    are left alone. Returns statistics per distillation loss: `conflict/<name>` (global: 1.0 if it conflicted with
-    CE this step; per_tensor: the fraction of shared parameter tensors where it did) and, except for the "jvp"
-    implementation, `cos/<name>` (cosine with the CE gradient over all parameters). See the module docstring for
-    `impl` and `split`.
+    are left alone. `params`: every trainable student parameter, distillation adapters included. Returns statistics
+    per distillation loss: `conflict/<name>` (global: 1.0 if it conflicted with CE this step; per_tensor: the
+    fraction of the parameter tensors shared with CE where it did) and, except with "jvp", `cos/<name>` (cosine
+    with the CE gradient over all parameters). `impl` and `split`: see the module docstring; "auto" is "jvp" for
+    the global mode when `split` is a FeatureSplit, else "naive" (the fastest of the others on a CPU).
     """
     if mode not in MODES:
         raise ValueError(f"unknown gradient revision mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -210,31 +304,31 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
     # A loss that reaches no parameter (e.g. a constant) has a zero gradient: nothing to revise.
     names = [ce_key] + [k for k, v in losses.items() if k != ce_key and v.requires_grad]
     vals = [losses[k] for k in names]
+    splitter = split if isinstance(split, FeatureSplit) else None
+    pair = split.split if isinstance(split, FeatureSplit) else split
     if impl == "auto":
-        impl = "jvp" if (mode == "global" and split is not None) else "batched"
-    if impl == "jvp" and mode == "global" and split is None:
-        raise ValueError("the 'jvp' implementation needs split=(features, features_leaf)")
+        impl = "jvp" if (mode == "global" and splitter is not None) else "naive"
+    if impl == "jvp" and mode == "global" and splitter is None:
+        raise ValueError("the 'jvp' implementation needs split=FeatureSplit(student, layer)")
 
     stats: dict[str, float] = {}
     if mode == "none" or len(vals) == 1:
         total = torch.stack(vals).sum()
-        if split is None:
+        if pair is None:
             grads = list(torch.autograd.grad(total, params, allow_unused=True))
         else:
-            feats, f_leaf = split
+            feats, f_leaf = pair
             g = torch.autograd.grad(total, [*params, f_leaf], allow_unused=True)
             trunk = (torch.autograd.grad(feats, params, grad_outputs=g[-1], allow_unused=True)
                      if g[-1] is not None else [None] * len(params))
             grads = [_add(b, t) for b, t in zip(g[:-1], trunk)]
     elif mode == "global" and impl == "jvp":
-        grads, stats = _global_jvp(vals, params, split, names)  # type: ignore[arg-type]
+        grads, stats = _global_jvp(vals, params, splitter, names)  # type: ignore[arg-type]
     else:
-        # per_tensor needs every loss's gradient tensor by tensor; "jvp" cannot give that, so it uses "batched".
-        stacks = _per_loss_grads(vals, params, "naive" if impl == "naive" else "batched", split)
+        # per_tensor needs every loss's gradient tensor by tensor, which "jvp" does not give: it uses "naive".
+        stacks = _per_loss_grads(vals, params, "batched" if impl == "batched" else "naive", pair)
         combine = _combine_global if mode == "global" else _combine_per_tensor
         grads, stats = combine(stacks, names)
-        if all(g is None for g in grads):
-            return stats
     for p, g in zip(params, grads):
         if g is None:
             continue
@@ -243,38 +337,6 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
         else:
             p.grad.add_(g.detach())
     return stats
-
-
-class FeatureSplit:
-    """Makes the `split` for `revise_and_backward` without touching the model's code.
-
-    A forward hook on `module` (the distilled layer, e.g. the last GCN block; called once per forward) keeps its
-    output F and hands the rest of the model a detached leaf copy, so the head and every loss computed from the
-    returned features hang off the leaf. Use `split` (= (F, leaf)) after the student's forward. Inactive when
-    gradients are off (evaluation) or the output does not require grad (a frozen teacher).
-    """
-
-    def __init__(self, module: torch.nn.Module):
-        self.features: Tensor | None = None
-        self.leaf: Tensor | None = None
-        self._handle = module.register_forward_hook(self._hook)
-
-    def _hook(self, module: torch.nn.Module, inputs: object, output: Tensor) -> Tensor | None:
-        if not (torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad):
-            self.features = self.leaf = None
-            return None
-        self.features = output
-        self.leaf = output.detach().requires_grad_(True)
-        return self.leaf
-
-    @property
-    def split(self) -> tuple[Tensor, Tensor]:
-        if self.features is None or self.leaf is None:
-            raise RuntimeError("no split features: run the student's forward with gradients enabled first")
-        return self.features, self.leaf
-
-    def remove(self) -> None:
-        self._handle.remove()
 
 
 class RevisionMeter:

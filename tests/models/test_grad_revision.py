@@ -87,7 +87,7 @@ def test_bad_arguments():
         revise_and_backward(worked_losses(x, y, "a"), "ce", [x, y], "sometimes")
     with pytest.raises(ValueError, match="not among"):
         revise_and_backward(worked_losses(x, y, "a"), "xent", [x, y], "global")
-    with pytest.raises(ValueError, match="split"):
+    with pytest.raises(ValueError, match="FeatureSplit"):
         revise_and_backward(worked_losses(x, y, "a"), "ce", [x, y], "global", impl="jvp")
 
 
@@ -101,38 +101,52 @@ def test_meter():
 # ---- a small real network: all implementations against a direct reference -------------------------------------
 
 class TinyGCNLike(nn.Module):
-    """A few conv + BN + ReLU layers, a pooled linear head: backbone features `(N, C, T', V)` then logits."""
+    """A few conv + BN + ReLU layers (and dropout), a pooled linear head: features `(N, C, T', V)`, then logits."""
 
     def __init__(self, c: int = 6, k: int = 4):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, c, (3, 1), padding=(1, 0)), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.Conv2d(3, c, (3, 1), padding=(1, 0)), nn.BatchNorm2d(c), nn.ReLU(), nn.Dropout(0.2),
             nn.Conv2d(c, c, (3, 1), stride=(2, 1), padding=(1, 0)), nn.BatchNorm2d(c), nn.ReLU(),
             nn.Conv2d(c, c, 1), nn.ReLU())
         self.fc = nn.Linear(c, k)
 
-    def head(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(f.mean(dim=(2, 3)))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.body(x)
+        return self.fc(f.mean(dim=(2, 3))), f
 
 
 def setup(kd_weight: float):
     torch.manual_seed(0)
-    student, teacher = TinyGCNLike().double(), TinyGCNLike().double()
+    student, teacher = TinyGCNLike().double(), TinyGCNLike().double().eval()
     distill = build_distill_losses(DistillConfig(kd_weight=kd_weight, tau=2.0), 6, 6).double()
     x = torch.randn(4, 3, 8, 5, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 3])
     with torch.no_grad():
-        f_t = teacher.body(x)
-        z_t = teacher.head(f_t)
+        z_t, f_t = teacher(x)
     params = list(student.parameters()) + list(distill.parameters())
     return student, distill, x, y, f_t, z_t, params
 
 
-def losses_of(student, distill, x, y, f_t, z_t, split: bool):
-    f = student.body(x)
-    leaf = f.detach().requires_grad_() if split else f
-    z = student.head(leaf)
-    return {"ce": F.cross_entropy(z, y), **distill(z, leaf, z_t, f_t)}, ((f, leaf) if split else None)
+def losses_of(student, distill, x, y, f_t, z_t, split: str = "none"):
+    """Losses of one training forward (dropout seeded, so every call sees the same masks) and the split to use."""
+    torch.manual_seed(123)
+    if split == "hook":
+        splitter = FeatureSplit(student, student.body)
+        try:
+            z, f = splitter(x)
+        finally:
+            splitter.remove()
+        sp = splitter
+    elif split == "pair":
+        f_full = student.body(x)
+        f = f_full.detach().requires_grad_()
+        z = student.fc(f.mean(dim=(2, 3)))
+        sp = (f_full, f)
+    else:
+        z, f = student(x)
+        sp = None
+    return {"ce": F.cross_entropy(z, y), **distill(z, f, z_t, f_t)}, sp
 
 
 def reference(losses: dict[str, torch.Tensor], params, mode: str) -> list[torch.Tensor]:
@@ -165,11 +179,11 @@ def reference(losses: dict[str, torch.Tensor], params, mode: str) -> list[torch.
 
 @pytest.mark.parametrize("kd_weight", [1.0, -1.0])  # −1 flips the KD gradient so that it surely conflicts
 @pytest.mark.parametrize("mode", ["global", "per_tensor"])
-@pytest.mark.parametrize("impl,split", [("naive", False), ("batched", False), ("naive", True), ("batched", True),
-                                        ("jvp", True)])
+@pytest.mark.parametrize("impl,split", [("naive", "none"), ("batched", "none"), ("naive", "pair"),
+                                        ("batched", "pair"), ("naive", "hook"), ("jvp", "hook"), ("auto", "hook")])
 def test_implementations_match_reference(mode, impl, split, kd_weight):
     student, distill, x, y, f_t, z_t, params = setup(kd_weight)
-    ref = reference(losses_of(student, distill, x, y, f_t, z_t, split=False)[0], params, mode)
+    ref = reference(losses_of(student, distill, x, y, f_t, z_t)[0], params, mode)
     losses, sp = losses_of(student, distill, x, y, f_t, z_t, split)
     stats = revise_and_backward(losses, "ce", params, mode, impl, sp)
     for p, r in zip(params, ref):
@@ -177,17 +191,16 @@ def test_implementations_match_reference(mode, impl, split, kd_weight):
     if kd_weight < 0 and mode == "global":
         assert stats["conflict/kd"] == 1.0
     # The adapter is reached by node and edge only: its gradient is their plain sum, never revised.
-    plain = [g for g in torch.autograd.grad(losses_of(student, distill, x, y, f_t, z_t, False)[0]["node"]
-                                            + losses_of(student, distill, x, y, f_t, z_t, False)[0]["edge"],
-                                            list(distill.parameters()))]
-    for p, g in zip(distill.parameters(), plain):
+    plain = losses_of(student, distill, x, y, f_t, z_t)[0]
+    for p, g in zip(distill.parameters(), torch.autograd.grad(plain["node"] + plain["edge"],
+                                                              list(distill.parameters()))):
         assert torch.allclose(p.grad, g, atol=1e-9, rtol=1e-9)
 
 
-@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("split", ["none", "pair", "hook"])
 def test_no_revision_is_plain_backward(split):
     student, distill, x, y, f_t, z_t, params = setup(1.0)
-    losses, _ = losses_of(student, distill, x, y, f_t, z_t, split=False)
+    losses, _ = losses_of(student, distill, x, y, f_t, z_t)
     sum(losses.values()).backward()
     expected = [p.grad.clone() for p in params]
     for p in params:
@@ -198,21 +211,33 @@ def test_no_revision_is_plain_backward(split):
         assert torch.allclose(p.grad, e, atol=1e-12)
 
 
-def test_feature_split_hook_gives_the_same_gradients():
-    student, distill, x, y, f_t, z_t, params = setup(-1.0)
-    ref = reference(losses_of(student, distill, x, y, f_t, z_t, split=False)[0], params, "global")
-    splitter = FeatureSplit(student.body)  # the model's code is untouched: the hook hands the head a leaf copy
+def test_jvp_rerun_leaves_batchnorm_statistics_and_rng_alone():
+    student, distill, x, y, f_t, z_t, params = setup(1.0)
+    losses_of(student, distill, x, y, f_t, z_t)
+    after_one_forward = [b.clone() for b in student.buffers()]
+    rng_after_forward = torch.get_rng_state()
+    student, distill, x, y, f_t, z_t, params = setup(1.0)
+    losses, sp = losses_of(student, distill, x, y, f_t, z_t, "hook")
+    rng_before = torch.get_rng_state()
+    assert torch.equal(rng_before, rng_after_forward)
+    revise_and_backward(losses, "ce", params, "global", "jvp", sp)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    for b, e in zip(student.buffers(), after_one_forward):
+        assert torch.equal(b, e)
+
+
+def test_feature_split_hook():
+    student, distill, x, y, f_t, z_t, params = setup(1.0)
+    splitter = FeatureSplit(student, student.body)
     try:
-        f = student.body(x)
-        assert f.is_leaf and f.requires_grad
-        z = student.head(f)
-        losses = {"ce": F.cross_entropy(z, y), **distill(z, f, z_t, f_t)}
-        revise_and_backward(losses, "ce", params, "global", "jvp", splitter.split)
+        z, f = splitter(x)
+        assert f.is_leaf and f.requires_grad and splitter.split[0].grad_fn is not None
         with torch.no_grad():  # evaluation: the hook stays out of the way
-            assert not student.body(x).requires_grad
+            assert not student(x)[1].requires_grad
         with pytest.raises(RuntimeError, match="no split"):
             _ = splitter.split
+        student(x)  # called directly, not through the splitter: the split works, a re-run is refused
+        with pytest.raises(RuntimeError, match="through this FeatureSplit"):
+            splitter.jvp(params, [None] * len(params))
     finally:
         splitter.remove()
-    for p, r in zip(params, ref):
-        assert torch.allclose(p.grad, r, atol=1e-9, rtol=1e-9)
