@@ -8,6 +8,7 @@ import click
 
 from pipeline import __version__
 from pipeline.cli.dataset import dataset
+from pipeline.cli.demo import demo
 from pipeline.cli.distill import distill
 from pipeline.cli.extract import extract_cmd
 from pipeline.cli.train import eval_cmd, train
@@ -30,6 +31,7 @@ cli.add_command(extract_cmd)
 cli.add_command(train)
 cli.add_command(eval_cmd)
 cli.add_command(distill)
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -1,0 +1,124 @@
+"""Self-describing model checkpoints: weights + layout + classes + model and input configuration.
+
+A checkpoint holds only tensors and plain Python types, so it loads with `torch.load(weights_only=True)`: loading
+a checkpoint never runs code from the file. Writes are atomic (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from models.layouts import Layout
+from models.stgcn import STGCN, STGCNConfig
+from models.transforms import InputConfig
+from pipeline.atomic import atomic_path
+from pipeline.errors import BadInput
+
+FORMAT = "skd-pipeline/stgcn-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, model: STGCN, *, layout: Layout, classes: list[str] | int,
+                    model_config: STGCNConfig, input_config: InputConfig, extra: dict | None = None,
+                    coord_dims: int | None = None) -> None:
+    """Write `model` and everything needed to use it on new data.
+
+    `coord_dims` (2 or 3) is derived from the channel counts when omitted.
+    """
+    if isinstance(classes, int):
+        classes = [str(i) for i in range(classes)]
+    per_coord = len(input_config.features)
+    if coord_dims is None:
+        coord_dims = (model_config.in_channels - int(input_config.use_score)) // per_coord
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "layout": layout.to_dict(),
+        "classes": [str(c) for c in classes],
+        "coord_dims": int(coord_dims),
+        "model_config": model_config.to_dict(),
+        "input_config": input_config.to_dict(),
+        "extra": dict(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The raw checkpoint dict, validated; BadInput (naming the file) for anything that is not one."""
+    p = Path(path)
+    if p.is_dir():
+        raise BadInput("is a directory, expected a checkpoint file", p)
+    if not p.is_file():
+        raise BadInput("checkpoint not found", p)
+    if p.stat().st_size == 0:
+        raise BadInput("empty file (0 bytes), not a checkpoint", p)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadInput(f"refused to load: not a plain-data checkpoint ({first[:200]}); nothing was executed",
+                       p) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadInput(f"not a readable checkpoint (corrupt or truncated: {first[:200]})", p) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise BadInput("not a pipeline model checkpoint (no model, layout and classes inside)", p)
+    if obj.get("version") != VERSION:
+        raise BadInput(f"checkpoint version {obj.get('version')} is not supported (expected {VERSION})", p)
+    for key in ("state_dict", "layout", "classes", "coord_dims", "model_config", "input_config"):
+        if key not in obj:
+            raise BadInput(f"checkpoint lacks '{key}'", p)
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike, *, expect_layout: Layout | None = None,
+                    expect_classes: int | None = None, expect_channels: int | None = None
+                    ) -> tuple[STGCN, dict]:
+    """Rebuild the model (eval mode) and return it with its metadata.
+
+    `meta` has `layout` (a Layout), `classes`, `coord_dims`, `model_config` (STGCNConfig), `input_config`
+    (InputConfig) and `extra`. The expectations refuse a checkpoint made for another skeleton layout, another
+    number of classes or another number of coordinate channels (2D vs 3D) with one clear line.
+    """
+    p = Path(path)
+    obj = read_checkpoint(p)
+    try:
+        layout = Layout.from_dict(obj["layout"], str(p))
+        mcfg = STGCNConfig.from_dict(obj["model_config"])
+        icfg = InputConfig.from_dict(obj["input_config"])
+    except (TypeError, ValueError) as e:
+        raise BadInput(f"checkpoint configuration is invalid ({e})", p) from None
+    classes = list(obj["classes"])
+    coord_dims = int(obj["coord_dims"])
+    if expect_layout is not None and not same_layout(layout, expect_layout):
+        raise BadInput(f"checkpoint is for layout {layout.name} ({layout.num_joints} joints), the data is "
+                       f"{expect_layout.name} ({expect_layout.num_joints} joints)", p)
+    if expect_classes is not None and expect_classes != len(classes):
+        raise BadInput(f"checkpoint has {len(classes)} classes, the data has {expect_classes}", p)
+    if expect_channels is not None and expect_channels != coord_dims:
+        raise BadInput(f"checkpoint takes {coord_dims}D coordinates, the data has {expect_channels}D", p)
+    try:
+        model = STGCN(mcfg)
+        model.load_state_dict(obj["state_dict"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise BadInput(f"checkpoint weights do not fit its model configuration ({first[:200]})", p) from None
+    model.eval()
+    meta = {"layout": layout, "classes": classes, "coord_dims": coord_dims, "model_config": mcfg,
+            "input_config": icfg, "extra": dict(obj.get("extra") or {})}
+    return model, meta
+
+
+def same_layout(a: Layout, b: Layout) -> bool:
+    """Same joints (by name, in order), bones and centre; the name alone does not matter."""
+    def bones(lay: Layout) -> set[tuple[int, int]]:
+        return {(min(i, j), max(i, j)) for i, j in lay.edges}
+
+    return a.joints == b.joints and bones(a) == bones(b) and a.center == b.center

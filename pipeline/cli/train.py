@@ -1,0 +1,90 @@
+"""`pipeline train` and `pipeline eval`: train an ST-GCN on a pyskl pickle; score a checkpoint on one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a custom layout .json file."
+
+
+@click.command("train")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Training data: a pyskl pickle.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder for model.pt, metrics, plots.")
+@click.option("--layout", default=None, help=LAYOUT_HELP + " Default: the pickle's own.")
+@click.option("--config", "config_file", default=None, type=click.Path(path_type=Path),
+              help="TOML file setting any of these options by name (command-line options win).")
+@click.option("--epochs", type=int, default=None, help="Epochs [60].")
+@click.option("--seed", type=int, default=None, help="Random seed [0].")
+@click.option("--batch-size", type=int, default=None, help="Batch size [32].")
+@click.option("--lr", type=float, default=None, help="Peak learning rate, SGD Nesterov [0.1].")
+@click.option("--weight-decay", type=float, default=None, help="Weight decay [5e-4].")
+@click.option("--warmup", type=float, default=None, help="Linear warm-up epochs [5].")
+@click.option("--schedule", type=click.Choice(["cosine", "step"]), default=None, help="LR schedule [cosine].")
+@click.option("--milestones", default=None, help="Step schedule: epochs where the LR drops x0.1, e.g. 30,40.")
+@click.option("--label-smoothing", type=float, default=None, help="Label smoothing [0].")
+@click.option("--width", type=float, default=None, help="Channel width multiplier (0.5 = half) [1.0].")
+@click.option("--depth", type=int, default=None, help="ST-GCN blocks [10].")
+@click.option("--dropout", type=float, default=None, help="Dropout inside the blocks [0].")
+@click.option("--length", type=int, default=None, help="Frames sampled per clip [64].")
+@click.option("--features", default=None, help="Comma-separated: joint, bone, motion [joint].")
+@click.option("--score/--no-score", "use_score", default=None, help="Keypoint score as an input channel [on].")
+@click.option("--max-persons", type=int, default=None, help="Persons per clip (capped to the data's) [2].")
+@click.option("--flip/--no-flip", "aug_flip", default=None, help="Left-right flip augmentation [on].")
+@click.option("--aug-scale", type=float, default=None, help="Random per-axis scale +-s [0.1].")
+@click.option("--aug-rotation", type=float, default=None, help="Random rotation +-degrees [10].")
+@click.option("--test-clips", type=int, default=None, help="Windows per test clip, averaged [1].")
+@click.option("--eval-every", type=int, default=None, help="Evaluate the test split every N epochs [1].")
+@click.option("--train-split", default=None, help="Split to train on [train].")
+@click.option("--test-split", default=None, help="Split to test on [test].")
+@click.option("--workers", type=int, default=None, help="DataLoader worker processes [0].")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads [all cores].")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (from its last.pt).")
+@click.option("--overwrite", is_flag=True, help="Start over in an --out that already holds a run.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(data: Path, out: Path, layout: str | None, config_file: Path | None, resume: bool, overwrite: bool,
+          quiet: bool, threads: int | None, **options) -> None:
+    """Train an ST-GCN classifier on the train split of DATA; test on its test split.
+
+    Writes OUT/model.pt (checkpoint with layout, classes and configuration), OUT/metrics.json
+    ({"classes", "test_top1", "test_top5", "epochs", "train_seconds", ...}), OUT/metrics.csv, OUT/curves.png,
+    OUT/confusion.png, and OUT/last.pt after every epoch for --resume.
+    """
+    import json
+
+    from models.perf import configure_cpu
+    from pipeline.training import request_from_options, train_from_pickle
+
+    configure_cpu(threads)
+    req, explicit = request_from_options(options, config_file)
+    metrics = train_from_pickle(data, out, req, layout=layout, resume=resume, overwrite=overwrite,
+                                progress=not quiet, explicit=explicit)
+    summary = {k: metrics[k] for k in ("test_top1", "test_top5", "epochs", "train_seconds")}
+    click.echo(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}: {json.dumps(summary)}")
+
+
+@click.command("eval")
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="Checkpoint (.pt).")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="A pyskl pickle.")
+@click.option("--split", default="test", show_default=True, help="Split of DATA to score.")
+@click.option("--layout", default=None, help=LAYOUT_HELP + " Default: the pickle's own.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--test-clips", type=int, default=None, help="Windows per clip, averaged [as trained].")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads [all cores].")
+@click.option("--json", "as_json", is_flag=True, help='Print {"top1", "top5", "n"} as JSON.')
+def eval_cmd(model_path: Path, data: Path, split: str, layout: str | None, batch_size: int,
+             test_clips: int | None, threads: int | None, as_json: bool) -> None:
+    """Top-1 and top-5 accuracy of a checkpoint on a split of a pickle."""
+    import json
+
+    from models.perf import configure_cpu
+    from pipeline.training import eval_from_pickle
+
+    configure_cpu(threads)
+    res = eval_from_pickle(model_path, data, split=split, layout=layout, batch_size=batch_size,
+                           num_test_clips=test_clips)
+    if as_json:
+        click.echo(json.dumps(res))
+    else:
+        click.echo(f"{data} [{split}]: top-1 {res['top1']:.4f}  top-5 {res['top5']:.4f}  n {res['n']}")
