@@ -239,12 +239,11 @@ class MMPoseHRNet(PoseEstimator):
 
     def estimate(self, frames: Iterable[np.ndarray | None], fps: float, img_shape: tuple[int, int]) -> PoseResult:
         self.load()
+        if self._mediapipe is not None:
+            self._mediapipe._reset()
         tracker = PersonTracker(TrackerConfig(max_persons=self.cfg.max_persons,
                                               max_age=max(60, 4 * self.cfg.stride)), 17)
-        try:
-            timing = run_stream(frames, self.needs_frame, self.detect, tracker.update)
-        finally:
-            self.close()
+        timing = run_stream(frames, self.needs_frame, self.detect, tracker.update)
         kp, sc = tracker.finalize(timing["frames"])
         return PoseResult(kp, sc, self.layout, tuple(img_shape), float(fps), timing)
 

@@ -155,21 +155,22 @@ def extract(inputs: list[str | Path], opts: ExtractOptions, show_progress: bool 
             summary.outcomes.append(Outcome(str(v), "skipped", "already in cache", entry=str(entry)))
         else:
             todo.append((v, h))
-    if todo:
-        total = sum(_reported_frames(v) for v, _ in todo) or None
-        bar = _bar(total, len(todo), show_progress)
-        try:
-            if opts.workers <= 1 or len(todo) == 1:
-                for v, h in todo:
-                    o = extract_one(v, opts, estimator, cache, bar.update, h)
-                    summary.outcomes.append(o)
-                    bar.set_postfix_str(f"{sum(1 for x in summary.outcomes if x.status != 'skipped')}"
-                                        f"/{len(videos)} videos")
-            else:
-                summary.outcomes += _run_pool(todo, opts, bar)
-        finally:
-            bar.close()
-    estimator.close()
+    try:
+        if todo:
+            total = sum(_reported_frames(v) for v, _ in todo) or None
+            bar = _bar(total, len(todo), show_progress)
+            try:
+                if opts.workers <= 1 or len(todo) == 1:
+                    for v, h in todo:
+                        summary.outcomes.append(extract_one(v, opts, estimator, cache, bar.update, h))
+                        bar.set_postfix_str(f"{sum(1 for x in summary.outcomes if x.status != 'skipped')}"
+                                            f"/{len(videos)} videos")
+                else:
+                    summary.outcomes += _run_pool(todo, opts, bar)
+            finally:
+                bar.close()
+    finally:
+        estimator.close()
     order = {str(v): i for i, v in enumerate(videos)}
     summary.outcomes.sort(key=lambda o: order.get(o.video, 0))
     summary.seconds = time.perf_counter() - start

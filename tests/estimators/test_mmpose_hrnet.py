@@ -18,6 +18,17 @@ pytestmark = pytest.mark.skipif(not OK, reason=f"optional mmpose extra not impor
                                                f"README says (pip install -e '.[mmpose]' + the --no-deps step)")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, spinning OpenMP threads slow a busy run down tenfold."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def random_checkpoint(tmp_path_factory) -> Path:
     """An MMPose-style checkpoint ({'meta', 'state_dict'}) of the default HRNet-W32 with random weights."""
