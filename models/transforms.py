@@ -159,7 +159,8 @@ def clip_stats(clip: Clip, layout: Layout, max_persons: int) -> ClipStats:
 def _valid_mask(kp: np.ndarray, score: np.ndarray | None) -> np.ndarray:
     valid = np.isfinite(kp).all(-1)
     if score is not None:
-        valid &= np.asarray(score) > 0
+        score = np.asarray(score)
+        valid &= np.isfinite(score) & (score > 0)  # an infinite score is as broken as a NaN one
     return valid
 
 
@@ -173,7 +174,7 @@ def make_input(clip: Clip, layout: Layout, cfg: InputConfig, indices: np.ndarray
     indices = np.asarray(indices, dtype=np.int64)
     kp = np.asarray(clip.keypoint[stats.persons][:, indices], dtype=np.float32)  # [M', T, V, C]
     score = clip.scores()[stats.persons][:, indices].astype(np.float32)
-    valid = np.isfinite(kp).all(-1) & (score > 0)
+    valid = np.isfinite(kp).all(-1) & np.isfinite(score) & (score > 0)
     kp = np.where(valid[..., None], (kp - stats.center) / stats.scale, 0).astype(np.float32)
     cdim = kp.shape[-1]
     if augment is not None:

@@ -61,6 +61,8 @@ def _classes(rows: list[LabelRow]) -> tuple[list[str], list[int]]:
     labels = [r.label for r in rows]
     if all(lab.isdigit() for lab in labels):  # numeric labels are class indices already
         idx = [int(lab) for lab in labels]
+        if max(idx) >= 100_000:  # a class is named for every index below the largest: refuse absurd ones
+            raise BadInput(f"numeric label {max(idx)} is too large to be a class index (use class names)")
         return [str(i) for i in range(max(idx) + 1)], idx
     classes = sorted(set(labels))
     return classes, [classes.index(lab) for lab in labels]

@@ -108,7 +108,10 @@ def corrupt_clip(clip: Clip, spec: CorruptSpec, rng: np.random.Generator,
     kp = clip.keypoint.astype(np.float32)
     score = clip.scores().astype(np.float32)
     m, t, v, c = kp.shape
-    present = score > 0
+    # Non-finite coordinates or scores are missing entries (as pyskl_io masks them): never propagated.
+    present = np.isfinite(kp).all(-1) & np.isfinite(score) & (score > 0)
+    kp = np.where(present[..., None], kp, 0).astype(np.float32)
+    score = np.where(present, score, 0).astype(np.float32)
     scale = body_scale(kp, score)
     if spec.framedrop > 0 and t > 1:
         keep = rng.random(t) >= spec.framedrop

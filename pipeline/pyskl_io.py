@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.layouts import Layout, get_layout
+from models.layouts import BUILTIN, Layout, get_layout
 from pipeline.atomic import atomic_path
 from pipeline.errors import BadInput
 from pipeline.skeleton import Clip, SkeletonDataset
@@ -55,7 +55,10 @@ def safe_load(path: str | os.PathLike) -> object:
         raise BadInput("is a directory, expected a .pkl file", p)
     if not p.is_file():
         raise BadInput("file not found", p)
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as e:  # no permission, an I/O error
+        raise BadInput(f"cannot read ({e.strerror or type(e).__name__})", p) from None
     if not data:
         raise BadInput("empty file", p)
     try:
@@ -63,8 +66,8 @@ def safe_load(path: str | os.PathLike) -> object:
     except RefusedPickle as e:
         raise BadInput(f"refused to load: the pickle references {e} (only numpy arrays and plain "
                        f"containers are admitted; nothing was executed)", p) from None
-    except Exception as e:  # truncated, not a pickle, ...
-        raise BadInput(f"not a readable pickle ({type(e).__name__}: {e})", p) from None
+    except Exception as e:  # truncated, not a pickle, ...; pickle's messages can span lines: keep one
+        raise BadInput(f"not a readable pickle ({type(e).__name__}: {' '.join(str(e).split())})", p) from None
 
 
 def _as_array(x: object, what: str, path: Path, ndim: int) -> np.ndarray:
@@ -72,7 +75,7 @@ def _as_array(x: object, what: str, path: Path, ndim: int) -> np.ndarray:
         raise BadInput(f"{what} is {type(x).__name__}, expected a numpy array", path)
     if x.ndim != ndim:
         raise BadInput(f"{what} has shape {x.shape}, expected {ndim} dimensions", path)
-    if not np.issubdtype(x.dtype, np.number):
+    if not (np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating)):
         raise BadInput(f"{what} has dtype {x.dtype}, expected numbers", path)
     return x
 
@@ -139,7 +142,12 @@ def load_dataset(path: str | os.PathLike, layout: str | Layout | None = None) ->
         if "original_shape" in a:
             extra["original_shape"] = a["original_shape"]
         fps = a.get("fps")
-        clips.append(Clip(name, label, kp, sc, img_shape, float(fps) if fps is not None else None, extra))
+        if fps is not None:
+            try:
+                fps = float(fps)
+            except (TypeError, ValueError):
+                raise BadInput(f"clip {name!r}: fps {fps!r} is not a number", p) from None
+        clips.append(Clip(name, label, kp, sc, img_shape, fps, extra))
         v_seen.add(kp.shape[2])
         c_seen.add(kp.shape[3])
     if len(v_seen) > 1:
@@ -155,6 +163,9 @@ def load_dataset(path: str | os.PathLike, layout: str | Layout | None = None) ->
     classes = obj.get("classes")
     max_label = max(c.label for c in clips)
     if classes is None:
+        if max_label >= _MAX_UNNAMED_CLASSES:  # would name a class per index up to it: refuse, not run out of memory
+            raise BadInput(f"label {max_label} and no 'classes' list (labels above {_MAX_UNNAMED_CLASSES - 1} "
+                           f"need one)", p)
         classes = [str(i) for i in range(max_label + 1)]
     elif not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise BadInput("'classes' must be a list of names", p)
@@ -166,6 +177,7 @@ def load_dataset(path: str | os.PathLike, layout: str | Layout | None = None) ->
                            lay, extra)
 
 
+_MAX_UNNAMED_CLASSES = 100_000
 _DEFAULT_BY_JOINTS = {13: "penn13", 17: "coco17", 18: "openpose18", 25: "ntu25", 33: "blazepose33"}
 
 
@@ -173,7 +185,15 @@ def _resolve_layout(arg, stored, num_joints: int, path: Path) -> Layout:
     if arg is not None:
         lay = get_layout(arg)
     elif stored is not None:
-        lay = get_layout(stored)
+        # A name the file stores is only looked up among the built-ins: a data file must not make us read
+        # another file (get_layout would open a path).
+        if isinstance(stored, str) and stored in BUILTIN:
+            lay = BUILTIN[stored]
+        elif isinstance(stored, dict):
+            lay = Layout.from_dict(stored, f"{path} (stored layout)")
+        else:
+            raise BadInput(f"stored 'layout' {str(stored)[:40]!r} is neither a built-in layout name nor a layout "
+                           f"dict; pass --layout", path)
     elif num_joints in _DEFAULT_BY_JOINTS:
         lay = get_layout(_DEFAULT_BY_JOINTS[num_joints])
     else:
@@ -196,7 +216,6 @@ def to_pyskl(ds: SkeletonDataset) -> dict:
         if c.fps is not None:
             a["fps"] = c.fps
         anns.append(a)
-    from models.layouts import BUILTIN
     lay = ds.layout.name if BUILTIN.get(ds.layout.name) == ds.layout else ds.layout.to_dict()
     out = dict(ds.extra)
     out.update(split={k: list(v) for k, v in ds.split.items()}, annotations=anns, classes=list(ds.classes),

@@ -23,6 +23,7 @@ the `label` strings seen; indices never seen are named `class_<k>`.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from pipeline.skeleton import Clip, SkeletonDataset
 NUM_JOINTS = 18
 MAX_PERSONS = 2
 MAX_FRAMES = 100_000  # a frame_index beyond this is a broken file, not a 55-minute clip
+MAX_INDEX = 1_000_000  # no frame_index or label_index is larger in a sane file
 _SHAPE_HINT = "expected an ST-GCN Kinetics-skeleton json {\"data\": [{\"frame_index\", \"skeleton\": [...]}], ...}"
 
 
@@ -51,8 +53,12 @@ def _read_json(path: Path) -> object:
 def _label_index(value: object, path: Path, what: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    # json reads NaN and Infinity too: not integers (and int() of them would raise)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value):
         raise BadInput(f"{what} {value!r} is not an integer", path)
+    if value > MAX_INDEX:  # a class name is made for every index below the largest: refuse absurd ones
+        raise BadInput(f"{what} {int(value)} is out of range (at most {MAX_INDEX})", path)
     return int(value)
 
 

@@ -34,11 +34,14 @@ def read_penn_mat(path: Path) -> tuple[Clip, bool]:
     missing = [k for k in _REQUIRED if k not in m]
     if missing:
         raise BadInput(f"not a Penn Action label file: lacks {', '.join(missing)}", path)
-    x, y, vis = (np.asarray(m[k], dtype=np.float32) for k in ("x", "y", "visibility"))
+    try:
+        x, y, vis = (np.asarray(m[k], dtype=np.float32) for k in ("x", "y", "visibility"))
+    except (TypeError, ValueError):
+        raise BadInput("x/y/visibility must be numeric T x 13 arrays", path) from None
     if x.ndim != 2 or x.shape[1] != 13 or x.shape != y.shape or x.shape != vis.shape or x.shape[0] < 1:
         raise BadInput(f"x/y/visibility must be T x 13 arrays of one shape, got {x.shape} {y.shape} {vis.shape}",
                        path)
-    action = str(np.asarray(m["action"]).ravel()[0]).strip()
+    action = str(_first(m, "action", path)).strip()
     if action not in PENN_CLASSES:
         raise BadInput(f"unknown action {action!r}", path)
     x, y, vis = (a[:, FILE_TO_PENN13] for a in (x, y, vis))
@@ -50,11 +53,24 @@ def read_penn_mat(path: Path) -> tuple[Clip, bool]:
     if "dimensions" in m:
         d = np.asarray(m["dimensions"]).ravel()
         if d.size >= 2:
-            img_shape = (int(d[0]), int(d[1]))
-    train = int(np.asarray(m["train"]).ravel()[0]) == 1
+            try:
+                img_shape = (int(d[0]), int(d[1]))
+            except (TypeError, ValueError, OverflowError):
+                raise BadInput(f"dimensions {d[:2].tolist()!r} are not (height, width)", path) from None
+    try:
+        train = int(_first(m, "train", path)) == 1
+    except (TypeError, ValueError, OverflowError):
+        raise BadInput("train must be 1 or -1", path) from None
     clip = Clip(path.stem, PENN_CLASSES.index(action), kp, score, img_shape, fps=30.0,
                 extra={"visibility": vis[None].astype(np.uint8)})
     return clip, train
+
+
+def _first(m: dict, key: str, path: Path) -> object:
+    a = np.asarray(m[key]).ravel()
+    if a.size == 0:
+        raise BadInput(f"'{key}' is empty", path)
+    return a[0]
 
 
 def import_penn_action(src: str | os.PathLike, progress: bool = True) -> SkeletonDataset:
