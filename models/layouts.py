@@ -192,6 +192,8 @@ def get_layout(spec: str | os.PathLike | Layout | dict) -> Layout:
             d = json.loads(p.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise BadInput(f"not valid JSON ({e})", s) from None
+        except OSError as e:  # no permission, an I/O error
+            raise BadInput(f"cannot read ({e.strerror or type(e).__name__})", s) from None
         return Layout.from_dict(d, s)
     raise BadInput(f"unknown layout (built-in: {', '.join(BUILTIN)}; or a path to a layout .json)", s)
 

@@ -33,12 +33,16 @@ class LabelRow:
 
 def read_labels(path: str | os.PathLike) -> list[LabelRow]:
     p = Path(path)
+    if p.is_dir():
+        raise BadInput("is a folder, expected a labels .csv file", p)
     if not p.is_file():
         raise BadInput("labels CSV not found", p)
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise BadInput("labels CSV is not UTF-8 text", p) from None
+    except OSError as e:  # no permission, an I/O error
+        raise BadInput(f"cannot read ({e.strerror or type(e).__name__})", p) from None
     rows: list[LabelRow] = []
     for n, rec in enumerate(csv.reader(text.splitlines()), start=1):
         rec = [c.strip() for c in rec]

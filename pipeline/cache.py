@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from pipeline.atomic import atomic_path
 from pipeline.errors import BadInput
 
 DEFAULT_ROOT = Path("data_cache")
+# What np.load and the metadata checks raise for a damaged or foreign entry (a pickled object array is refused
+# by allow_pickle=False with a ValueError).
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 FORMAT_VERSION = 1
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -101,14 +105,24 @@ class PoseCache:
             with np.load(entry, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 kp, sc = z["keypoint"], z["keypoint_score"]
-        except (OSError, ValueError, KeyError) as e:
-            raise BadInput(f"unreadable cache entry ({e}); delete it to re-extract", entry) from None
-        res = PoseResult(kp, sc, meta["layout"], tuple(meta["img_shape"]), float(meta["fps"]), meta.get("timing", {}))
+            res = PoseResult(kp, sc, meta["layout"], tuple(meta["img_shape"]), float(meta["fps"]),
+                             meta.get("timing", {}))
+        except _UNREADABLE as e:
+            raise BadInput(f"unreadable cache entry ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                           f"delete it to re-extract", entry) from None
         return CacheEntry(entry, meta, res)
 
     def read_meta(self, entry: Path) -> dict:
-        with np.load(entry, allow_pickle=False) as z:
-            return json.loads(str(z["meta"]))
+        try:
+            with np.load(entry, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+        except _UNREADABLE as e:
+            raise BadInput(f"unreadable cache entry ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                           f"delete it to re-extract", entry) from None
+        if not isinstance(meta, dict):
+            raise BadInput("unreadable cache entry (its metadata is not a JSON object); delete it to re-extract",
+                           entry)
+        return meta
 
     def entries_for(self, video_hash: str) -> list[Path]:
         """All entries (any estimator, any settings) of one video."""

@@ -76,6 +76,8 @@ def load_profile(path: str, num_joints: int) -> tuple[np.ndarray, np.ndarray]:
         jit = np.asarray(d["jitter"], dtype=np.float64)
     except FileNotFoundError:
         raise BadInput("corruption profile not found", p) from None
+    except OSError as e:  # a folder, no permission, an I/O error
+        raise BadInput(f"cannot read the corruption profile ({e.strerror or type(e).__name__})", p) from None
     except (ValueError, KeyError, TypeError) as e:
         raise BadInput(f"not a corruption profile ({e})", p) from None
     if miss.shape != (num_joints,) or jit.shape != (num_joints,):
