@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -59,15 +60,18 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise BadInput("checkpoint not found", p)
     if p.stat().st_size == 0:
         raise BadInput("empty file (0 bytes), not a checkpoint", p)
+    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is not ours
+        raise BadInput("not a readable checkpoint (not a PyTorch archive, or truncated)", p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadInput(f"refused to load: not a plain-data checkpoint ({first[:200]}); nothing was executed",
-                       p) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadInput(f"not a readable checkpoint (corrupt or truncated: {first[:200]})", p) from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:
+            raise BadInput(f"refused to load: the checkpoint references {found.group(1)}, which is not plain data "
+                           f"(nothing was executed)", p) from None
+        raise BadInput(f"not a readable checkpoint ({_detail(e)})", p) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
+        raise BadInput(f"not a readable checkpoint (corrupt or truncated: {_detail(e)})", p) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise BadInput("not a pipeline model checkpoint (no model, layout and classes inside)", p)
     if obj.get("version") != VERSION:
@@ -76,6 +80,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         if key not in obj:
             raise BadInput(f"checkpoint lacks '{key}'", p)
     return obj
+
+
+def _detail(e: Exception) -> str:
+    """The informative line of a (often long, multi-line) torch.load error."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Please file", "Check the"))]
+    return ((keep or lines or [type(e).__name__])[0])[:200]
 
 
 def load_checkpoint(path: str | os.PathLike, *, expect_layout: Layout | None = None,
