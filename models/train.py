@@ -311,7 +311,7 @@ def _load_state(path: Path, model: nn.Module, optimizer, scheduler, hist: _Histo
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file: one line, never a traceback
-        raise BadInput(f"cannot resume from this file ({type(e).__name__}: {str(e).splitlines()[0][:160]})",
+        raise BadInput(f"cannot resume from this file ({type(e).__name__}: {' '.join(str(e).split())[:160]})",
                        path) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise BadInput("not a training state file", path)
