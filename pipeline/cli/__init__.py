@@ -11,6 +11,7 @@ from pipeline.cli.dataset import dataset
 from pipeline.cli.demo import demo
 from pipeline.cli.distill import distill
 from pipeline.cli.extract import extract_cmd
+from pipeline.cli.run import export_cmd, run_cmd
 from pipeline.cli.train import eval_cmd, train
 from pipeline.errors import BadInput
 
@@ -32,6 +33,8 @@ cli.add_command(train)
 cli.add_command(eval_cmd)
 cli.add_command(distill)
 cli.add_command(demo)
+cli.add_command(run_cmd)
+cli.add_command(export_cmd)
 
 
 def main() -> None:

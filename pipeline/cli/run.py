@@ -1,0 +1,63 @@
+"""`pipeline run` (video -> fast estimator -> student -> labels) and `pipeline export` (checkpoint -> ONNX)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.errors import BadInput
+
+
+@click.command("run")
+@click.argument("clips", nargs=-1, required=True, type=click.Path(path_type=Path))  # files or folders
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Student checkpoint (.pt) [default: the bundled Penn Action student, models/zoo/student_penn13.pt].")
+@click.option("--onnx", "onnx_file", type=click.Path(path_type=Path),
+              help="Run the model part in onnxruntime from a file written by `pipeline export` (instead of --model; "
+                   "the file carries the layout and classes).")
+@click.option("--topk", default=5, show_default=True, type=click.IntRange(1), help="Labels to print.")
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object per video: {"video", "frames", "persons", "labels", "seconds"} (+ "windows").')
+@click.option("--render", type=click.Path(path_type=Path),
+              help="Write the video with the skeleton and the running label drawn (OUT.mp4; a folder when several "
+                   "clips are given).")
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Classify in sliding windows of this length [whole clip up to 10 s, else 4 s].")
+@click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Step between windows [2 s; half of --window when --window is given].")
+@click.option("--no-progress", is_flag=True, help="No progress bar (it shows on a terminal only anyway).")
+def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None, topk: int, as_json: bool,
+            render: Path | None, window: float | None, stride: float | None, no_progress: bool) -> None:
+    """Recognise the action in CLIPS (video files, or folders searched for them) with the fast pose estimator
+    and a distilled student.
+
+    Prints the top-k labels with scores per clip (and the top label of each window for long clips). A bad
+    clip is reported in one line and the others go on; the exit code is 2 when any clip failed.
+    """
+    from pipeline.runner import RunOptions, format_json, format_text, run_videos
+
+    opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
+                      progress=not no_progress)
+    fmt = format_json if as_json else format_text
+    done, failures = run_videos(list(clips), opts, on_result=lambda r: click.echo(fmt(r)),
+                                on_failure=lambda f: click.echo(f"Error: {f.reason}", err=True))
+    if failures and len(done) + len(failures) == 1:
+        # Its one-line error is already printed. SystemExit, not click's Exit: with standalone_mode=False
+        # click turns Exit into a return value that main() does not pass on.
+        raise SystemExit(2)
+    if failures:
+        raise BadInput(f"{len(failures)} of {len(done) + len(failures)} clips failed (listed above)")
+
+
+@click.command("export")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="Checkpoint (.pt).")
+@click.option("--onnx", "onnx_file", required=True, type=click.Path(path_type=Path), help="Output .onnx file.")
+@click.option("--opset", default=17, show_default=True, type=click.IntRange(13), help="ONNX opset.")
+def export_cmd(model: Path, onnx_file: Path, opset: int) -> None:
+    """Export a checkpoint to ONNX (batch axis dynamic, metadata inside) and check onnxruntime against PyTorch."""
+    from pipeline.onnx_export import export_onnx
+
+    r = export_onnx(model, onnx_file, opset=opset)
+    click.echo(f"wrote {r['path']} ({r['bytes'] / 1e6:.2f} MB); onnxruntime vs PyTorch max abs diff "
+               f"{r['max_abs_diff']:.2g} on random input; {r['seconds']:.1f} s")
