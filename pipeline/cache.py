@@ -88,6 +88,10 @@ class PoseCache:
         entry.parent.mkdir(parents=True, exist_ok=True)
         with open(entry.with_suffix(".lock"), "a+") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            # Temp files of this entry left by a process that was killed mid-write: nobody else can be writing
+            # this entry while we hold its lock, so they are stale.
+            for stale in entry.parent.glob(f".{entry.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
             try:
                 yield
             finally:

@@ -108,6 +108,16 @@ def test_no_partial_entry_when_the_estimator_fails(tmp_path: Path, video: Path):
     assert extract_one(video, ExtractOptions(), FakeEstimator(), cache).status == "done"
 
 
+def test_stale_temp_file_of_a_killed_writer_is_removed(tmp_path: Path, video: Path):
+    cache = PoseCache(tmp_path / "c")
+    entry = cache.entry_path(hash_file(video), "fake", FakeEstimator().settings())
+    entry.parent.mkdir(parents=True)
+    stale = entry.parent / f".{entry.name}.abc123.npz.tmp"  # what atomic_path leaves when killed (SIGKILL)
+    stale.write_bytes(b"half an entry")
+    assert extract_one(video, ExtractOptions(), FakeEstimator(), cache).status == "done"
+    assert not stale.exists() and entry.is_file()
+
+
 def test_unreadable_entry_is_bad_input(tmp_path: Path):
     cache = PoseCache(tmp_path / "c")
     p = cache.entry_path("cd" * 20, "fake", {})
