@@ -52,8 +52,13 @@ class RunOptions:
     stride: float | None = None    # seconds; None: DEFAULT_STRIDE_S, or window / 2 when window is given
     render: Path | None = None     # one video: the output file; several: a folder
     progress: bool = True
+    threads: int | None = None     # CPU threads of the model part (None: leave the runtime's default). The CLI
+                                   # passes 1: the student is small, and more threads fight MediaPipe and other
+                                   # processes for the cores (see docs/RESULTS.md)
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise BadInput("--threads must be >= 1")
         if self.topk < 1:
             raise BadInput("--topk must be >= 1")
         if self.window is not None and not (np.isfinite(self.window) and self.window > 0):
@@ -80,9 +85,13 @@ class ModelInfo:
 class TorchPredictor:
     """A checkpoint run in PyTorch (eval mode, no autograd)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import torch
+
         from models.checkpoint import load_checkpoint
 
+        if threads:
+            torch.set_num_threads(threads)  # process-wide: the CLI's choice, not the library's default
         self.model, meta = load_checkpoint(path)
         self.info = ModelInfo(meta["layout"], list(meta["classes"]), meta["input_config"], meta["coord_dims"],
                               str(path))
@@ -98,10 +107,10 @@ class TorchPredictor:
 class OnnxPredictor:
     """A file written by `pipeline export`, run in onnxruntime; its metadata stands in for the checkpoint."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
         from pipeline.onnx_export import load_onnx
 
-        self.session, meta = load_onnx(path)
+        self.session, meta = load_onnx(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.info = ModelInfo(meta["layout"], list(meta["classes"]), meta["input_config"], meta["coord_dims"],
                               str(path))
@@ -118,12 +127,12 @@ Predictor = TorchPredictor | OnnxPredictor
 
 def load_predictor(opts: RunOptions) -> Predictor:
     if opts.onnx is not None:
-        pred: Predictor = OnnxPredictor(opts.onnx)
+        pred: Predictor = OnnxPredictor(opts.onnx, opts.threads)
     else:
         path = opts.model if opts.model is not None else BUNDLED_MODEL
         if opts.model is None and not path.is_file():
             raise BadInput("the bundled model is missing from this install; pass --model CKPT", path)
-        pred = TorchPredictor(path)
+        pred = TorchPredictor(path, opts.threads)
     check_feedable(pred.info)
     return pred
 
