@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -94,15 +95,22 @@ def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str |
     if out.exists() and not out.is_dir():
         raise BadInput("exists and is not a folder (use a .pkl name for a pickle)", out)
     out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
     for c in ds.clips:
         name = _safe_name(c.frame_dir)
+        if name.lower() in used:  # two ids that clean to one name ("a/b", "a_b"): neither may overwrite the other
+            name = f"{name}_{hashlib.blake2b(c.frame_dir.encode('utf-8', 'surrogatepass'), digest_size=6).hexdigest()}"
+        used.add(name.lower())  # lower case: a case-insensitive file system would merge "A" and "a"
         with atomic_path(out / f"{name}.npz") as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, keypoint=c.keypoint, keypoint_score=c.scores(), label=c.label,
-                                class_name=ds.classes[c.label], layout=ds.layout.name)
+                                class_name=ds.classes[c.label], layout=ds.layout.name, frame_dir=c.frame_dir)
     return len(ds.clips)
 
 
-def _safe_name(name: str) -> str:
-    """A file name that cannot leave its folder, whatever the data file says."""
+def _safe_name(name: str, limit: int = 120) -> str:
+    """A file name that cannot leave its folder, whatever the data file says (and not too long for one)."""
     cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).lstrip(".")
+    if len(cleaned.encode("utf-8")) > limit:
+        digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+        cleaned = cleaned.encode("utf-8")[:limit].decode("utf-8", "ignore") + "_" + digest
     return cleaned or "clip"
