@@ -38,12 +38,23 @@ class RefusedPickle(pickle.UnpicklingError):
     pass
 
 
+def _latin1_bytes(text: object, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """Pickle protocols 0-2 store bytes (an array's buffer) as `_codecs.encode(str, 'latin1')`, and OpenMMLab's
+    tools write pyskl files with protocol 2: admit exactly that call, with no other codec."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise RefusedPickle(f"_codecs.encode(..., {encoding!r})")
+    return text.encode("latin-1")
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: D401
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         # numpy dtype classes (numpy.dtypes.Float32DType) appear in numpy>=1.25 pickles of dtypes.
-        if module in ("numpy.dtypes",) and name.endswith("DType"):
+        # No dots: protocol 4 resolves "a.b.c" attribute chains, which must not walk out of the class.
+        if module == "numpy.dtypes" and name.endswith("DType") and "." not in name:
             return super().find_class(module, name)
         raise RefusedPickle(f"{module}.{name}")
 

@@ -33,7 +33,7 @@ from pipeline.errors import BadInput
 from pipeline.importers.kinetics_json import import_kinetics_json, parse_kinetics_clip
 from pipeline.importers.ntu import read_ntu_clip, read_skeleton_file
 from pipeline.importers.penn_action import FILE_TO_PENN13, PENN_CLASSES, read_penn_mat
-from pipeline.pyskl_io import load_dataset, save_dataset
+from pipeline.pyskl_io import load_dataset, save_dataset, to_pyskl
 from pipeline.skeleton import Clip, SkeletonDataset
 
 sys.path.insert(0, str(Path(__file__).parent / "pipeline"))  # the native-file writers the importer tests use
@@ -198,6 +198,21 @@ def test_pyskl_round_trip_and_mutations(tmp_path: Path, ds: SkeletonDataset, dat
     # A damaged copy of the same file: loads (a harmless flip) or is refused, never a crash.
     path.write_bytes(data.draw(_mutations(path.read_bytes())))
     _loads_or_bad_input(load_dataset, path)
+
+
+@SETTINGS
+@given(ds=valid_datasets(), protocol=st.integers(0, pickle.HIGHEST_PROTOCOL))
+def test_pyskl_reads_every_pickle_protocol(tmp_path: Path, ds: SkeletonDataset, protocol: int):
+    # OpenMMLab's tools (mmcv/mmengine dump) write pyskl files with protocol 2, where arrays carry their bytes
+    # through _codecs.encode; every protocol must read back the same data.
+    path = tmp_path / "proto.pkl"
+    path.write_bytes(pickle.dumps(to_pyskl(ds), protocol=protocol))
+    back = load_dataset(path)
+    assert back.classes == ds.classes and back.split == ds.split and back.layout == ds.layout
+    for a, b in zip(ds.clips, back.clips):
+        assert a.keypoint.dtype == b.keypoint.dtype
+        np.testing.assert_array_equal(a.keypoint, b.keypoint)
+        np.testing.assert_array_equal(a.scores(), b.scores())
 
 
 @FEW
