@@ -61,7 +61,8 @@ def load_pair(hq_path: str | os.PathLike, lq_path: str | os.PathLike | None, cor
         spec = parse_spec(corrupt)
         lq = corrupt_dataset(hq, spec, seed)
         source = f"corrupt:{spec}"
-    return pair_datasets(hq, lq, lay, allow_unpaired=allow_unpaired), source
+    names = (f"HQ {hq_path}", f"LQ {lq_path}") if lq_path is not None else ("HQ", "LQ")  # name the files
+    return pair_datasets(hq, lq, lay, allow_unpaired=allow_unpaired, names=names), source
 
 
 def stratified_fraction(clips: list[Clip], fraction: float, seed: int) -> np.ndarray:

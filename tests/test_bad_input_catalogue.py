@@ -344,9 +344,9 @@ CASES = [
     # --- distillation
     Case("distill-clips-do-not-pair", ("distill", "--hq", "{d}/hq.pkl", "--lq", "{d}/lq.pkl", "--out", "{d}/run"),
          lambda d: pair(d, rename=True), "clips do not pair: 1 only in HQ (c0_0); 1 only in LQ (someone_else)",
-         "", "HQ/LQ pickles that do not pair"),
+         "HQ {d}/hq.pkl and LQ {d}/lq.pkl", "HQ/LQ pickles that do not pair"),
     Case("distill-frame-counts-differ", ("distill", "--hq", "{d}/hq.pkl", "--lq", "{d}/lq.pkl", "--out", "{d}/run"),
-         lambda d: pair(d, frames=True), "1 with different frame counts (c0_1)", "",
+         lambda d: pair(d, frames=True), "1 with different frame counts (c0_1)", "HQ {d}/hq.pkl and LQ {d}/lq.pkl",
          "HQ/LQ pickles that do not pair"),
     Case("distill-teacher-other-layout",
          ("distill", "--hq", "{d}/penn.pkl", "--corrupt", "drop=0.5", "--teacher", "{d}/coco.pt", "--out", "{d}/run"),
