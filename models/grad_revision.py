@@ -30,7 +30,7 @@ computed every loss). With a split, per-loss gradients first stop at F, and the 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -40,6 +40,7 @@ MODES = ("none", "global", "per_tensor")
 IMPLS = ("auto", "naive", "batched", "jvp")
 
 Grads = list[Tensor | None]
+Reduce = Callable[[list[Tensor | None]], list[Tensor | None]]  # averages across data-parallel ranks
 
 
 def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
@@ -253,18 +254,23 @@ class FeatureSplit:
         self._handle.remove()
 
 
-def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: FeatureSplit, names: list[str]
-                ) -> tuple[list[Tensor | None], dict[str, float]]:
+def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: FeatureSplit, names: list[str],
+                reduce: Reduce | None = None) -> tuple[list[Tensor | None], dict[str, float]]:
     feats, f_leaf = splitter.split
     branch, u = _branch_and_feature_grads(losses, params, f_leaf)
     t0 = torch.autograd.grad(feats, params, grad_outputs=u[0], retain_graph=True, allow_unused=True)
     g0 = [_add(b, t) for b, t in zip(branch[0], t0)]
+    if reduce is not None:
+        g0 = reduce(g0)  # the combined batch's g_ce: every rank projects against the same vector
     jg0 = splitter.jvp(params, g0)  # J·g_ce in feature space: one forward-mode pass serves every loss
     n0 = _dot(g0, g0)
+    dots = [_dot(branch[k], g0) + (u[k] * jg0).sum() for k in range(1, len(losses))]
+    if reduce is not None and dots:
+        # g_k·g_ce is linear in g_k: the combined batch's is the ranks' (weighted) mean of their local ones.
+        dots = list(reduce([torch.stack([torch.as_tensor(d) for d in dots])])[0])  # type: ignore[index]
     scale: Tensor | float = 1.0
     stats = {}
-    for k in range(1, len(losses)):
-        dot = _dot(branch[k], g0) + (u[k] * jg0).sum()
+    for k, dot in enumerate(dots, start=1):
         conflict = bool(dot < 0) and bool(n0 > 0)
         if conflict:
             scale = scale - dot / n0
@@ -272,6 +278,16 @@ def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: Featur
     u_d = torch.stack(u[1:]).sum(0)
     t_d = torch.autograd.grad(feats, params, grad_outputs=u_d, allow_unused=True)
     out = []
+    if reduce is not None:
+        # The distillation part Σ_k g_k is linear too: average it across ranks, then add the revised g_ce.
+        d: list[Tensor | None] = []
+        for i in range(len(params)):
+            g = None
+            for k in range(1, len(losses)):
+                g = _add(g, branch[k][i])
+            d.append(_add(g, t_d[i]))
+        d = reduce(d)
+        return [_add(None if g0[i] is None else g0[i] * scale, d[i]) for i in range(len(params))], stats
     for i in range(len(params)):
         g = None if g0[i] is None else g0[i] * scale
         for k in range(1, len(losses)):
@@ -281,8 +297,8 @@ def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: Featur
 
 
 def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence[Tensor], mode: str = "global",
-                        impl: str = "auto", split: FeatureSplit | tuple[Tensor, Tensor] | None = None
-                        ) -> dict[str, float]:
+                        impl: str = "auto", split: FeatureSplit | tuple[Tensor, Tensor] | None = None,
+                        reduce: Reduce | None = None) -> dict[str, float]:
     """Back-propagate `losses` (weighted scalars, `ce_key` the classification loss) with gradient revision.
 
     Accumulates into `.grad` of `params` like `backward()` does (zero them before); parameters that no loss reaches
@@ -291,6 +307,10 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
     fraction of the parameter tensors shared with CE where it did) and, except with "jvp", `cos/<name>` (cosine
     with the CE gradient over all parameters). `impl` and `split`: see the module docstring; "auto" is "jvp" for
     the global mode when `split` is a FeatureSplit, else "naive" (the fastest of the others on a CPU).
+
+    `reduce` (data-parallel training, see models/distributed.py): averages a list of tensors across ranks. The
+    per-loss gradients (or, for "jvp", g_ce, the dot products and the distillation sum) are averaged BEFORE the
+    projection, so every rank revises the combined batch's gradients; the `.grad` filled is already averaged.
     """
     if mode not in MODES:
         raise ValueError(f"unknown gradient revision mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -322,11 +342,15 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
             trunk = (torch.autograd.grad(feats, params, grad_outputs=g[-1], allow_unused=True)
                      if g[-1] is not None else [None] * len(params))
             grads = [_add(b, t) for b, t in zip(g[:-1], trunk)]
+        if reduce is not None:
+            grads = reduce(grads)
     elif mode == "global" and impl == "jvp":
-        grads, stats = _global_jvp(vals, params, splitter, names)  # type: ignore[arg-type]
+        grads, stats = _global_jvp(vals, params, splitter, names, reduce)  # type: ignore[arg-type]
     else:
         # per_tensor needs every loss's gradient tensor by tensor, which "jvp" does not give: it uses "naive".
         stacks = _per_loss_grads(vals, params, "batched" if impl == "batched" else "naive", pair)
+        if reduce is not None:
+            stacks = reduce(stacks)
         combine = _combine_global if mode == "global" else _combine_per_tensor
         grads, stats = combine(stacks, names)
     for p, g in zip(params, grads):

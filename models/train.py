@@ -127,8 +127,12 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device = 
         model.train(was_training)
     if not probs:
         raise ValueError("evaluate: the loader yielded no samples")
-    p = torch.cat(probs).numpy()
-    t = torch.cat(labels).numpy().astype(np.int64)
+    return scores_from_probs(torch.cat(probs).numpy(), torch.cat(labels).numpy(), num_classes)
+
+
+def scores_from_probs(p: np.ndarray, t: np.ndarray, num_classes: int | None = None) -> dict:
+    """`evaluate`'s numbers from per-clip probabilities `[N, K]` and labels (also for gathered shards)."""
+    t = t.astype(np.int64)
     k = num_classes or p.shape[1]
     top = np.argsort(-p, axis=1)
     top1 = float(np.mean(top[:, 0] == t))
@@ -146,8 +150,10 @@ def train_loader(dataset, cfg: TrainConfig, epoch: int) -> DataLoader:
         dataset.set_epoch(epoch)
     g = torch.Generator()
     g.manual_seed(cfg.seed * 1_000_003 + epoch)
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=g, num_workers=cfg.num_workers,
-                      drop_last=len(dataset) > cfg.batch_size)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=g, num_workers=cfg.num_workers,
+                        drop_last=len(dataset) > cfg.batch_size)
+    # Under torchrun (models.distributed.ShardedTrainSet): this rank's slice of each of these very batches.
+    return dataset.shard_loader(loader) if hasattr(dataset, "shard_loader") else loader
 
 
 def test_loader(dataset, cfg: TrainConfig) -> DataLoader:
