@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.distributed import DistContext, autocast, evaluate_on
 from models.grad_revision import FeatureSplit, RevisionMeter, revise_and_backward
 from models.losses import DistillConfig, DistillLosses
 from models.stgcn import STGCN
-from models.train import TrainConfig, evaluate, make_optimizer, make_scheduler, test_loader, train_loader
+from models.train import TrainConfig, make_optimizer, make_scheduler, train_loader
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.errors import BadInput
 
@@ -40,38 +41,50 @@ class StudentHistory:
 
 def distill_step(teacher: STGCN, student: STGCN, losses: DistillLosses, x_hq: torch.Tensor, x_lq: torch.Tensor,
                  y: torch.Tensor, dcfg: DistillConfig, params: list[torch.Tensor],
-                 split: FeatureSplit | None, label_smoothing: float = 0.0) -> tuple[dict[str, torch.Tensor], dict]:
+                 split: FeatureSplit | None, label_smoothing: float = 0.0, *, dist: DistContext | None = None,
+                 amp: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
     """Forward both nets, compute every loss, fill `.grad` of `params`; returns (losses, revision stats).
 
-    A step whose losses are not all finite fills nothing and returns `{"skipped": 1.0}` in the stats.
+    A step whose losses are not all finite fills nothing and returns `{"skipped": 1.0}` in the stats. With `dist`
+    the `.grad` filled is the ranks' average (weighted by batch slice), taken before the revision's projection,
+    and a step is skipped on every rank when any rank's losses are not finite. `amp`: bfloat16 forwards on CUDA.
     """
-    with torch.no_grad():
+    with torch.no_grad(), autocast(x_hq.device, amp):
         z_t, f_t = teacher(x_hq, return_features=True)
     # Through the splitter when revising: it cuts the student at the distilled layer (see FeatureSplit).
-    z_s, f_s = (split if split is not None else student)(x_lq, return_features=True)
+    with autocast(x_lq.device, amp):
+        z_s, f_s = (split if split is not None else student)(x_lq, return_features=True)
+    if amp:  # the losses in float32 (a no-op when autocast was off)
+        z_t, f_t, z_s, f_s = z_t.float(), f_t.float(), z_s.float(), f_s.float()
     terms: dict[str, torch.Tensor] = {"ce": dcfg.ce_weight * F.cross_entropy(z_s, y, label_smoothing=label_smoothing)}
     if dcfg.method != "none":
         persons = x_lq.shape[1]
         terms.update(losses(z_s, f_s, z_t, f_t, persons=persons))
-    if not all(torch.isfinite(v) for v in terms.values()):
+    finite = all(bool(torch.isfinite(v)) for v in terms.values())
+    if dist is not None:
+        finite = dist.all_true(finite)
+    if not finite:
         return terms, {"skipped": 1.0}
     stats: dict = {}
     if split is not None and len(terms) > 1:
         stats = revise_and_backward(terms, "ce", params, mode=dcfg.grad_revision, impl=dcfg.revision_impl,
-                                    split=split)
+                                    split=split, reduce=dist.reducer(len(y)) if dist is not None else None)
     else:
         torch.stack(list(terms.values())).sum().backward()
+        if dist is not None:
+            dist.average_gradients(params, len(y))
     terms["_logits"] = z_s.detach()
     return terms, stats
 
 
 def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_set, test_set, cfg: TrainConfig,
                   dcfg: DistillConfig, out: Path, *, resume: bool = False, progress: bool = True,
-                  num_classes: int, grad_hook=None) -> tuple[StudentHistory, dict | None]:
+                  num_classes: int, dist: DistContext | None = None) -> tuple[StudentHistory, dict | None]:
     """Train `student` (and the losses' adapters) for `cfg.epochs`; evaluates on `test_set` (LQ clips).
 
     Writes `out/student_metrics.csv`, `out/student_curves.png` and `out/student_last.pt` each epoch (resumable).
-    `grad_hook(params)` runs after the gradients are filled and before the step (distributed averaging).
+    `dist` (under torchrun; `train_set` sharded with `dist.shard`): gradients averaged across ranks, epoch
+    metrics summed over ranks, evaluation sharded, files written by rank 0 only.
     """
     device = torch.device(cfg.device)
     teacher.to(device).eval()
@@ -89,6 +102,10 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
     state_path = out / "student_last.pt"
     start = _load_state(state_path, student, losses, optimizer, scheduler, hist) if resume and state_path.exists() \
         else 0
+    if dist is not None:
+        dist.broadcast_module(student)
+        dist.broadcast_module(losses)
+    main = dist is None or dist.is_main
     revise = dcfg.method != "none" and dcfg.grad_revision != "none"
     split = FeatureSplit(student, student.blocks[-1]) if revise else None
     bar = None
@@ -108,10 +125,8 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
                 x_hq, x_lq, y = x_hq.to(device), x_lq.to(device), y.to(device)
                 optimizer.zero_grad(set_to_none=True)
                 terms, stats = distill_step(teacher, student, losses, x_hq, x_lq, y, dcfg, params, split,
-                                            cfg.label_smoothing)
+                                            cfg.label_smoothing, dist=dist, amp=cfg.amp)
                 ok = "skipped" not in stats
-                if ok and grad_hook is not None:
-                    grad_hook(params)
                 if ok:
                     norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
                     ok = bool(torch.isfinite(norm))
@@ -132,6 +147,10 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
                     bar.update(1)
                     bar.set_postfix(epoch=epoch + 1, ce=f"{sums.get('ce', 0) / max(seen, 1):.3f}",
                                     acc=f"{correct / max(seen, 1):.3f}", refresh=False)
+            if dist is not None:  # the epoch's numbers over the whole batches, not this rank's slices
+                sums = dist.sum_dict(sums)
+                correct, seen = (int(v) for v in dist.sum_floats([correct, seen]))
+                dist.average_buffers(student)
             hist.train_seconds += time.perf_counter() - t0
             hist.skipped_steps += skipped
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
@@ -140,12 +159,13 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
             row.update({f"loss_{k}": v / max(seen, 1) for k, v in sums.items()})
             row.update(meter.summary())
             if test_set is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                last_eval = evaluate(student, test_loader(test_set, cfg), device, num_classes)
+                last_eval = evaluate_on(student, test_set, cfg, device, num_classes, dist)
                 row.update(test_top1=last_eval["top1"], test_top5=last_eval["top5"])
             hist.rows.append(row)
-            _write_csv(out / "student_metrics.csv", hist.rows)
-            _plot(out / "student_curves.png", hist.rows)
-            _save_state(state_path, epoch + 1, student, losses, optimizer, scheduler, hist)
+            if main:
+                _write_csv(out / "student_metrics.csv", hist.rows)
+                _plot(out / "student_curves.png", hist.rows)
+                _save_state(state_path, epoch + 1, student, losses, optimizer, scheduler, hist)
             if bar is not None:
                 bar.write(_line(row))
     finally:
@@ -154,7 +174,7 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
         if split is not None:
             split.remove()
     if test_set is not None and last_eval is None:
-        last_eval = evaluate(student, test_loader(test_set, cfg), device, num_classes)
+        last_eval = evaluate_on(student, test_set, cfg, device, num_classes, dist)
     student.cpu()
     losses.cpu()
     return hist, last_eval

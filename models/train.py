@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from models.checkpoint import save_checkpoint
+from models.distributed import DistContext, autocast, evaluate_on
 from models.layouts import Layout
 from models.stgcn import STGCN, STGCNConfig, count_params
 from models.transforms import InputConfig
@@ -48,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     device: str = "cpu"
+    amp: bool = True  # mixed precision (bfloat16 autocast) on CUDA; ignored on a CPU
     label_smoothing: float = 0.0
     eval_every: int = 1  # test-set evaluation every N epochs (and always after the last)
     num_test_clips: int = 1  # windows per test clip, softmax-averaged
@@ -180,16 +182,21 @@ CSV_FIELDS = ["epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1
 def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: str | os.PathLike, *,
                 layout: Layout, classes: list[str], model_config: STGCNConfig, input_config: InputConfig,
                 resume: bool = False, progress: bool = True, extra: dict | None = None,
-                stop_after_epoch: int | None = None) -> dict:
+                stop_after_epoch: int | None = None, dist: DistContext | None = None) -> dict:
     """Train `model` on `train_set`, evaluate on `test_set`, write the run folder; returns metrics.json's dict.
 
     `resume` continues from `out_dir/last.pt` (same batches, same random draws, same weights as an uninterrupted
     run). `stop_after_epoch` ends the call after that many epochs, as an interruption would (tests use it).
+    `dist` (under torchrun, see models/distributed.py): each rank trains on its slice of every batch, gradients
+    and epoch metrics are reduced across ranks, evaluation is sharded, and rank 0 alone writes files.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
     model.to(device)
+    main = dist is None or dist.is_main
+    if dist is not None:
+        train_set = dist.shard(train_set)
     iters = len(train_loader(train_set, cfg, 0))
     if iters == 0:
         raise BadInput("the training split is empty")
@@ -199,6 +206,8 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
     start = 0
     if resume:
         start = _load_state(out / "last.pt", model, optimizer, scheduler, hist, model_config)
+    if dist is not None:
+        dist.broadcast_module(model)
     params = [p for p in model.parameters() if p.requires_grad]
     bar = None
     if progress:
@@ -213,13 +222,19 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
             loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
             for x, y in train_loader(train_set, cfg, epoch):
                 x, y = x.to(device), y.to(device)
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                with autocast(device, cfg.amp):
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
-                if not torch.isfinite(loss):
+                finite = bool(torch.isfinite(loss))
+                if dist is not None:
+                    finite = dist.all_true(finite)  # skipped by every rank or none (no rank left waiting)
+                if not finite:
                     skipped += 1  # never apply a non-finite step; keep the schedule in step with iterations
                 else:
                     loss.backward()
+                    if dist is not None:
+                        dist.average_gradients(params, len(y))
                     norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
                     if torch.isfinite(norm):
                         optimizer.step()
@@ -234,6 +249,10 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
                     bar.update(1)
                     bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(seen, 1):.3f}",
                                     acc=f"{correct / max(seen, 1):.3f}", refresh=False)
+            if dist is not None:  # the epoch's numbers over the whole batches; one model on every rank
+                loss_sum, correct, seen = dist.sum_floats([loss_sum, correct, seen])
+                correct, seen = int(correct), int(seen)
+                dist.average_buffers(model)
             hist.train_seconds += time.perf_counter() - t0
             hist.skipped_steps += skipped
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
@@ -242,14 +261,15 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
                    "test_loss": "", "test_top1": "", "test_top5": "", "skipped_steps": skipped,
                    "epoch_seconds": round(time.perf_counter() - t0, 3)}
             if test_set is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                last_eval = evaluate(model, test_loader(test_set, cfg), device, len(classes))
+                last_eval = evaluate_on(model, test_set, cfg, device, len(classes), dist)
                 row.update(test_loss=last_eval["loss"], test_top1=last_eval["top1"], test_top5=last_eval["top5"])
             hist.rows.append(row)
-            _write_csv(out / "metrics.csv", hist.rows)
-            if cfg.plot_every and (epoch + 1) % cfg.plot_every == 0:
-                _plot_curves(out / "curves.png", hist.rows)
-            _save_state(out / "last.pt", epoch + 1, model, optimizer, scheduler, hist, cfg, model_config,
-                        input_config)
+            if main:
+                _write_csv(out / "metrics.csv", hist.rows)
+                if cfg.plot_every and (epoch + 1) % cfg.plot_every == 0:
+                    _plot_curves(out / "curves.png", hist.rows)
+                _save_state(out / "last.pt", epoch + 1, model, optimizer, scheduler, hist, cfg, model_config,
+                            input_config)
             if bar is not None:
                 bar.write(_epoch_line(row))
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
@@ -259,7 +279,7 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
             bar.close()
     # Final: evaluate (unless the last epoch just did), save model.pt, metrics.json, confusion.png.
     if test_set is not None and last_eval is None:
-        last_eval = evaluate(model, test_loader(test_set, cfg), device, len(classes))
+        last_eval = evaluate_on(model, test_set, cfg, device, len(classes), dist)
     metrics = {
         "classes": list(classes),
         "test_top1": last_eval["top1"] if last_eval else None,
@@ -275,17 +295,20 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
         "model_config": {k: v for k, v in model_config.to_dict().items() if k != "layout"},
         "layout": layout.name,
     }
-    if hist.rows:
-        _plot_curves(out / "curves.png", hist.rows)
-    if last_eval is not None:
-        _plot_confusion(out / "confusion.png", last_eval["confusion"], classes)
     model.cpu().eval()  # handed back ready to use
-    save_checkpoint(out / "model.pt", model, layout=layout, classes=classes, model_config=model_config,
-                    input_config=input_config,
-                    extra={"metrics": {k: metrics[k] for k in ("test_top1", "test_top5", "n_test", "epochs",
-                                                               "train_seconds", "seed")},
-                           "train_config": cfg.to_dict(), **(extra or {})})
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if main:
+        if hist.rows:
+            _plot_curves(out / "curves.png", hist.rows)
+        if last_eval is not None:
+            _plot_confusion(out / "confusion.png", last_eval["confusion"], classes)
+        save_checkpoint(out / "model.pt", model, layout=layout, classes=classes, model_config=model_config,
+                        input_config=input_config,
+                        extra={"metrics": {k: metrics[k] for k in ("test_top1", "test_top5", "n_test", "epochs",
+                                                                   "train_seconds", "seed")},
+                               "train_config": cfg.to_dict(), **(extra or {})})
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if dist is not None:
+        dist.barrier()  # model.pt is on disk before any rank reads it
     return metrics
 
 

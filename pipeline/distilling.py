@@ -17,8 +17,9 @@ import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.distill import train_student
+from models.distributed import evaluate_on
 from models.losses import DistillConfig, build_distill_losses
-from models.train import TrainConfig, evaluate, test_loader, train_model
+from models.train import TrainConfig, train_model
 from models.transforms import InputConfig
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.dataset import ClipDataset
@@ -126,30 +127,28 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
                     ClipDataset(te_hq, data.layout, icfg, False, seed), req.teacher_train, run,
                     layout=data.layout, classes=data.classes, model_config=tcfg_model, input_config=icfg,
                     resume=resume and (run / "last.pt").exists(), progress=progress and is_main,
-                    extra={"role": "teacher", "data": str(hq_path)})
+                    extra={"role": "teacher", "data": str(hq_path)}, dist=dist)
         if is_main:
             with atomic_path(out / "teacher.pt") as tmp:
                 shutil.copyfile(run / "model.pt", tmp)
         teacher, meta = load_checkpoint(run / "model.pt")
-    teacher.eval()
     scfg = req.student_train
-    ev_hq = evaluate(teacher, test_loader(ClipDataset(te_hq, data.layout, icfg, False, seed,
-                                                      scfg.num_test_clips), scfg), "cpu", len(data.classes))
+    teacher.to(scfg.device).eval()
+    ev_hq = evaluate_on(teacher, ClipDataset(te_hq, data.layout, icfg, False, seed, scfg.num_test_clips), scfg,
+                        scfg.device, len(data.classes), dist)
     lq_test = ClipDataset(te_lq, data.layout, icfg, False, seed, scfg.num_test_clips)
-    ev_lq = evaluate(teacher, test_loader(lq_test, scfg), "cpu", len(data.classes))
+    ev_lq = evaluate_on(teacher, lq_test, scfg, scfg.device, len(data.classes), dist)
 
     # --- student on LQ
     torch.manual_seed(seed)
     student, smodel_cfg = build_model(data.layout, len(data.classes), coord_dims, icfg, req.student_model)
     losses = build_distill_losses(req.distill, student.feature_channels, teacher.feature_channels)
     train_set = PairedClipDataset(tr_hq, tr_lq, data.layout, icfg, train=True, seed=seed)
-    grad_hook = None
     if dist is not None:
         train_set = dist.shard(train_set)
-        grad_hook = dist.average_gradients
     hist, ev_s = train_student(teacher, student, losses, train_set, lq_test, scfg, req.distill, out,
                                resume=resume, progress=progress and is_main, num_classes=len(data.classes),
-                               grad_hook=grad_hook)
+                               dist=dist)
     metrics = {
         "method": req.distill.method,
         "grad_revision": req.distill.grad_revision if req.distill.method != "none" else "none",
@@ -229,13 +228,13 @@ def make_request(*, method: str = "skd", grad_revision: str = "global", epochs: 
                  depth: int = 10, length: int = 64, batch_size: int = 32, lr: float = 0.1, tau: float = 1.0,
                  weights: str = "", train_fraction: float = 1.0, allow_unpaired: bool = False, seed: int = 0,
                  workers: int = 0, device: str = "cpu", features: tuple[str, ...] = ("joint",),
-                 warmup_epochs: float | None = None) -> DistillRequest:
+                 warmup_epochs: float | None = None, amp: bool = True) -> DistillRequest:
     """A DistillRequest from the command-line options (the same names a config file may use)."""
     warm = min(5.0, epochs / 6) if warmup_epochs is None else warmup_epochs
     try:
         dcfg = DistillConfig(method=method, tau=tau, grad_revision=grad_revision, **parse_weights(weights))
         scfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_workers=workers,
-                           device=device, warmup_epochs=warm)
+                           device=device, warmup_epochs=warm, amp=amp)
         t_epochs = teacher_epochs or epochs
         tcfg = replace(scfg, epochs=t_epochs, warmup_epochs=min(5.0, t_epochs / 6))
         icfg = InputConfig(length=length, features=tuple(features))

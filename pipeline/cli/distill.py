@@ -43,30 +43,39 @@ from pipeline.cli.dataset import LAYOUT_HELP
 @click.option("--allow-unpaired", is_flag=True, help="Drop clips that do not pair instead of failing.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader workers.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda or cuda:N (under torchrun, cuda means one GPU per rank: cuda:LOCAL_RANK).")
+@click.option("--amp/--no-amp", default=True, show_default=True,
+              help="Mixed precision (bfloat16 autocast) on CUDA; no effect on a CPU.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | None, method: str,
             grad_revision: bool, revision_mode: str, teacher_ckpt: Path | None, epochs: int,
             teacher_epochs: int | None, student_width: float, teacher_width: float, depth: int, length: int,
             batch_size: int, lr: float, tau: float, weights: str, train_fraction: float, allow_unpaired: bool,
-            seed: int, workers: int, device: str, resume: bool, out: Path) -> None:
+            seed: int, workers: int, device: str, amp: bool, resume: bool, out: Path) -> None:
     """Train a teacher on HQ skeletons (or reuse --teacher), freeze it, and distil a student on LQ skeletons.
 
     Writes RUN/teacher.pt, RUN/student.pt, RUN/metrics.json (teacher HQ/LQ top-1, student LQ top-1/top-5),
-    per-epoch CSVs and plots. Under torchrun each rank takes a shard of every epoch.
+    per-epoch CSVs and plots. Under `torchrun --nproc_per_node N -m pipeline distill ...` each rank takes its
+    slice of every batch (--batch-size is the global batch) and rank 0 writes the files.
     """
     import json
 
+    from models.distributed import distributed, resolve_device
     from pipeline.distilling import make_request, run_distill
 
-    req = make_request(method=method, grad_revision=revision_mode if grad_revision else "none", epochs=epochs,
-                       teacher_epochs=teacher_epochs, student_width=student_width, teacher_width=teacher_width,
-                       depth=depth, length=length, batch_size=batch_size, lr=lr, tau=tau, weights=weights,
-                       train_fraction=train_fraction, allow_unpaired=allow_unpaired, seed=seed, workers=workers,
-                       device=device)
-    m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout, teacher_ckpt=teacher_ckpt,
-                    resume=resume)
+    with distributed(device) as dist:
+        dev = dist.device if dist is not None else resolve_device(device)
+        req = make_request(method=method, grad_revision=revision_mode if grad_revision else "none", epochs=epochs,
+                           teacher_epochs=teacher_epochs, student_width=student_width, teacher_width=teacher_width,
+                           depth=depth, length=length, batch_size=batch_size, lr=lr, tau=tau, weights=weights,
+                           train_fraction=train_fraction, allow_unpaired=allow_unpaired, seed=seed,
+                           workers=workers, device=str(dev), amp=amp)
+        m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout, teacher_ckpt=teacher_ckpt,
+                        resume=resume, progress=dist is None or dist.is_main, dist=dist)
+    if dist is not None and not dist.is_main:
+        return
     summary = {"teacher": {k: m["teacher"][k] for k in ("hq_top1", "lq_top1")},
                "student": {k: m["student"][k] for k in ("lq_top1", "lq_top5")}, "method": m["method"]}
     click.echo(f"wrote {out / 'metrics.json'}: {json.dumps(summary)}")

@@ -1,0 +1,165 @@
+"""Data-parallel training (models/distributed.py): 2 ranks give the update 1 rank gives on the combined batch.
+
+The ranks are real processes (torch.multiprocessing spawn, gloo on the CPU). The students' BatchNorm layers are in
+eval mode for the equality: in training mode each rank normalises its slice with the slice's own mean and
+variance, which differ from the combined batch's, so the forward itself (not the reduction) would differ. Float64
+makes "the same" tight: the only difference left is the order of a few additions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as tmp_mp
+
+from models.distill import distill_step
+from models.distributed import DistContext, RankSlices, ShardedTrainSet, resolve_device
+from models.grad_revision import FeatureSplit
+from models.layouts import get_layout
+from models.losses import DistillConfig, build_distill_losses
+from models.train import TrainConfig, make_optimizer, train_loader
+from models.transforms import InputConfig
+from pipeline.errors import BadInput
+from pipeline.training import ModelOptions, build_model
+
+# method, gradient revision mode, implementation
+CASES = {
+    "ce": ("none", "none", "auto"),
+    "skd_no_revision": ("skd", "none", "auto"),
+    "skd_revision_jvp": ("skd", "global", "auto"),  # the default: forward-mode dot products
+    "skd_revision_naive": ("skd", "global", "naive"),
+    "skd_revision_per_tensor": ("skd", "per_tensor", "naive"),
+}
+BATCH = 7  # uneven slices over 2 ranks (4 + 3): the average must be weighted by slice size
+WORLD = 2
+
+
+def _setup(case: str):
+    """Teacher, student, losses, a batch, the config: the same on every rank (seeded), float64, BN in eval."""
+    method, mode, impl = CASES[case]
+    torch.manual_seed(0)
+    layout = get_layout("coco17")
+    icfg = InputConfig(length=12, max_persons=1)
+    opts = ModelOptions(width=0.25, depth=2)
+    teacher, _ = build_model(layout, 4, 2, icfg, opts)
+    student, _ = build_model(layout, 4, 2, icfg, opts)
+    dcfg = DistillConfig(method=method, grad_revision=mode, revision_impl=impl)
+    losses = build_distill_losses(dcfg, student.feature_channels, teacher.feature_channels)
+    teacher, student, losses = teacher.double().eval(), student.double().eval(), losses.double()
+    c_in = 3  # x, y, score
+    x_hq = torch.randn(BATCH, 1, 12, layout.num_joints, c_in, dtype=torch.float64)
+    x_lq = x_hq + 0.3 * torch.randn_like(x_hq)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    return teacher, student, losses, x_hq, x_lq, y, dcfg
+
+
+def _update(case: str, rank: int = 0, world: int = 1, ctx: DistContext | None = None,
+            average_after: bool = False) -> dict:
+    """One distillation step and one SGD (momentum, Nesterov, weight decay) step on this rank's slice."""
+    teacher, student, losses, x_hq, x_lq, y, dcfg = _setup(case)
+    lo, hi = RankSlices(None, rank, world).bounds(BATCH)
+    params = [p for p in list(student.parameters()) + list(losses.parameters()) if p.requires_grad]
+    opt = make_optimizer(params, TrainConfig(lr=0.1))
+    revise = dcfg.method != "none" and dcfg.grad_revision != "none"
+    split = FeatureSplit(student, student.blocks[-1]) if revise else None
+    # average_after: the wrong order (revise each rank's own gradients, then average), for contrast.
+    _, stats = distill_step(teacher, student, losses, x_hq[lo:hi], x_lq[lo:hi], y[lo:hi], dcfg, params, split,
+                            dist=None if average_after else ctx)
+    if average_after:
+        ctx.average_gradients(params, hi - lo)
+    grads = [p.grad.detach().clone() for p in params]
+    opt.step()
+    return {"params": [p.detach().clone() for p in params], "grads": grads, "stats": stats}
+
+
+def _rank_main(rank: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as tdist
+
+    torch.set_num_threads(1)
+    tdist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        ctx = DistContext(rank, WORLD, rank, torch.device("cpu"))
+        results = {case: _update(case, rank, WORLD, ctx) for case in CASES}
+        results["average_after_revision"] = _update("skd_revision_naive", rank, WORLD, ctx, average_after=True)
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        tdist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> list[dict]:
+    d = tmp_path_factory.mktemp("ddp")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    tmp_mp.spawn(_rank_main, args=(str(d / "init"), str(d)), nprocs=WORLD, join=True)
+    return [torch.load(d / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny float64 steps: with several threads on a busy 2-core machine, thread hand-offs cost more than the maths.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _close(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.allclose(x, y, rtol=1e-9, atol=1e-12) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_ranks_give_the_combined_batch_update(two_ranks, case):
+    ref = _update(case)  # one process, the whole batch of 7
+    for r in range(WORLD):
+        got = two_ranks[r][case]
+        assert _close(got["grads"], ref["grads"]), f"rank {r}: gradient differs from the combined batch's"
+        assert _close(got["params"], ref["params"]), f"rank {r}: update differs from the combined batch's"
+        assert got["stats"].keys() == ref["stats"].keys()
+        for k, v in ref["stats"].items():
+            assert got["stats"][k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+    if CASES[case][1] != "none":
+        # The projection really ran: some distillation gradient conflicted with CE on this batch.
+        assert any(v > 0 for k, v in ref["stats"].items() if k.startswith("conflict/"))
+
+
+def test_averaging_after_the_projection_would_be_wrong(two_ranks):
+    """The order matters: revising each rank's own gradients and then averaging is not the combined update."""
+    ref = _update("skd_revision_naive")
+    wrong = two_ranks[0]["average_after_revision"]
+    assert _close(wrong["grads"], two_ranks[1]["average_after_revision"]["grads"])  # still one model
+    assert not _close(wrong["grads"], ref["grads"])
+
+
+def test_rank_slices_cover_each_single_process_batch():
+    cfg = TrainConfig(batch_size=5, seed=7)
+    data = list(range(23))
+
+    class Indexed(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(data)
+
+        def __getitem__(self, i: int) -> int:
+            return data[i]
+
+    for epoch in range(2):
+        single = [b.tolist() for b in train_loader(Indexed(), cfg, epoch)]
+        per_rank = [[b.tolist() for b in train_loader(ShardedTrainSet(Indexed(), r, 3), cfg, epoch)]
+                    for r in range(3)]
+        assert [sum((p[s] for p in per_rank), []) for s in range(len(single))] == single
+        assert all(abs(len(per_rank[0][s]) - len(per_rank[2][s])) <= 1 for s in range(len(single)))
+    with pytest.raises(BadInput, match="cannot be split over 3 ranks"):
+        len(train_loader(ShardedTrainSet(Indexed(), 0, 3), replace(cfg, batch_size=2), 0))
+
+
+def test_device_option():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(" CPU ") == torch.device("cpu")
+    with pytest.raises(BadInput, match="use cpu, cuda or cuda:N"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInput, match="no CUDA device"):
+            resolve_device("cuda")
