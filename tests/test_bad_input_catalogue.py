@@ -293,7 +293,7 @@ CASES = [
          lambda d: (d / "text.mp4").write_text("this is not a video\n"), "not a readable video", "{d}/text.mp4",
          "non-video file", extract=True),
     Case("video-corrupt-index", ("extract", "{d}/cut.mp4", *EXTRACT), truncated_mp4, "not a readable video",
-         "{d}/cut.mp4", "corrupt file", extract=True),
+         "{d}/cut.mp4", "corrupt / wrong-format file", extract=True),
     Case("video-truncated", ("extract", "{d}/cut.avi", *EXTRACT), truncated_avi, "truncated or corrupt: decoded",
          "{d}/cut.avi", "truncated file", extract=True),
     Case("video-one-frame", ("extract", "{d}/one.mp4", *EXTRACT),
