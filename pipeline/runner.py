@@ -55,6 +55,7 @@ class RunOptions:
     threads: int | None = None     # CPU threads of the model part (None: leave the runtime's default). The CLI
                                    # passes 1: the student is small, and more threads fight MediaPipe and other
                                    # processes for the cores (see docs/RESULTS.md)
+    device: str = "cpu"            # the PyTorch model's device (cpu, cuda, cuda:N); the pose estimator is CPU
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -85,7 +86,7 @@ class ModelInfo:
 class TorchPredictor:
     """A checkpoint run in PyTorch (eval mode, no autograd)."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, device: str = "cpu"):
         import torch
 
         from models.checkpoint import load_checkpoint
@@ -93,6 +94,8 @@ class TorchPredictor:
         if threads:
             torch.set_num_threads(threads)  # process-wide: the CLI's choice, not the library's default
         self.model, meta = load_checkpoint(path)
+        self.device = torch.device(device)
+        self.model.to(self.device)
         self.info = ModelInfo(meta["layout"], list(meta["classes"]), meta["input_config"], meta["coord_dims"],
                               str(path))
 
@@ -101,7 +104,7 @@ class TorchPredictor:
         import torch
 
         with torch.inference_mode():
-            return torch.softmax(self.model(torch.from_numpy(x)), dim=-1).numpy()
+            return torch.softmax(self.model(torch.from_numpy(x).to(self.device)), dim=-1).float().cpu().numpy()
 
 
 class OnnxPredictor:
@@ -132,7 +135,7 @@ def load_predictor(opts: RunOptions) -> Predictor:
         path = opts.model if opts.model is not None else BUNDLED_MODEL
         if opts.model is None and not path.is_file():
             raise BadInput("the bundled model is missing from this install; pass --model CKPT", path)
-        pred = TorchPredictor(path, opts.threads)
+        pred = TorchPredictor(path, opts.threads, opts.device)
     check_feedable(pred.info)
     return pred
 
