@@ -42,7 +42,7 @@ class TrainRequest:
 
 
 # Options that may differ when a run is resumed (they do not change what is learned, or extend it).
-RESUMABLE_CHANGES = {"epochs", "num_workers", "eval_every", "device"}
+RESUMABLE_CHANGES = {"epochs", "num_workers", "eval_every", "device", "amp"}
 
 
 def build_model(layout: Layout, num_classes: int, coord_dims: int, icfg: InputConfig, opts: ModelOptions
@@ -67,11 +67,13 @@ def split_clips(ds: SkeletonDataset, name: str, path: str | os.PathLike) -> list
 
 def train_from_dataset(ds: SkeletonDataset, out: str | os.PathLike, req: TrainRequest, *, data_path: str = "",
                        resume: bool = False, overwrite: bool = False, progress: bool = True,
-                       explicit: set[str] | None = None, stop_after_epoch: int | None = None) -> dict:
+                       explicit: set[str] | None = None, stop_after_epoch: int | None = None,
+                       dist=None) -> dict:
     """Train on `ds`'s train split, test on its test split; write `out/model.pt`, `out/metrics.json`, plots.
 
     With `resume`, the options stored in `out/request.json` are used; of `req`, only the fields named in
-    `explicit` (all when None) are compared, and only RESUMABLE_CHANGES may differ.
+    `explicit` (all when None) are compared, and only RESUMABLE_CHANGES may differ. `dist`: a
+    `models.distributed.DistContext` under torchrun (rank 0 writes the files).
     """
     out = Path(out)
     where = data_path or "data"
@@ -96,11 +98,12 @@ def train_from_dataset(ds: SkeletonDataset, out: str | os.PathLike, req: TrainRe
     test_set = ClipDataset(test_clips, ds.layout, icfg, train=False, seed=tcfg.seed,
                            num_test_clips=tcfg.num_test_clips)
     out.mkdir(parents=True, exist_ok=True)
-    _write_request(out / "request.json", req, str(data_path))
+    if dist is None or dist.is_main:
+        _write_request(out / "request.json", req, str(data_path))
     return train_model(model, train_set, test_set, tcfg, out, layout=ds.layout, classes=ds.classes,
                        model_config=mcfg, input_config=icfg, resume=resume, progress=progress,
                        extra={"data": str(data_path), "model_options": _asdict(req.model)},
-                       stop_after_epoch=stop_after_epoch)
+                       stop_after_epoch=stop_after_epoch, dist=dist)
 
 
 def _asdict(obj) -> dict:
@@ -150,18 +153,18 @@ def merge_resume(stored: TrainRequest, given: TrainRequest, explicit: set[str] |
 
 def train_from_pickle(data: str | os.PathLike, out: str | os.PathLike, req: TrainRequest, *,
                       layout: str | Layout | None = None, resume: bool = False, overwrite: bool = False,
-                      progress: bool = True, explicit: set[str] | None = None) -> dict:
+                      progress: bool = True, explicit: set[str] | None = None, dist=None) -> dict:
     from pipeline.pyskl_io import load_dataset
 
     ds = load_dataset(data, layout)
     return train_from_dataset(ds, out, req, data_path=str(data), resume=resume, overwrite=overwrite,
-                              progress=progress, explicit=explicit)
+                              progress=progress, explicit=explicit, dist=dist)
 
 
 def eval_from_pickle(model_path: str | os.PathLike, data: str | os.PathLike, *, split: str = "test",
                      layout: str | Layout | None = None, batch_size: int = 64, num_test_clips: int | None = None,
-                     num_workers: int = 0) -> dict:
-    """Top-1/top-5/n of checkpoint `model_path` on `split` of the pickle `data`."""
+                     num_workers: int = 0, device: str = "cpu") -> dict:
+    """Top-1/top-5/n of checkpoint `model_path` on `split` of the pickle `data` (computed on `device`)."""
     from pipeline.pyskl_io import load_dataset
 
     ds = load_dataset(data, layout)
@@ -172,7 +175,7 @@ def eval_from_pickle(model_path: str | os.PathLike, data: str | os.PathLike, *, 
     k = num_test_clips if num_test_clips is not None else int(tcfg.get("num_test_clips", 1))
     dset = ClipDataset(clips, ds.layout, meta["input_config"], train=False, num_test_clips=k)
     loader = test_loader(dset, TrainConfig(batch_size=batch_size, num_workers=num_workers))
-    res = evaluate(model, loader, "cpu", len(meta["classes"]))
+    res = evaluate(model.to(device), loader, device, len(meta["classes"]))
     return {"top1": res["top1"], "top5": res["top5"], "n": res["n"]}
 
 
@@ -183,6 +186,7 @@ OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "schedule": ("train", "schedule"), "milestones": ("train", "milestones"),
     "label_smoothing": ("train", "label_smoothing"), "test_clips": ("train", "num_test_clips"),
     "eval_every": ("train", "eval_every"), "workers": ("train", "num_workers"),
+    "device": ("train", "device"), "amp": ("train", "amp"),
     "width": ("model", "width"), "depth": ("model", "depth"), "dropout": ("model", "dropout"),
     "length": ("input", "length"), "features": ("input", "features"), "use_score": ("input", "use_score"),
     "max_persons": ("input", "max_persons"), "aug_flip": ("input", "aug_flip"),

@@ -40,6 +40,10 @@ LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a cust
 @click.option("--test-split", default=None, help="Split to test on [test].")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes [0].")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads [all cores].")
+@click.option("--device", default=None,
+              help="cpu, cuda or cuda:N [cpu]; under torchrun, cuda means one GPU per rank (cuda:LOCAL_RANK).")
+@click.option("--amp/--no-amp", default=None,
+              help="Mixed precision (bfloat16 autocast) on CUDA [on]; no effect on a CPU.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (from its last.pt).")
 @click.option("--overwrite", is_flag=True, help="Start over in an --out that already holds a run.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -49,17 +53,27 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
 
     Writes OUT/model.pt (checkpoint with layout, classes and configuration), OUT/metrics.json
     ({"classes", "test_top1", "test_top5", "epochs", "train_seconds", ...}), OUT/metrics.csv, OUT/curves.png,
-    OUT/confusion.png, and OUT/last.pt after every epoch for --resume.
+    OUT/confusion.png, and OUT/last.pt after every epoch for --resume. Under `torchrun --nproc_per_node N -m
+    pipeline train ...` each rank takes its slice of every batch (--batch-size is the global batch).
     """
     import json
 
+    from models.distributed import distributed, resolve_device
     from models.perf import configure_cpu
     from pipeline.training import request_from_options, train_from_pickle
 
     configure_cpu(threads)
-    req, explicit = request_from_options(options, config_file)
-    metrics = train_from_pickle(data, out, req, layout=layout, resume=resume, overwrite=overwrite,
-                                progress=not quiet, explicit=explicit)
+    with distributed(options["device"]) as dist:
+        if dist is not None:
+            options["device"] = str(dist.device)
+        elif options["device"] is not None:
+            options["device"] = str(resolve_device(options["device"]))
+        req, explicit = request_from_options(options, config_file)
+        metrics = train_from_pickle(data, out, req, layout=layout, resume=resume, overwrite=overwrite,
+                                    progress=not quiet and (dist is None or dist.is_main), explicit=explicit,
+                                    dist=dist)
+    if dist is not None and not dist.is_main:
+        return
     summary = {k: metrics[k] for k in ("test_top1", "test_top5", "epochs", "train_seconds")}
     click.echo(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}: {json.dumps(summary)}")
 
@@ -72,18 +86,20 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--test-clips", type=int, default=None, help="Windows per clip, averaged [as trained].")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads [all cores].")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"top1", "top5", "n"} as JSON.')
 def eval_cmd(model_path: Path, data: Path, split: str, layout: str | None, batch_size: int,
-             test_clips: int | None, threads: int | None, as_json: bool) -> None:
+             test_clips: int | None, threads: int | None, device: str, as_json: bool) -> None:
     """Top-1 and top-5 accuracy of a checkpoint on a split of a pickle."""
     import json
 
+    from models.distributed import resolve_device
     from models.perf import configure_cpu
     from pipeline.training import eval_from_pickle
 
     configure_cpu(threads)
     res = eval_from_pickle(model_path, data, split=split, layout=layout, batch_size=batch_size,
-                           num_test_clips=test_clips)
+                           num_test_clips=test_clips, device=str(resolve_device(device)))
     if as_json:
         click.echo(json.dumps(res))
     else:
