@@ -1,0 +1,241 @@
+"""Distillation on Penn Action: what low quality costs, and how much each method wins back.
+
+    python bench/distill_sweep.py severity   # teacher once, then per LQ severity: teacher on LQ, plain and SKD student
+    python bench/distill_sweep.py table --specs 'drop=0.8,jitter=0.05,framedrop=0.3' --seeds 0,1,2
+    python bench/distill_sweep.py report     # markdown tables + plot from what has run
+
+HQ = Penn Action ground truth (official split). LQ = `pipeline.corrupt` at each severity (same clip ids, frames,
+labels). The teacher (trained once on the full HQ train split) is reused by every run. The students are trained in
+the harder deployment setting the issue asks for when the plain severity costs little: a small student
+(--student-width), a fraction of the training clips (--train-fraction, stratified), short windows (--length).
+Every run is an ordinary `pipeline distill` run folder under --out (resumable: finished runs are skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LABELS = ROOT.parent / "shared" / "data" / "penn_action" / "labels"
+PROFILE = ROOT / "models" / "zoo" / "lq_profile_penn13.json"
+SEVERITIES = [
+    ("paper: drop 0.6", "drop=0.6,impute=3"),
+    ("drop 0.8", "drop=0.8,impute=3"),
+    ("drop 0.9", "drop=0.9,impute=3"),
+    ("jitter 0.05", "jitter=0.05"),
+    ("jitter 0.1", "jitter=0.1"),
+    ("framedrop 0.3", "framedrop=0.3"),
+    ("framedrop 0.5", "framedrop=0.5"),
+    ("drop 0.8 + jitter 0.05 + framedrop 0.3", "drop=0.8,impute=3,jitter=0.05,framedrop=0.3"),
+    ("measured MediaPipe LQ profile", f"profile={PROFILE}"),
+]
+TABLE_METHODS = [("none", "global"), ("kd", "global"), ("fitnet", "global"), ("rkd", "global"), ("at", "global"),
+                 ("skd", "none"), ("skd", "global")]
+
+
+def slug(spec: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in spec.replace(str(PROFILE), "profile"))[:60]
+
+
+def ensure_data(out: Path) -> Path:
+    from pipeline.importers.penn_action import import_penn_action
+    from pipeline.pyskl_io import save_dataset
+
+    pkl = out / "penn_hq.pkl"
+    if not pkl.exists():
+        save_dataset(import_penn_action(LABELS, progress=False), pkl)
+    return pkl
+
+
+def ensure_teacher(out: Path, hq: Path, args) -> Path:
+    from models.train import TrainConfig
+    from models.transforms import InputConfig
+    from pipeline.pyskl_io import load_dataset
+    from pipeline.training import ModelOptions, TrainRequest, train_from_dataset
+
+    run = out / "teacher"
+    if not (run / "model.pt").exists():
+        req = TrainRequest(TrainConfig(epochs=args.teacher_epochs, seed=0, label_smoothing=0.1, warmup_epochs=3,
+                                       num_test_clips=1),
+                           InputConfig(length=args.length, features=tuple(args.features.split(","))),
+                           ModelOptions(width=args.teacher_width, depth=10))
+        train_from_dataset(load_dataset(hq), run, req, data_path=str(hq), resume=(run / "last.pt").exists(),
+                           progress=not args.quiet)
+    return run / "model.pt"
+
+
+def one_run(out: Path, hq: Path, teacher: Path, spec: str, method: str, revision: str, seed: int, args) -> dict:
+    from pipeline.distilling import make_request, run_distill
+
+    run = out / "runs" / slug(spec) / f"{method}_{revision}_s{seed}"
+    if (run / "metrics.json").exists():
+        return json.loads((run / "metrics.json").read_text())
+    req = make_request(method=method, grad_revision=revision, epochs=args.epochs, student_width=args.student_width,
+                       length=args.length, batch_size=args.batch_size, lr=args.lr, tau=args.tau,
+                       weights=args.weights, train_fraction=args.train_fraction, seed=seed)
+    t0 = time.perf_counter()
+    m = run_distill(hq, run, req, corrupt=spec, teacher_ckpt=teacher,
+                    resume=(run / "student_last.pt").exists(), progress=not args.quiet)
+    print(f"[{time.perf_counter() - t0:6.0f}s] {spec} {method}/{revision} seed {seed}: teacher HQ "
+          f"{m['teacher']['hq_top1']:.3f} LQ {m['teacher']['lq_top1']:.3f}, student {m['student']['lq_top1']:.3f}",
+          flush=True)
+    return m
+
+
+def collect(out: Path) -> list[dict]:
+    rows = []
+    for p in sorted((out / "runs").glob("*/*/metrics.json")):
+        m = json.loads(p.read_text())
+        rows.append({"spec": m["lq_source"].removeprefix("corrupt:"), "method": m["method"],
+                     "revision": m["grad_revision"], "seed": m["seed"], "teacher_hq": m["teacher"]["hq_top1"],
+                     "teacher_lq": m["teacher"]["lq_top1"], "student": m["student"]["lq_top1"],
+                     "sec_per_step": m.get("seconds_per_step"), "revision_stats": m.get("revision", {})})
+    return rows
+
+
+def report(out: Path) -> str:
+    rows = collect(out)
+    if not rows:
+        return "no finished runs"
+    cfg = json.loads((out / "sweep_config.json").read_text()) if (out / "sweep_config.json").exists() else {}
+    lines = [f"Setting: {cfg.get('setting', '')}", ""]
+    by_spec: dict[str, list[dict]] = {}
+    for r in rows:
+        by_spec.setdefault(r["spec"], []).append(r)
+
+    def mean_std(vals: list[float]) -> str:
+        if len(vals) == 1:
+            return f"{vals[0]:.3f}"
+        return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f} (n={len(vals)})"
+
+    lines += ["| LQ severity | teacher on HQ | teacher on LQ | student none | student skd | gap closed by skd |",
+              "|---|---|---|---|---|---|"]
+    for spec, rs in by_spec.items():
+        s0 = [r for r in rs if r["seed"] == 0]
+        none = [r["student"] for r in s0 if r["method"] == "none"]
+        skd = [r["student"] for r in s0 if r["method"] == "skd" and r["revision"] == "global"]
+        thq, tlq = rs[0]["teacher_hq"], rs[0]["teacher_lq"]
+        closed = ""
+        if none and skd and thq - none[0] > 0.005:
+            closed = f"{(skd[0] - none[0]) / (thq - none[0]):.0%}"
+        name = spec.replace(str(PROFILE), "profile=lq_profile_penn13.json")
+        lines.append(f"| `{name}` | {thq:.3f} | {tlq:.3f} | {none[0] if none else float('nan'):.3f} | "
+                     f"{skd[0] if skd else float('nan'):.3f} | {closed} |")
+    lines.append("")
+    for spec, rs in by_spec.items():
+        seeds = {r["seed"] for r in rs}
+        if len(seeds) < 2:
+            continue
+        name = spec.replace(str(PROFILE), "profile=lq_profile_penn13.json")
+        lines += [f"Full table at `{name}` (seeds {sorted(seeds)}; top-1 on the LQ test split):", "",
+                  "| model | top-1 | s/step | conflicts revised |", "|---|---|---|---|"]
+        lines.append(f"| teacher on HQ | {rs[0]['teacher_hq']:.3f} | | |")
+        lines.append(f"| teacher on LQ | {rs[0]['teacher_lq']:.3f} | | |")
+        for method, rev in TABLE_METHODS:
+            sel = [r for r in rs if r["method"] == method and r["revision"] == rev]
+            if not sel:
+                continue
+            label = {"none": "student, labels only"}.get(method, f"student, {method}")
+            if method == "skd":
+                label += " (with revision)" if rev != "none" else " (no revision)"
+            conf = ""
+            if sel[0]["revision_stats"]:
+                conf = ", ".join(f"{k.split('/')[1]} {statistics.mean(r['revision_stats'].get(k, 0) for r in sel):.0%}"
+                                 for k in sel[0]["revision_stats"])
+            steps = [r["sec_per_step"] for r in sel if r["sec_per_step"]]
+            lines.append(f"| {label} | {mean_std([r['student'] for r in sel])} | "
+                         f"{statistics.mean(steps):.3f} | {conf} |")
+        lines.append("")
+    _plot(out / "severity.png", by_spec)
+    return "\n".join(lines)
+
+
+def _plot(path: Path, by_spec: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    specs = list(by_spec)
+    x = range(len(specs))
+
+    def pick(rs, method=None, rev="global", key="student"):
+        vals = [r[key] for r in rs if r["seed"] == 0 and (method is None or (r["method"] == method and
+                                                                             r["revision"] == rev))]
+        return vals[0] if vals else float("nan")
+
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    ax.plot(x, [pick(by_spec[s], key="teacher_hq") for s in specs], "o-", label="teacher on HQ")
+    ax.plot(x, [pick(by_spec[s], key="teacher_lq") for s in specs], "o-", label="teacher on LQ")
+    ax.plot(x, [pick(by_spec[s], "none") for s in specs], "s-", label="student, labels only (LQ)")
+    ax.plot(x, [pick(by_spec[s], "skd") for s in specs], "^-", label="student, SKD (LQ)")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([s.replace(str(PROFILE), "measured profile").replace(",", "\n") for s in specs],
+                       fontsize=7)
+    ax.set_ylabel("top-1, Penn Action test split")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["severity", "table", "report"])
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "distill_sweep")
+    ap.add_argument("--specs", default=None, help="';'-separated corruption specs (default: the severity list)")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--methods", default=None, help="e.g. none/global,skd/global (default: all table rows)")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--teacher-epochs", type=int, default=30)
+    ap.add_argument("--teacher-width", type=float, default=0.5)
+    ap.add_argument("--student-width", type=float, default=0.25)
+    ap.add_argument("--train-fraction", type=float, default=0.2)
+    ap.add_argument("--length", type=int, default=32)
+    ap.add_argument("--features", default="joint,bone")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--tau", type=float, default=1.0)
+    ap.add_argument("--weights", default="")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+
+    from models.perf import configure_cpu
+    configure_cpu(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.stage == "report":
+        print(report(args.out))
+        return
+    setting = (f"teacher width {args.teacher_width} ({args.teacher_epochs} epochs, full HQ train split); student "
+               f"width {args.student_width}, {args.epochs} epochs on {args.train_fraction:.0%} of the train clips "
+               f"(stratified); T={args.length}, features {args.features}; tau {args.tau}; weights "
+               f"'{args.weights or 'all 1'}'; machine {platform.machine()} {platform.node()}, "
+               f"{datetime.date.today()}")
+    (args.out / "sweep_config.json").write_text(json.dumps({"setting": setting, "argv": sys.argv}, indent=2))
+    hq = ensure_data(args.out)
+    teacher = ensure_teacher(args.out, hq, args)
+    specs = args.specs.split(";") if args.specs else [s for _, s in SEVERITIES]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.methods:
+        methods = [tuple(m.split("/")) for m in args.methods.split(",")]
+    else:
+        methods = [("none", "global"), ("skd", "global")] if args.stage == "severity" else TABLE_METHODS
+    for spec in specs:
+        for seed in seeds:
+            for method, rev in methods:
+                one_run(args.out, hq, teacher, spec, method, rev, seed, args)
+    print(report(args.out))
+
+
+if __name__ == "__main__":
+    main()
