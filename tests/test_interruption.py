@@ -110,6 +110,8 @@ def test_killed_extraction_resumes_to_the_same_cache(videos: Path, tmp_path: Pat
     assert again.returncode == 0, again.stderr
     assert summary(again.stdout) == {"done": 4 - n, "skipped": n, "failed": 0}
     assert_same_cache(cache_contents(run_dir), cache_contents(ref_dir))
+    # The killed write's temp file, if the kill left one, went when the entry was rebuilt under its lock.
+    assert not list(run_dir.rglob("*.tmp"))
 
 
 def test_two_extractions_share_one_cache(videos: Path, tmp_path: Path):
