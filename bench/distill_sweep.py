@@ -66,7 +66,9 @@ def ensure_teacher(out: Path, hq: Path, args) -> Path:
     if not (run / "model.pt").exists():
         req = TrainRequest(TrainConfig(epochs=args.teacher_epochs, seed=0, label_smoothing=0.1, warmup_epochs=3,
                                        num_test_clips=1),
-                           InputConfig(length=args.length, features=tuple(args.features.split(","))),
+                           # No score channel: ground-truth scores are constant (see pipeline/distilling.py).
+                           InputConfig(length=args.length, features=tuple(args.features.split(",")),
+                                       use_score=False),
                            ModelOptions(width=args.teacher_width, depth=10))
         train_from_dataset(load_dataset(hq), run, req, data_path=str(hq), resume=(run / "last.pt").exists(),
                            progress=not args.quiet)

@@ -66,6 +66,11 @@ def load_pair(hq_path: str | os.PathLike, lq_path: str | os.PathLike | None, cor
     return pair_datasets(hq, lq, lay, allow_unpaired=allow_unpaired, names=names), source
 
 
+def constant_scores(clips: list[Clip]) -> bool:
+    """True when every keypoint score of every clip is exactly 1.0 (ground truth)."""
+    return all(c.keypoint_score is None or bool(np.all(c.keypoint_score == 1)) for c in clips)
+
+
 def stratified_fraction(clips: list[Clip], fraction: float, seed: int) -> np.ndarray:
     """Indices of a class-stratified `fraction` of `clips` (at least one clip per class)."""
     if fraction >= 1.0:
@@ -107,7 +112,10 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
         out.mkdir(parents=True, exist_ok=True)
 
     # --- teacher: reuse, resume, or train on HQ
-    icfg = replace(req.input, max_persons=min(req.input.max_persons, persons))
+    s_icfg = replace(req.input, max_persons=min(req.input.max_persons, persons))
+    # Ground-truth HQ has score 1.0 everywhere: a constant channel tells the teacher nothing and collapses its
+    # input BatchNorm's variance, so any other score (an LQ clip) would be blown up. Such a teacher goes without it.
+    icfg = replace(s_icfg, use_score=s_icfg.use_score and not constant_scores(tr_hq))
     if teacher_ckpt is not None:
         teacher, meta = load_checkpoint(teacher_ckpt, expect_layout=data.layout, expect_classes=len(data.classes),
                                         expect_channels=coord_dims)
@@ -134,16 +142,19 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
         teacher, meta = load_checkpoint(run / "model.pt")
     scfg = req.student_train
     teacher.to(scfg.device).eval()
+    # The student sees the same windows as the teacher; only the score channel may differ (LQ scores vary).
+    s_icfg = replace(icfg, use_score=req.input.use_score)
     ev_hq = evaluate_on(teacher, ClipDataset(te_hq, data.layout, icfg, False, seed, scfg.num_test_clips), scfg,
                         scfg.device, len(data.classes), dist)
-    lq_test = ClipDataset(te_lq, data.layout, icfg, False, seed, scfg.num_test_clips)
-    ev_lq = evaluate_on(teacher, lq_test, scfg, scfg.device, len(data.classes), dist)
+    ev_lq = evaluate_on(teacher, ClipDataset(te_lq, data.layout, icfg, False, seed, scfg.num_test_clips), scfg,
+                        scfg.device, len(data.classes), dist)
+    lq_test = ClipDataset(te_lq, data.layout, s_icfg, False, seed, scfg.num_test_clips)
 
     # --- student on LQ
     torch.manual_seed(seed)
-    student, smodel_cfg = build_model(data.layout, len(data.classes), coord_dims, icfg, req.student_model)
+    student, smodel_cfg = build_model(data.layout, len(data.classes), coord_dims, s_icfg, req.student_model)
     losses = build_distill_losses(req.distill, student.feature_channels, teacher.feature_channels)
-    train_set = PairedClipDataset(tr_hq, tr_lq, data.layout, icfg, train=True, seed=seed)
+    train_set = PairedClipDataset(tr_hq, tr_lq, data.layout, icfg, train=True, seed=seed, lq_cfg=s_icfg)
     if dist is not None:
         train_set = dist.shard(train_set)
     hist, ev_s = train_student(teacher, student, losses, train_set, lq_test, scfg, req.distill, out,
@@ -171,7 +182,7 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
     }
     if is_main:
         save_checkpoint(out / "student.pt", student, layout=data.layout, classes=data.classes,
-                        model_config=smodel_cfg, input_config=icfg,
+                        model_config=smodel_cfg, input_config=s_icfg,
                         extra={"role": "student", "metrics": {k: metrics[k] for k in ("method", "seed", "epochs")}
                                | {"lq_top1": ev_s["top1"], "lq_top5": ev_s["top5"]},
                                "lq_source": lq_source, "train_config": scfg.to_dict()})

@@ -99,10 +99,15 @@ class PairedClipDataset(torch.utils.data.Dataset):
     so the teacher and the student look at the same moments of the same (transformed) motion."""
 
     def __init__(self, hq: list[Clip], lq: list[Clip], layout: Layout, cfg: InputConfig, train: bool = True,
-                 seed: int = 0):
+                 seed: int = 0, lq_cfg: InputConfig | None = None):
         if len(hq) != len(lq):
             raise ValueError("HQ and LQ clip lists differ in length")
         self.hq, self.lq, self.layout, self.cfg = hq, lq, layout, cfg
+        # The student's input may differ from the teacher's in its channels (e.g. the score), never in the
+        # frames or the augmentation, which are drawn once for both.
+        self.lq_cfg = lq_cfg or cfg
+        if (self.lq_cfg.length, self.lq_cfg.max_persons) != (cfg.length, cfg.max_persons):
+            raise ValueError("HQ and LQ inputs must share length and max_persons")
         self.train, self.seed = train, seed
         self.epoch = 0
 
@@ -118,5 +123,5 @@ class PairedClipDataset(torch.utils.data.Dataset):
         idx = sample_indices(self.hq[i].total_frames, self.cfg.length, self.train, rng)[0]
         aug = draw_augment(rng, self.cfg) if self.train else None
         x_hq = make_input(self.hq[i], self.layout, self.cfg, idx, aug)
-        x_lq = make_input(self.lq[i], self.layout, self.cfg, idx, aug)
+        x_lq = make_input(self.lq[i], self.layout, self.lq_cfg, idx, aug)
         return torch.from_numpy(x_hq), torch.from_numpy(x_lq), int(self.hq[i].label)
