@@ -48,12 +48,13 @@ from pipeline.cli.dataset import LAYOUT_HELP
 @click.option("--amp/--no-amp", default=True, show_default=True,
               help="Mixed precision (bfloat16 autocast) on CUDA; no effect on a CPU.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | None, method: str,
             grad_revision: bool, revision_mode: str, teacher_ckpt: Path | None, epochs: int,
             teacher_epochs: int | None, student_width: float, teacher_width: float, depth: int, length: int,
             batch_size: int, lr: float, tau: float, weights: str, train_fraction: float, allow_unpaired: bool,
-            seed: int, workers: int, device: str, amp: bool, resume: bool, out: Path) -> None:
+            seed: int, workers: int, device: str, amp: bool, resume: bool, quiet: bool, out: Path) -> None:
     """Train a teacher on HQ skeletons (or reuse --teacher), freeze it, and distil a student on LQ skeletons.
 
     Writes RUN/teacher.pt, RUN/student.pt, RUN/metrics.json (teacher HQ/LQ top-1, student LQ top-1/top-5),
@@ -73,7 +74,7 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
                            train_fraction=train_fraction, allow_unpaired=allow_unpaired, seed=seed,
                            workers=workers, device=str(dev), amp=amp)
         m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout, teacher_ckpt=teacher_ckpt,
-                        resume=resume, progress=dist is None or dist.is_main, dist=dist)
+                        resume=resume, progress=not quiet and (dist is None or dist.is_main), dist=dist)
     if dist is not None and not dist.is_main:
         return
     summary = {"teacher": {k: m["teacher"][k] for k in ("hq_top1", "lq_top1")},
