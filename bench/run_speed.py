@@ -7,7 +7,11 @@
    and total (from the JSON), the process wall time including start-up (imports, model load), and the
    process's peak RSS (`os.wait4`). Speed = clip duration / seconds (>1 = faster than real time).
 2. All clips in one process (start-up paid once), once with the PyTorch model and once with `--onnx`.
-3. The model alone, one window (batch 1), PyTorch vs ONNX Runtime, 1 and 2 threads: median and p90 latency.
+3. The model alone, one window (batch 1), PyTorch vs ONNX Runtime, 1 and 2 threads: median and p90 latency,
+   and CPU time per call (user + system of this process; robust to other jobs sharing the cores).
+
+CPU seconds of each `pipeline run` process (user + system) are reported beside the wall times for the same
+reason: on a shared machine, wall time measures the neighbours too.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ def pipeline_cmd() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline"]
 
 
-def run_process(args: list[str]) -> tuple[str, float, float, int]:
-    """stdout, wall seconds, peak RSS in MB of the child, return code."""
+def run_process(args: list[str]) -> tuple[str, float, float, int, float]:
+    """stdout, wall seconds, peak RSS in MB of the child, return code, CPU seconds (user + system) of the child."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.DEVNULL, text=True)
@@ -45,7 +49,7 @@ def run_process(args: list[str]) -> tuple[str, float, float, int]:
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read()
-    return text, wall, usage.ru_maxrss / 1024, proc.returncode
+    return text, wall, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def clip_info(path: Path) -> tuple[int, float]:
@@ -58,17 +62,21 @@ def clip_info(path: Path) -> tuple[int, float]:
 
 
 def latency(fn, x, repeats: int, warmup: int = 10) -> dict:
+    """Wall latency (median, p90) and the process CPU time per call (robust to other jobs on the machine)."""
     for _ in range(warmup):
         fn(x)
     ts = []
+    c0 = time.process_time()
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn(x)
         ts.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": round(float(np.median(ts)), 3), "p90_ms": round(float(np.percentile(ts, 90)), 3)}
+    cpu = (time.process_time() - c0) * 1000 / repeats
+    return {"median_ms": round(float(np.median(ts)), 3), "p90_ms": round(float(np.percentile(ts, 90)), 3),
+            "cpu_ms_per_call": round(cpu, 3)}
 
 
-def model_latency(model_path: Path, onnx_path: Path, repeats: int) -> list[dict]:
+def model_latency(model_path: Path, onnx_path: Path, repeats: int) -> tuple[list[dict], list[int]]:
     import torch
 
     from models.checkpoint import load_checkpoint
@@ -89,7 +97,7 @@ def model_latency(model_path: Path, onnx_path: Path, repeats: int) -> list[dict]
         name = session.get_inputs()[0].name
         rows.append({"runtime": "pytorch", "threads": threads, **latency(torch_fn, xt, repeats)})
         rows.append({"runtime": "onnxruntime", "threads": threads,
-                     **latency(lambda v: session.run(None, {name: v}), x, repeats)})
+                     **latency(lambda v, s=session, n=name: s.run(None, {n: v}), x, repeats)})
     return rows, list(x.shape)
 
 
@@ -117,9 +125,9 @@ def main() -> None:
     per_clip = []
     for v in videos:
         frames, fps = clip_info(v)
-        out, wall, rss, rc = run_process([*pipeline_cmd(), "run", str(v), "--model", str(model), "--json"])
+        out, wall, rss, rc, cpu = run_process([*pipeline_cmd(), "run", str(v), "--model", str(model), "--json"])
         row = {"video": v.name, "frames": frames, "duration_s": round(frames / fps, 2), "rc": rc,
-               "process_wall_s": round(wall, 2), "peak_rss_mb": round(rss)}
+               "process_wall_s": round(wall, 2), "process_cpu_s": round(cpu, 2), "peak_rss_mb": round(rss)}
         if rc == 0:
             r = json.loads(out.splitlines()[-1])
             row.update({"pose_s": r["seconds"]["pose"], "model_s": r["seconds"]["model"],
@@ -133,13 +141,14 @@ def main() -> None:
 
     together = {}
     for name, flag in (("pytorch", ["--model", str(model)]), ("onnx", ["--onnx", str(onnx_path)])):
-        out, wall, rss, rc = run_process([*pipeline_cmd(), "run", *map(str, videos), *flag, "--json"])
+        out, wall, rss, rc, cpu = run_process([*pipeline_cmd(), "run", *map(str, videos), *flag, "--json"])
         recs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         dur = sum(r["duration_s"] for r in per_clip if r["rc"] == 0)
         together[name] = {"rc": rc, "clips": len(recs), "process_wall_s": round(wall, 2),
+                          "process_cpu_s": round(cpu, 2),
                           "peak_rss_mb": round(rss), "sum_total_s": round(sum(r["seconds"]["total"] for r in recs), 2),
                           "sum_model_s": round(sum(r["seconds"]["model"] for r in recs), 3),
-                          "x_realtime_process": round(dur / wall, 1)}
+                          "x_realtime_process": round(dur / wall, 1), "x_realtime_process_cpu": round(dur / cpu, 1)}
         print(name, json.dumps(together[name]), flush=True)
 
     lat, shape = model_latency(model, onnx_path, args.repeats)
