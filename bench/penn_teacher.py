@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--test-clips", type=int, default=3)
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument("--no-flip", action="store_true")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -64,7 +65,7 @@ def main() -> None:
     req = TrainRequest(
         TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                     warmup_epochs=args.warmup, label_smoothing=args.label_smoothing, seed=args.seed,
-                    eval_every=args.eval_every, num_test_clips=args.test_clips),
+                    eval_every=args.eval_every, num_test_clips=args.test_clips, precision=args.precision),
         InputConfig(length=args.length, features=tuple(args.features.split(",")), aug_flip=not args.no_flip),
         ModelOptions(width=args.width, depth=args.depth, dropout=args.dropout))
     out = args.out or Path(tempfile.mkdtemp(prefix="penn_teacher_"))

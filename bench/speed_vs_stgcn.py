@@ -18,7 +18,8 @@ ours and the original interleaved round by round (the machine is shared, so each
 rounds), plus parameters and multiply-accumulates (torch's FlopCounterMode for both). Before timing, the
 original's weights are copied into ours and both are run on the same input, to show the two compute the same
 function (the one architectural difference: the original's graph-conv bias is added before the joint
-aggregation, so it becomes joint-dependent; the check zeroes that bias).
+aggregation, so it becomes joint-dependent; the check zeroes that bias). A third column times ours with
+`pipeline train --precision bf16` (bfloat16 autocast of the forward, fp32 weights), against the original in fp32.
 """
 
 from __future__ import annotations
@@ -137,24 +138,31 @@ def timed(fn, iters: int) -> float:
     return (time.perf_counter() - t) / iters
 
 
-def measure(orig, v: int, batch: int, rounds: int, classes: int = 60) -> dict:
+def measure(orig, v: int, batch: int, rounds: int, classes: int = 60, bf16: bool = True) -> dict:
     torch.manual_seed(0)
     models = {"ours": build_ours(v, classes), "original": build_original(orig, v, classes)}
+    if bf16:
+        models["ours_bf16"] = build_ours(v, classes)
     x = torch.randn(batch, 1, 64, v, 3)
-    inputs = {"ours": x, "original": x.permute(0, 4, 2, 3, 1).contiguous()}  # theirs: [N, C, T, V, M]
+    inputs = {"ours": x, "ours_bf16": x, "original": x.permute(0, 4, 2, 3, 1).contiguous()}  # theirs: NCTVM
     y = torch.randint(0, classes, (batch,))
     opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, nesterov=True) for k, m in models.items()}
+
+    def precision(k):  # `pipeline train --precision bf16`: bfloat16 autocast of the forward, fp32 weights
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=k == "ours_bf16")
 
     def train_step(k):
         def step():
             opts[k].zero_grad(set_to_none=True)
-            F.cross_entropy(models[k](inputs[k]), y).backward()
+            with precision(k):
+                logits = models[k](inputs[k])
+            F.cross_entropy(logits.float(), y).backward()
             opts[k].step()
         return step
 
     def infer(k):
         def run():
-            with torch.inference_mode():
+            with torch.inference_mode(), precision(k):
                 models[k](inputs[k])
         return run
 
@@ -178,8 +186,10 @@ def measure(orig, v: int, batch: int, rounds: int, classes: int = 60) -> dict:
         t_inf = statistics.median(res[k]["infer"])
         out[k] = {"train_samples_per_s": batch / t_train, "infer_ms_per_clip": 1000 * t_inf / batch,
                   "params": count_params(m), "macs_per_clip": count_macs(m, inputs[k][:1])}
-    out["ratio_train"] = out["ours"]["train_samples_per_s"] / out["original"]["train_samples_per_s"]
-    out["ratio_infer"] = out["original"]["infer_ms_per_clip"] / out["ours"]["infer_ms_per_clip"]
+    for k in [k for k in models if k != "original"]:
+        sfx = k[len("ours"):]
+        out["ratio_train" + sfx] = out[k]["train_samples_per_s"] / out["original"]["train_samples_per_s"]
+        out["ratio_infer" + sfx] = out["original"]["infer_ms_per_clip"] / out[k]["infer_ms_per_clip"]
     return out
 
 
@@ -192,6 +202,7 @@ def main() -> None:
                     help="tuned: models.perf.tune_allocator() for BOTH models (what `pipeline train` does)")
     ap.add_argument("--joints", default="13,25")
     ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the bfloat16-autocast column")
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
     cpu = configure_cpu(args.threads, allocator=args.allocator == "tuned")
@@ -210,7 +221,7 @@ def main() -> None:
           f"{'params':>8} {'GMACs/clip':>18}")
     for v in map(int, args.joints.split(",")):
         for b in map(int, args.batches.split(",")):
-            r = measure(orig, v, b, args.rounds)
+            r = measure(orig, v, b, args.rounds, bf16=not args.no_bf16)
             r.update(joints=v, batch=b, frames=64)
             result["cases"].append(r)
             o, t = r["ours"], r["original"]
@@ -218,6 +229,10 @@ def main() -> None:
                   f"{r['ratio_train']:5.2f}x | ours {o['infer_ms_per_clip']:7.2f} orig {t['infer_ms_per_clip']:7.2f} "
                   f"{r['ratio_infer']:5.2f}x | {o['params'] / 1e6:.2f}M/{t['params'] / 1e6:.2f}M "
                   f"{o['macs_per_clip'] / 1e9:.2f}/{t['macs_per_clip'] / 1e9:.2f}", flush=True)
+            if "ours_bf16" in r:
+                h = r["ours_bf16"]
+                print(f"{'':>9} | bf16 {h['train_samples_per_s']:8.1f} {'':13} {r['ratio_train_bf16']:5.2f}x | "
+                      f"bf16 {h['infer_ms_per_clip']:7.2f} {'':12} {r['ratio_infer_bf16']:5.2f}x |", flush=True)
     if args.json_out:
         from pipeline.atomic import atomic_write_text
         atomic_write_text(args.json_out, json.dumps(result, indent=2) + "\n")

@@ -84,7 +84,9 @@ class GraphConv(nn.Module):
         # seen per (b, t), is [W, K*C]: exactly the channels-last input the 1x1 conv wants.
         a_wk = a.permute(2, 0, 1).reshape(v * self.k, v)
         xt = x.permute(0, 2, 3, 1).reshape(b * t, v, c)  # free view of channels-last memory
-        z = torch.matmul(a_wk, xt)  # [B*T, W*K, C]
+        # bmm over a stride-0 expand: no copies. (matmul would fold the batch by transposing x, copying it
+        # twice, and runs 2-8x slower here.)
+        z = torch.bmm(a_wk.expand(b * t, -1, -1), xt)  # [B*T, W*K, C]
         z = z.view(b, t, v, self.k * c).permute(0, 3, 1, 2)  # channels-last [B, K*C, T, W], no copy
         return self.mix(z)
 

@@ -55,6 +55,7 @@ class TrainConfig:
     num_test_clips: int = 1  # windows per test clip, softmax-averaged
     grad_clip: float = 0.0  # 0: no clipping (the gradient norm is still checked for inf/NaN)
     plot_every: int = 1  # redraw curves.png every N epochs (0: only at the end); metrics.csv is always written
+    precision: str = "fp32"  # "bf16": autocast the training forward to bfloat16 (weights, grads, eval stay fp32)
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -64,6 +65,8 @@ class TrainConfig:
             raise ValueError("epochs, batch_size, eval_every and num_test_clips must be >= 1")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -101,6 +104,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iters_per
                    ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-iteration schedule: call `.step()` after every optimizer step (skipped steps included)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, iters_per_epoch))
+
+
+def cpu_autocast(cfg: TrainConfig, device: torch.device | str = "cpu"):
+    """The CPU training forward's precision: bfloat16 autocast when `cfg.precision == "bf16"` (CUDA: `cfg.amp`).
+
+    On CPUs with AVX-512 BF16 (or AMX) oneDNN runs bf16 convolutions about twice as fast as fp32; the weights,
+    the optimizer and the loss stay fp32, so no loss scaling is needed.
+    """
+    on = cfg.precision == "bf16" and torch.device(device).type == "cpu"
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
 
 
 def batch_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -222,7 +235,7 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
             loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
             for x, y in train_loader(train_set, cfg, epoch):
                 x, y = x.to(device), y.to(device)
-                with autocast(device, cfg.amp):
+                with autocast(device, cfg.amp), cpu_autocast(cfg, device):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
