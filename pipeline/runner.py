@@ -335,10 +335,6 @@ def render_video(src: Path, out: Path, run: VideoRun, info: ModelInfo) -> None:
     from pipeline.video import VideoReader
 
     out = Path(out)
-    if out.suffix.lower() != ".mp4":
-        raise BadInput("--render writes an .mp4 file", out)
-    if out.exists() and out.is_dir():
-        raise BadInput("is a folder; --render for one video takes a file name", out)
     which = frame_windows(run.result.bounds, run.keypoint.shape[1])
     captions = []
     for p, has in zip(run.result.probs, run.result.has_person):
@@ -412,6 +408,10 @@ def render_targets(videos: list[Path], render: Path | None) -> list[Path | None]
     if render is None:
         return [None] * len(videos)
     if len(videos) == 1:
+        if render.suffix.lower() != ".mp4":
+            raise BadInput("--render writes an .mp4 file (mp4v); name it OUT.mp4", render)
+        if render.is_dir():
+            raise BadInput("is a folder; --render for one video takes a file name", render)
         return [render]
     if render.suffix.lower() == ".mp4" or (render.exists() and not render.is_dir()):
         raise BadInput("with several videos, --render takes a folder (one <name>.mp4 per video)", render)

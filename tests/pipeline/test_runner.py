@@ -175,6 +175,11 @@ def test_render_targets(tmp_path: Path):
     assert render_targets([a, b], tmp_path / "out") == [tmp_path / "out" / "a.mp4", tmp_path / "out" / "b.mp4"]
     with pytest.raises(BadInput, match="takes a folder"):
         render_targets([a, b], tmp_path / "o.mp4")
+    with pytest.raises(BadInput, match="writes an .mp4 file"):
+        render_targets([a], tmp_path / "o.avi")
+    with pytest.raises(BadInput, match="is a folder"):
+        (tmp_path / "d.mp4").mkdir()
+        render_targets([a], tmp_path / "d.mp4")
     with pytest.raises(BadInput, match="named 'a'"):
         render_targets([a, Path("z/a.mp4")], tmp_path / "out")
 
