@@ -40,7 +40,8 @@ cli.add_command(export_cmd)
 def main() -> None:
     """Entry point: bad input -> one line and exit 2; an unexpected error -> traceback and exit 1."""
     try:
-        cli.main(standalone_mode=False)
+        # Without standalone mode click *returns* a command's `ctx.exit(n)` code instead of raising it.
+        rc = cli.main(standalone_mode=False)
     except BadInput as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)
@@ -55,4 +56,4 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
