@@ -10,7 +10,8 @@ Variants, each a full optimizer step of the student (forward, losses, backward, 
 - skd, revision batched-split: per-loss gradients w.r.t. the shared features, then one vmapped backward;
 - skd, revision jvp (global): 2 backward passes + 1 forward-mode pass through the backbone, whatever K.
 Every revision variant is exact; the script checks that their gradients agree before timing.
-Variants run interleaved, round after round, and the median per variant is reported (the CPU may be shared).
+Variants run interleaved, round after round; reported: the median time per variant and the median of its per-round
+ratio to the plain step of the same round (robust to a CPU shared with other work).
 The student is models/stgcn.py's ST-GCN when that module exists with the expected interface, else a stand-in of
 the same architecture defined here (said in the output).
 """
@@ -18,6 +19,7 @@ the same architecture defined here (said in the output).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -117,6 +119,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: elapsed time; cpu: this process's CPU time (robust on a busy machine; use --threads 1)")
     ap.add_argument("--stand-in", action="store_true", help="use this script's ST-GCN even if models/stgcn.py exists")
     ap.add_argument("--variants", default="all", help="comma-separated subset of the variant names")
     args = ap.parse_args()
@@ -188,26 +192,27 @@ def main() -> None:
             print(f"check {name}: max |Δgrad| / max |grad| = {err:.2e}")
             assert err < 1e-4, name
 
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     times: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(args.warmup + args.rounds):
         for name, fn in variants.items():
             opt.zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             opt.step()
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             if r >= args.warmup:
                 times[name].append(dt)
-    base = statistics.median(times["plain (CE only)"])
+    plain_t = times["plain (CE only)"]
     n_params = sum(p.numel() for p in student.parameters())
-    print(f"\n{date.today()}  {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} threads; student: {desc}, {n_params / 1e6:.2f} M params; batch {args.batch}, "
-          f"T={args.frames}, V={v}, M={args.persons}; median of {args.rounds} rounds")
-    print("| variant | ms / step | × plain |\n|---|---:|---:|")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n{date.today()}  {platform.machine()}, {os.cpu_count()} CPUs (1-min load {load:.1f} at the end), "
+          f"torch {torch.__version__}, {args.threads} threads; student: {desc}, {n_params / 1e6:.2f} M params; "
+          f"batch {args.batch}, T={args.frames}, V={v}, M={args.persons}; {args.rounds} rounds; {args.clock} clock")
+    print("| variant | median ms / step | median × plain (same round) |\n|---|---:|---:|")
     for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"| {name} | {1000 * med:.0f} | {med / base:.2f} |")
-
+        ratio = statistics.median(t / b for t, b in zip(ts, plain_t))
+        print(f"| {name} | {1000 * statistics.median(ts):.0f} | {ratio:.2f} |")
 
 if __name__ == "__main__":
     main()
