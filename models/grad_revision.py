@@ -29,6 +29,7 @@ computed every loss). With a split, per-loss gradients first stop at F, and the 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -174,9 +175,10 @@ class FeatureSplit:
     `student(...)`). A forward hook on `layer` (the distilled layer, e.g. the last GCN block; it must run once per
     forward) keeps its output F and hands the rest of the model a detached leaf copy, so the head and every loss
     computed from the outputs hang off the leaf; `split` is then `(F, leaf)`. `jvp` re-runs the same forward (same
-    inputs, same RNG state so dropout masks repeat, BatchNorm buffers copied so running statistics are updated
-    once) in forward-mode AD and stops at `layer`: J·v for the "jvp" revision. The hook stays out of the way when
-    gradients are off (evaluation) or the layer's output does not require grad (a frozen model).
+    inputs, same RNG state so dropout masks repeat, same autocast, BatchNorm buffers copied so running statistics
+    are updated once) in forward-mode AD and stops at `layer`: J·v for the "jvp" revision. Under bfloat16 autocast
+    the tangent is computed in bfloat16 too, so the dot products are as exact as that precision. The hook stays out
+    of the way when gradients are off (evaluation) or the layer's output does not require grad (a frozen model).
     """
 
     def __init__(self, model: torch.nn.Module, layer: torch.nn.Module):
@@ -193,7 +195,9 @@ class FeatureSplit:
     def __call__(self, *args, **kwargs):
         cuda = sorted({p.device.index or 0 for p in self.model.parameters() if p.is_cuda})
         rng = (torch.get_rng_state(), {i: torch.cuda.get_rng_state(i) for i in cuda})
-        self._pending = (args, kwargs, rng)
+        # Autocast (mixed precision) in force for the forward is replayed too, so the re-run computes the same F.
+        amp = [(d, torch.get_autocast_dtype(d)) for d in ("cpu", "cuda") if torch.is_autocast_enabled(d)]
+        self._pending = (args, kwargs, rng, amp)
         try:
             return self.model(*args, **kwargs)
         finally:
@@ -222,11 +226,22 @@ class FeatureSplit:
 
     def jvp(self, params: Sequence[Tensor], tangents: Sequence[Tensor | None]) -> Tensor:
         """Directional derivative of the split features along `tangents` (one per parameter; None = 0)."""
+        return self.rerun(params, tangents)[1]
+
+    def rerun(self, params: Sequence[Tensor], tangents: Sequence[Tensor | None]) -> tuple[Tensor, Tensor]:
+        """(features recomputed, their tangent): the first equals `split[0]` when the replay is faithful."""
         if self._call is None or self.features is None:
             raise RuntimeError("jvp needs the student's last training forward to have run through this FeatureSplit")
-        args, kwargs, (cpu_rng, cuda_rng) = self._call
+        args, kwargs, (cpu_rng, cuda_rng), amp = self._call
         _quiet_forward_ad_setup()
         names = {id(p): n for n, p in self.model.named_parameters()}
+        with contextlib.ExitStack() as stack:
+            for device_type, dtype in amp:
+                stack.enter_context(torch.autocast(device_type=device_type, dtype=dtype))
+            return self._rerun(args, kwargs, cpu_rng, cuda_rng, names, params, tangents)
+
+    def _rerun(self, args: tuple, kwargs: dict, cpu_rng: Tensor, cuda_rng: dict, names: dict,
+               params: Sequence[Tensor], tangents: Sequence[Tensor | None]) -> tuple[Tensor, Tensor]:
         with torch.no_grad(), fwAD.dual_level(), torch.random.fork_rng(devices=list(cuda_rng)):
             torch.set_rng_state(cpu_rng)
             for i, state in cuda_rng.items():
@@ -247,8 +262,8 @@ class FeatureSplit:
             out, self._captured = self._captured, None
             if out is None:
                 raise RuntimeError("the split layer did not run in the re-run forward")
-            tangent = fwAD.unpack_dual(out).tangent
-        return torch.zeros_like(self.features) if tangent is None else tangent
+            primal, tangent = fwAD.unpack_dual(out)
+        return primal, (torch.zeros_like(primal) if tangent is None else tangent)
 
     def remove(self) -> None:
         self._handle.remove()
