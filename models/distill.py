@@ -58,7 +58,7 @@ def distill_step(teacher: STGCN, student: STGCN, losses: DistillLosses, x_hq: to
         z_t, f_t, z_s, f_s = z_t.float(), f_t.float(), z_s.float(), f_s.float()
     terms: dict[str, torch.Tensor] = {"ce": dcfg.ce_weight * F.cross_entropy(z_s, y, label_smoothing=label_smoothing)}
     if dcfg.method != "none":
-        persons = x_lq.shape[1]
+        persons = f_s.shape[0] // x_lq.shape[0]  # the model pads persons up to its max_persons
         terms.update(losses(z_s, f_s, z_t, f_t, persons=persons))
     finite = all(bool(torch.isfinite(v)) for v in terms.values())
     if dist is not None:
