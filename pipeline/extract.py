@@ -133,12 +133,17 @@ def _counted(frames, progress: Callable[[int], None], every: int = 16):
     progress(n % every)
 
 
-def extract(inputs: list[str | Path], opts: ExtractOptions, show_progress: bool = True) -> Summary:
-    """Extract every video found in `inputs` (files, folders searched recursively)."""
+def extract(inputs: list[str | Path], opts: ExtractOptions, show_progress: bool = True,
+            shard: tuple[int, int] | None = None) -> Summary:
+    """Extract every video found in `inputs` (files, folders searched recursively); with `shard` (I, N) only
+    that shard's share of them (see pipeline/shard.py)."""
+    from pipeline.shard import select_shard
+
     start = time.perf_counter()
     videos = find_videos(inputs)
     if not videos:
         raise BadInput("no videos found in " + ", ".join(str(i) for i in inputs))
+    videos = select_shard(videos, shard)
     cache = PoseCache(opts.cache_dir)
     estimator = make_estimator(opts)
     summary = Summary()

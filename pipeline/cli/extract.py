@@ -18,7 +18,18 @@ from pipeline.errors import BadInput
               help="mmpose needs the optional extra (see README) and --mmpose-checkpoint.")
 @click.option("--cache", "cache_dir", default="data_cache", show_default=True, type=click.Path(path_type=Path),
               help="Cache folder.")
-@click.option("--workers", default=1, show_default=True, type=int, help="Videos extracted in parallel processes.")
+@click.option("--workers", default=None, type=int,
+              help="Videos extracted in parallel processes [1]; with --backend ray: tasks in flight [2 x the "
+                   "cluster's CPUs].")
+@click.option("--shard", "shard_spec", default=None, metavar="I/N",
+              help="Only shard I of N (0-based) of the path-sorted videos, for batch schedulers; shards may share "
+                   "one cache.")
+@click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local: this machine's processes; ray: one Ray task per video on a Ray cluster (optional extra).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Ray cluster to use (what `ray start --head` prints, or auto) [RAY_ADDRESS, else a local Ray].")
+@click.option("--retries", default=2, show_default=True, type=click.IntRange(0),
+              help="With --backend ray: retries of a video whose task failed for an internal reason.")
 @click.option("--max-persons", default=1, show_default=True, type=int,
               help="Persons kept per video. MediaPipe finds one person per pass: M>1 re-runs each frame with "
                    "the persons found so far greyed out (M x cost).")
@@ -32,7 +43,8 @@ from pipeline.errors import BadInput
 @click.option("--mmpose-box", default="frame", show_default=True, type=click.Choice(["frame", "mediapipe"]),
               help="Person box for MMPose: the whole frame, or MediaPipe's pose box.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_dir: Path, workers: int,
+def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_dir: Path, workers: int | None,
+                shard_spec: str | None, backend: str, ray_address: str | None, retries: int,
                 max_persons: int, flip_average: bool, smooth: int, stride: int | None, mmpose_config: str | None,
                 mmpose_checkpoint: str | None, mmpose_box: str, no_progress: bool) -> None:
     """Extract skeletons from VIDEOS (files or folders) into the cache, one entry per video and settings.
@@ -41,13 +53,24 @@ def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_di
     Exit code 2 when any video failed.
     """
     from pipeline.extract import ExtractOptions, extract
+    from pipeline.shard import parse_shard
 
     if estimator == "mmpose" and mmpose_checkpoint is None:
         raise BadInput("--estimator mmpose needs --mmpose-checkpoint (a .pth path or URL)")
-    opts = ExtractOptions(quality=quality, estimator=estimator, cache_dir=cache_dir, workers=workers,
+    if ray_address is not None and backend != "ray":
+        raise BadInput("--ray-address needs --backend ray")
+    shard = parse_shard(shard_spec)
+    opts = ExtractOptions(quality=quality, estimator=estimator, cache_dir=cache_dir,
+                          workers=1 if backend == "ray" or workers is None else workers,
                           max_persons=max_persons, flip_average=flip_average, smooth=smooth, stride=stride,
                           mmpose_config=mmpose_config, mmpose_checkpoint=mmpose_checkpoint, mmpose_box=mmpose_box)
-    s = extract([str(v) for v in videos], opts, show_progress=not no_progress)
+    if backend == "ray":
+        from pipeline.ray_extract import extract_ray
+
+        s = extract_ray([str(v) for v in videos], opts, address=ray_address, shard=shard, retries=retries,
+                        max_in_flight=workers, show_progress=not no_progress)
+    else:
+        s = extract([str(v) for v in videos], opts, show_progress=not no_progress, shard=shard)
     done, skipped, failed = s.by("done"), s.by("skipped"), s.by("failed")
     frames = sum(o.frames for o in done)
     work = sum(o.seconds for o in done)
