@@ -12,7 +12,7 @@ import csv
 import io
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.distributed import DistContext, autocast, evaluate_on
+from models.distributed import DistContext, autocast, evaluate_on, sync_batchnorm
 from models.grad_revision import FeatureSplit, RevisionMeter, revise_and_backward
 from models.losses import DistillConfig, DistillLosses
 from models.stgcn import STGCN
@@ -106,6 +106,10 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
         dist.broadcast_module(student)
         dist.broadcast_module(losses)
     main = dist is None or dist.is_main
+    if cfg.sync_bn:
+        student = sync_batchnorm(student, dist)
+        if dcfg.revision_impl in ("auto", "jvp"):  # forward-mode AD does not go through SyncBatchNorm
+            dcfg = replace(dcfg, revision_impl="naive")
     revise = dcfg.method != "none" and dcfg.grad_revision != "none"
     split = FeatureSplit(student, student.blocks[-1]) if revise else None
     bar = None

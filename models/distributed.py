@@ -280,17 +280,18 @@ def evaluate_on(model: nn.Module, dataset, cfg, device, num_classes: int | None,
     return dist.evaluate(model, dataset, cfg, device, num_classes)
 
 
-def prepare_model(model: nn.Module, dist: DistContext | None, sync_bn: bool = False) -> nn.Module:
-    """Same weights on every rank; SyncBatchNorm layers when asked (CUDA only). Returns the model to train."""
-    if sync_bn:
-        if dist is None:
-            raise BadInput("--sync-bn only applies under torchrun with more than one rank")
-        if dist.device.type != "cuda":
-            raise BadInput("--sync-bn needs --device cuda (torch's SyncBatchNorm runs on GPUs only)")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if dist is not None:
-        dist.broadcast_module(model)
-    return model
+def check_sync_bn(dist: DistContext | None) -> None:
+    if dist is None:
+        raise BadInput("--sync-bn only applies under torchrun with more than one rank")
+    if dist.device.type != "cuda":
+        raise BadInput("--sync-bn needs --device cuda (torch's SyncBatchNorm runs on GPUs only)")
+
+
+def sync_batchnorm(model: nn.Module, dist: DistContext | None) -> nn.Module:
+    """The model with SyncBatchNorm layers (in place below the top module): BatchNorm statistics over the whole
+    batch instead of each rank's slice. Torch runs them on GPUs only. Not exercised here: no GPU on this machine."""
+    check_sync_bn(dist)
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 # ----------------------------------------------------------------------------------------- process group

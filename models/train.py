@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from models.checkpoint import save_checkpoint
-from models.distributed import DistContext, autocast, evaluate_on
+from models.distributed import DistContext, autocast, evaluate_on, sync_batchnorm
 from models.layouts import Layout
 from models.stgcn import STGCN, STGCNConfig, count_params
 from models.transforms import InputConfig
@@ -50,6 +50,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "cpu"
     amp: bool = True  # mixed precision (bfloat16 autocast) on CUDA; ignored on a CPU
+    sync_bn: bool = False  # under torchrun on CUDA: BatchNorm statistics of the whole batch (SyncBatchNorm)
     label_smoothing: float = 0.0
     eval_every: int = 1  # test-set evaluation every N epochs (and always after the last)
     num_test_clips: int = 1  # windows per test clip, softmax-averaged
@@ -210,6 +211,8 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
     main = dist is None or dist.is_main
     if dist is not None:
         train_set = dist.shard(train_set)
+    if cfg.sync_bn:
+        model = sync_batchnorm(model, dist)
     iters = len(train_loader(train_set, cfg, 0))
     if iters == 0:
         raise BadInput("the training split is empty")

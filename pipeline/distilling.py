@@ -239,13 +239,13 @@ def make_request(*, method: str = "skd", grad_revision: str = "global", epochs: 
                  depth: int = 10, length: int = 64, batch_size: int = 32, lr: float = 0.1, tau: float = 1.0,
                  weights: str = "", train_fraction: float = 1.0, allow_unpaired: bool = False, seed: int = 0,
                  workers: int = 0, device: str = "cpu", features: tuple[str, ...] = ("joint",),
-                 warmup_epochs: float | None = None, amp: bool = True) -> DistillRequest:
+                 warmup_epochs: float | None = None, amp: bool = True, sync_bn: bool = False) -> DistillRequest:
     """A DistillRequest from the command-line options (the same names a config file may use)."""
     warm = min(5.0, epochs / 6) if warmup_epochs is None else warmup_epochs
     try:
         dcfg = DistillConfig(method=method, tau=tau, grad_revision=grad_revision, **parse_weights(weights))
         scfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_workers=workers,
-                           device=device, warmup_epochs=warm, amp=amp)
+                           device=device, warmup_epochs=warm, amp=amp, sync_bn=sync_bn)
         t_epochs = teacher_epochs or epochs
         tcfg = replace(scfg, epochs=t_epochs, warmup_epochs=min(5.0, t_epochs / 6))
         icfg = InputConfig(length=length, features=tuple(features))

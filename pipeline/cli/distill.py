@@ -47,6 +47,8 @@ from pipeline.cli.dataset import LAYOUT_HELP
               help="cpu, cuda or cuda:N (under torchrun, cuda means one GPU per rank: cuda:LOCAL_RANK).")
 @click.option("--amp/--no-amp", default=True, show_default=True,
               help="Mixed precision (bfloat16 autocast) on CUDA; no effect on a CPU.")
+@click.option("--sync-bn", is_flag=True,
+              help="Under torchrun on CUDA: BatchNorm statistics over the whole batch, not each rank's slice.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
@@ -54,7 +56,8 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
             grad_revision: bool, revision_mode: str, teacher_ckpt: Path | None, epochs: int,
             teacher_epochs: int | None, student_width: float, teacher_width: float, depth: int, length: int,
             batch_size: int, lr: float, tau: float, weights: str, train_fraction: float, allow_unpaired: bool,
-            seed: int, workers: int, device: str, amp: bool, resume: bool, quiet: bool, out: Path) -> None:
+            seed: int, workers: int, device: str, amp: bool, sync_bn: bool, resume: bool, quiet: bool, out: Path
+            ) -> None:
     """Train a teacher on HQ skeletons (or reuse --teacher), freeze it, and distil a student on LQ skeletons.
 
     Writes RUN/teacher.pt, RUN/student.pt, RUN/metrics.json (teacher HQ/LQ top-1, student LQ top-1/top-5),
@@ -63,16 +66,18 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
     """
     import json
 
-    from models.distributed import distributed, resolve_device
+    from models.distributed import check_sync_bn, distributed, resolve_device
     from pipeline.distilling import make_request, run_distill
 
     with distributed(device) as dist:
         dev = dist.device if dist is not None else resolve_device(device)
+        if sync_bn:
+            check_sync_bn(dist)  # before anything is written
         req = make_request(method=method, grad_revision=revision_mode if grad_revision else "none", epochs=epochs,
                            teacher_epochs=teacher_epochs, student_width=student_width, teacher_width=teacher_width,
                            depth=depth, length=length, batch_size=batch_size, lr=lr, tau=tau, weights=weights,
                            train_fraction=train_fraction, allow_unpaired=allow_unpaired, seed=seed,
-                           workers=workers, device=str(dev), amp=amp)
+                           workers=workers, device=str(dev), amp=amp, sync_bn=sync_bn)
         m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout, teacher_ckpt=teacher_ckpt,
                         resume=resume, progress=not quiet and (dist is None or dist.is_main), dist=dist)
     if dist is not None and not dist.is_main:

@@ -190,6 +190,16 @@ def test_rank_slices_cover_each_single_process_batch():
         len(train_loader(ShardedTrainSet(Indexed(), 0, 3), replace(cfg, batch_size=2), 0))
 
 
+def test_sync_bn_is_refused_where_torch_cannot_run_it():
+    from models.distributed import sync_batchnorm
+
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3))
+    with pytest.raises(BadInput, match="only applies under torchrun"):
+        sync_batchnorm(model, None)
+    with pytest.raises(BadInput, match="needs --device cuda"):
+        sync_batchnorm(model, DistContext(0, 2, 0, torch.device("cpu")))
+
+
 def test_device_option():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device(" CPU ") == torch.device("cpu")
