@@ -186,6 +186,7 @@ OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "schedule": ("train", "schedule"), "milestones": ("train", "milestones"),
     "label_smoothing": ("train", "label_smoothing"), "test_clips": ("train", "num_test_clips"),
     "eval_every": ("train", "eval_every"), "workers": ("train", "num_workers"),
+    "precision": ("train", "precision"),
     "device": ("train", "device"), "amp": ("train", "amp"),
     "width": ("model", "width"), "depth": ("model", "depth"), "dropout": ("model", "dropout"),
     "length": ("input", "length"), "features": ("input", "features"), "use_score": ("input", "use_score"),

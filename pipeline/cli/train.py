@@ -38,6 +38,8 @@ LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a cust
 @click.option("--eval-every", type=int, default=None, help="Evaluate the test split every N epochs [1].")
 @click.option("--train-split", default=None, help="Split to train on [train].")
 @click.option("--test-split", default=None, help="Split to test on [test].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+              help="Training forward precision; bf16 is ~2x faster on CPUs with AVX-512 BF16 [fp32].")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes [0].")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads [all cores].")
 @click.option("--device", default=None,

@@ -99,8 +99,11 @@ def test_config_file(tiny_pkl: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     invoke("train", "--data", tiny_pkl, "--out", run, "--config", cfg, "--quiet", "--threads", "1")
     m = json.loads((run / "metrics.json").read_text())
-    assert m["epochs"] == 1 and m["model_config"]["depth"] == 3
+    assert m["epochs"] == 1 and m["model_config"]["depth"] == 3 and m["train_config"]["precision"] == "fp32"
     assert m["input_config"]["features"] == ["joint", "motion"] and m["input_config"]["aug_flip"] is False
+    bf = tmp_path / "bf"
+    invoke("train", "--data", tiny_pkl, "--out", bf, "--config", cfg, "--precision", "bf16", "--quiet")
+    assert json.loads((bf / "metrics.json").read_text())["train_config"]["precision"] == "bf16"
     cfg.write_text("epochz = 1\n")
     with pytest.raises(BadInput, match="unknown option 'epochz'"):
         invoke("train", "--data", tiny_pkl, "--out", tmp_path / "r2", "--config", cfg)
