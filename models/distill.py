@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.distributed import DistContext, autocast, evaluate_on, sync_batchnorm
+from models.distributed import DistContext, amp_active, autocast, evaluate_on, sync_batchnorm
 from models.grad_revision import FeatureSplit, RevisionMeter, revise_and_backward
 from models.losses import DistillConfig, DistillLosses
 from models.stgcn import STGCN
@@ -54,7 +54,7 @@ def distill_step(teacher: STGCN, student: STGCN, losses: DistillLosses, x_hq: to
     # Through the splitter when revising: it cuts the student at the distilled layer (see FeatureSplit).
     with autocast(x_lq.device, amp):
         z_s, f_s = (split if split is not None else student)(x_lq, return_features=True)
-    if amp:  # the losses in float32 (a no-op when autocast was off)
+    if amp_active(x_lq.device, amp):  # the losses in float32
         z_t, f_t, z_s, f_s = z_t.float(), f_t.float(), z_s.float(), f_s.float()
     terms: dict[str, torch.Tensor] = {"ce": dcfg.ce_weight * F.cross_entropy(z_s, y, label_smoothing=label_smoothing)}
     if dcfg.method != "none":

@@ -69,14 +69,18 @@ def resolve_device(spec: str | torch.device | None, local_rank: int = 0) -> torc
     return dev
 
 
+def amp_active(device: str | torch.device, enabled: bool = True) -> bool:
+    """Whether `autocast(device, enabled)` changes anything: CUDA with bfloat16 support."""
+    return enabled and torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported()
+
+
 def autocast(device: str | torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
     """Mixed precision for forward passes on CUDA (bfloat16: no loss scaling needed); a no-op on a CPU.
 
     GPUs without bfloat16 (before Ampere) run in float32: float16 would need a gradient scaler, which the
     per-loss gradients of the revision do not go through.
     """
-    dev = torch.device(device)
-    if enabled and dev.type == "cuda" and torch.cuda.is_bf16_supported():
+    if amp_active(device, enabled):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
