@@ -1,6 +1,6 @@
 """Scaling on one machine: distillation under torchrun (1 vs 2 ranks) and Ray extraction (1 vs 2 workers).
 
-    python bench/scaling.py [--part distill|extract|all] [--repeat N] [--json OUT.json]
+    python bench/scaling.py [--part distill|comm|extract|all] [--repeat N] [--json OUT.json]
 
 Distillation: the real command, `torchrun --standalone --nproc_per_node K -m pipeline distill ...`, on a
 procedural dataset (pipeline.synthetic, 8 classes) with a teacher trained once beforehand (`--teacher`), so that
@@ -10,10 +10,16 @@ what distribution costs in work, whatever the load. Configurations: 1 rank with 
 (one process using both cores), 2 ranks with 1 thread each (torchrun's OMP_NUM_THREADS=1). --batch-size is the
 global batch in every case.
 
+Communication: what the 2-rank step adds, timed apart from the machine's load as far as possible: the gradient
+all-reduce (`DistContext.average_gradients`, gloo, 2 local processes, 1 thread each) of a student of the same
+size, median of 50 calls.
+
 Extraction: `pipeline.ray_extract.extract_ray` (HQ MediaPipe, every frame) over the shared Kinetics clips, on a
 local Ray with 2 CPUs started once, with 1 and then 2 tasks in flight; frames/s = video frames / wall seconds of
-the call (a fresh cache each time; worker start-up and MediaPipe graph construction included). The local process
-pool (`--workers 1|2`) is measured on the same clips for reference.
+the call (a fresh cache each time; worker start-up and MediaPipe graph construction included). `concurrency` is
+the videos' own extraction seconds (measured inside the workers) over the wall seconds: how many ran at once on
+average; `seconds_per_video` shows how much each slowed down when they did. The local process pool
+(`--workers 1|2`) is measured on the same clips for reference.
 
 Every configuration runs `--repeat` times and the best counts (other work on the machine only slows a run down);
 the load average before each part is printed, as this 2-core machine is shared with other jobs.
@@ -77,6 +83,48 @@ def bench_distill(work: Path, repeat: int) -> list[dict]:
     return rows
 
 
+def _comm_rank(rank: int, init: str, out: str) -> None:
+    import statistics
+
+    import torch
+    import torch.distributed as tdist
+
+    from models.distributed import DistContext
+    from models.layouts import PENN13
+    from models.transforms import InputConfig
+    from pipeline.training import ModelOptions, build_model
+
+    torch.set_num_threads(1)
+    tdist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=2)
+    try:
+        ctx = DistContext(rank, 2, rank, torch.device("cpu"))
+        model, _ = build_model(PENN13, 8, 2, InputConfig(length=32, max_persons=1), ModelOptions(width=0.5, depth=6))
+        params = list(model.parameters())
+        times = []
+        for _ in range(55):
+            for p in params:
+                p.grad = torch.randn_like(p)
+            ctx.barrier()
+            t0 = time.perf_counter()
+            ctx.average_gradients(params, 8)
+            times.append(time.perf_counter() - t0)
+        if rank == 0:
+            Path(out).write_text(json.dumps({"params": sum(p.numel() for p in params),
+                                             "allreduce_ms_median": round(1000 * statistics.median(times[5:]), 2)}))
+    finally:
+        tdist.destroy_process_group()
+
+
+def bench_comm(work: Path) -> dict:
+    import torch.multiprocessing as tmp_mp
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    tmp_mp.spawn(_comm_rank, args=(str(work / "init"), str(work / "comm.json")), nprocs=2, join=True)
+    row = json.loads((work / "comm.json").read_text())
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def _clips() -> list[str]:
     return [str(SHARED / "videos" / f) for f in ("tai_chi.mp4", "skateboarding.mp4", "basketball.mp4",
                                                   "arm_wrestling.mp4")]
@@ -107,8 +155,10 @@ def bench_extract(work: Path, repeat: int) -> list[dict]:
                 assert not s.by("failed"), [o.reason for o in s.by("failed")]
                 frames = sum(o.frames for o in s.by("done"))
                 if best is None or frames / wall > best["frames_per_s"]:
+                    busy = sum(o.seconds for o in s.by("done"))  # each video's own time, inside its worker
                     best = {"backend": backend, "workers": workers, "videos": len(clips), "frames": frames,
-                            "seconds": round(wall, 2), "frames_per_s": round(frames / wall, 1)}
+                            "seconds": round(wall, 2), "frames_per_s": round(frames / wall, 1),
+                            "concurrency": round(busy / wall, 2), "seconds_per_video": round(busy / len(clips), 2)}
             rows.append(best)
             print(json.dumps(best), flush=True)
     finally:
@@ -118,7 +168,7 @@ def bench_extract(work: Path, repeat: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["distill", "extract", "all"], default="all")
+    ap.add_argument("--part", choices=["distill", "comm", "extract", "all"], default="all")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -130,6 +180,8 @@ def main() -> None:
             report["load_before_distill"] = os.getloadavg()
             print(f"distill (load average {os.getloadavg()})", flush=True)
             report["distill"] = bench_distill(work, args.repeat)
+        if args.part in ("comm", "all"):
+            report["comm"] = bench_comm(work)
         if args.part in ("extract", "all"):
             if not SHARED.is_dir():
                 sys.exit(f"{SHARED} is absent: the extraction part needs the shared videos")
