@@ -10,8 +10,8 @@ import click
 @click.command()
 @click.option("--out", default="runs/demo", show_default=True, type=click.Path(path_type=Path),
               help="Folder for the synthetic data, the three runs, demo.png and demo.json.")
-@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1), help="Epochs per network.")
-@click.option("--clips-per-class", default=30, show_default=True, type=click.IntRange(4))
+@click.option("--epochs", default=15, show_default=True, type=click.IntRange(1), help="Epochs per network.")
+@click.option("--clips-per-class", default=40, show_default=True, type=click.IntRange(4))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(out: Path, epochs: int, clips_per_class: int, seed: int, quiet: bool) -> None:
