@@ -187,7 +187,7 @@ OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "label_smoothing": ("train", "label_smoothing"), "test_clips": ("train", "num_test_clips"),
     "eval_every": ("train", "eval_every"), "workers": ("train", "num_workers"),
     "precision": ("train", "precision"),
-    "device": ("train", "device"), "amp": ("train", "amp"),
+    "device": ("train", "device"), "amp": ("train", "amp"), "sync_bn": ("train", "sync_bn"),
     "width": ("model", "width"), "depth": ("model", "depth"), "dropout": ("model", "dropout"),
     "length": ("input", "length"), "features": ("input", "features"), "use_score": ("input", "use_score"),
     "max_persons": ("input", "max_persons"), "aug_flip": ("input", "aug_flip"),

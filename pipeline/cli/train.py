@@ -46,6 +46,8 @@ LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a cust
               help="cpu, cuda or cuda:N [cpu]; under torchrun, cuda means one GPU per rank (cuda:LOCAL_RANK).")
 @click.option("--amp/--no-amp", default=None,
               help="Mixed precision (bfloat16 autocast) on CUDA [on]; no effect on a CPU.")
+@click.option("--sync-bn/--no-sync-bn", default=None,
+              help="Under torchrun on CUDA: BatchNorm statistics over the whole batch, not each rank's slice [off].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (from its last.pt).")
 @click.option("--overwrite", is_flag=True, help="Start over in an --out that already holds a run.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -60,7 +62,7 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
     """
     import json
 
-    from models.distributed import distributed, resolve_device
+    from models.distributed import check_sync_bn, distributed, resolve_device
     from models.perf import configure_cpu
     from pipeline.training import request_from_options, train_from_pickle
 
@@ -70,6 +72,8 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
             options["device"] = str(dist.device)
         elif options["device"] is not None:
             options["device"] = str(resolve_device(options["device"]))
+        if options["sync_bn"]:
+            check_sync_bn(dist)  # before anything is written
         req, explicit = request_from_options(options, config_file)
         metrics = train_from_pickle(data, out, req, layout=layout, resume=resume, overwrite=overwrite,
                                     progress=not quiet and (dist is None or dist.is_main), explicit=explicit,
