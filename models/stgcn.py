@@ -109,9 +109,11 @@ class STGCNBlock(nn.Module):
             self.residual = None
             self.res_kind = "identity"
         else:
-            self.residual = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, (stride, 1)),
-                                          nn.BatchNorm2d(out_channels))
+            # Subsample, then a stride-1 1x1 conv: the same function as a strided 1x1 conv, but it avoids a oneDNN
+            # bfloat16 backward path that corrupts memory for some small shapes (seen with 8 -> 16 channels).
+            self.residual = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
             self.res_kind = "conv"
+        self.stride = stride
 
     def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         y = self.gcn(x, a)
@@ -120,7 +122,7 @@ class STGCNBlock(nn.Module):
         if self.res_kind == "identity":
             y = y + x
         elif self.res_kind == "conv":
-            y = y + self.residual(x)
+            y = y + self.residual(x[:, :, :: self.stride] if self.stride > 1 else x)
         return F.relu(y, inplace=True)
 
 
