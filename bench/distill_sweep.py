@@ -129,7 +129,7 @@ def report(out: Path) -> str:
         closed = ""
         if none and skd and thq - none[0] > 0.005:
             closed = f"{(skd[0] - none[0]) / (thq - none[0]):.0%}"
-        name = spec.replace(str(PROFILE), "profile=lq_profile_penn13.json")
+        name = spec.replace(str(PROFILE), "models/zoo/lq_profile_penn13.json")
         lines.append(f"| `{name}` | {thq:.3f} | {tlq:.3f} | {none[0] if none else float('nan'):.3f} | "
                      f"{skd[0] if skd else float('nan'):.3f} | {closed} |")
     lines.append("")
@@ -137,7 +137,7 @@ def report(out: Path) -> str:
         seeds = {r["seed"] for r in rs}
         if len(seeds) < 2:
             continue
-        name = spec.replace(str(PROFILE), "profile=lq_profile_penn13.json")
+        name = spec.replace(str(PROFILE), "models/zoo/lq_profile_penn13.json")
         lines += [f"Full table at `{name}` (seeds {sorted(seeds)}; top-1 on the LQ test split):", "",
                   "| model | top-1 | s/step | conflicts revised |", "|---|---|---|---|"]
         lines.append(f"| teacher on HQ | {rs[0]['teacher_hq']:.3f} | | |")
