@@ -143,7 +143,8 @@ def report(out: Path) -> str:
         lines.append(f"| teacher on HQ | {rs[0]['teacher_hq']:.3f} | | |")
         lines.append(f"| teacher on LQ | {rs[0]['teacher_lq']:.3f} | | |")
         for method, rev in TABLE_METHODS:
-            sel = [r for r in rs if r["method"] == method and r["revision"] == rev]
+            # A plain student has nothing to revise: its runs record revision "none".
+            sel = [r for r in rs if r["method"] == method and (r["revision"] == rev or method == "none")]
             if not sel:
                 continue
             label = {"none": "student, labels only"}.get(method, f"student, {method}")
