@@ -171,8 +171,8 @@ def _plot(path: Path, by_spec: dict) -> None:
     x = range(len(specs))
 
     def pick(rs, method=None, rev="global", key="student"):
-        vals = [r[key] for r in rs if r["seed"] == 0 and (method is None or (r["method"] == method and
-                                                                             r["revision"] == rev))]
+        vals = [r[key] for r in rs if r["seed"] == 0 and (method is None or (
+            r["method"] == method and (r["revision"] == rev or method == "none")))]
         return vals[0] if vals else float("nan")
 
     fig, ax = plt.subplots(figsize=(11, 4.5))
