@@ -8,8 +8,6 @@ models/grad_revision.py), otherwise the weighted sum is back-propagated once.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -24,8 +22,8 @@ from models.distributed import DistContext, amp_active, autocast, evaluate_on, s
 from models.grad_revision import FeatureSplit, RevisionMeter, revise_and_backward
 from models.losses import DistillConfig, DistillLosses
 from models.stgcn import STGCN
-from models.train import TrainConfig, make_optimizer, make_scheduler, train_loader
-from pipeline.atomic import atomic_path, atomic_write_text
+from models.train import TrainConfig, make_optimizer, make_scheduler, train_loader, write_csv
+from pipeline.atomic import atomic_path
 from pipeline.errors import BadInput
 
 STATE_FORMAT = "skd-pipeline/distill-state"
@@ -195,15 +193,11 @@ def _line(row: dict) -> str:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
+    # The columns depend on the method's loss terms, so they are collected from the rows.
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: r.get(k, "") for k in keys})
-    atomic_write_text(path, buf.getvalue())
+    write_csv(path, rows, keys)
 
 
 def _plot(path: Path, rows: list[dict]) -> None:

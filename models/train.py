@@ -281,7 +281,7 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
                 row.update(test_loss=last_eval["loss"], test_top1=last_eval["top1"], test_top5=last_eval["top5"])
             hist.rows.append(row)
             if main:
-                _write_csv(out / "metrics.csv", hist.rows)
+                write_csv(out / "metrics.csv", hist.rows)
                 if cfg.plot_every and (epoch + 1) % cfg.plot_every == 0:
                     _plot_curves(out / "curves.png", hist.rows)
                 _save_state(out / "last.pt", epoch + 1, model, optimizer, scheduler, hist, cfg, model_config,
@@ -373,12 +373,13 @@ def _load_state(path: Path, model: nn.Module, optimizer, scheduler, hist: _Histo
     return int(state["epoch"])
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict], fields: list[str] = CSV_FIELDS) -> None:
+    """Per-epoch rows as CSV, atomically; a missing value is an empty cell."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
     for r in rows:
-        w.writerow({k: r.get(k, "") for k in CSV_FIELDS})
+        w.writerow({k: r.get(k, "") for k in fields})
     atomic_write_text(path, buf.getvalue())
 
 
