@@ -23,7 +23,7 @@ from models.grad_revision import FeatureSplit, RevisionMeter, revise_and_backwar
 from models.losses import DistillConfig, DistillLosses
 from models.stgcn import STGCN
 from models.train import TrainConfig, make_optimizer, make_scheduler, train_loader, write_csv
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, atomic_savefig
 from pipeline.errors import BadInput
 
 STATE_FORMAT = "skd-pipeline/distill-state"
@@ -223,9 +223,7 @@ def _plot(path: Path, rows: list[dict]) -> None:
     ax2.legend()
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    atomic_savefig(fig, path)
 
 
 def _save_state(path: Path, epoch: int, student: nn.Module, losses: nn.Module, optimizer, scheduler,

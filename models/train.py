@@ -28,7 +28,7 @@ from models.distributed import DistContext, autocast, evaluate_on, sync_batchnor
 from models.layouts import Layout
 from models.stgcn import STGCN, STGCNConfig, count_params
 from models.transforms import InputConfig
-from pipeline.atomic import atomic_path, atomic_write_text
+from pipeline.atomic import atomic_path, atomic_savefig, atomic_write_text
 from pipeline.errors import BadInput
 
 STATE_FORMAT = "skd-pipeline/train-state"
@@ -407,9 +407,7 @@ def _plot_curves(path: Path, rows: list[dict]) -> None:
     ax2.legend()
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    atomic_savefig(fig, path)
 
 
 def _plot_confusion(path: Path, conf: np.ndarray, classes: list[str]) -> None:
@@ -437,6 +435,4 @@ def _plot_confusion(path: Path, conf: np.ndarray, classes: list[str]) -> None:
     ax.set_title(f"confusion (rows: true, columns: predicted), top-1 {acc:.3f}")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    atomic_savefig(fig, path)

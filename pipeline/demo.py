@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.atomic import atomic_path, atomic_write_text
+from pipeline.atomic import atomic_savefig, atomic_write_text
 from pipeline.synthetic import ACTIONS
 
 # Training flips clips left-right, which turns a left-hand wave into a right-hand one: keep one of the two.
@@ -93,6 +93,4 @@ def _plot(path: Path, s: dict) -> None:
     ax.set_ylabel("top-1 on the synthetic test split")
     ax.set_title("pipeline demo: distilling a teacher's HQ knowledge into an LQ student")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    atomic_savefig(fig, path)

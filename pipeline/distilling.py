@@ -21,7 +21,7 @@ from models.distributed import evaluate_on
 from models.losses import DistillConfig, build_distill_losses
 from models.train import TrainConfig, train_model
 from models.transforms import InputConfig
-from pipeline.atomic import atomic_path, atomic_write_text
+from pipeline.atomic import atomic_path, atomic_savefig, atomic_write_text
 from pipeline.dataset import ClipDataset
 from pipeline.errors import BadInput
 from pipeline.paired import PairedClipDataset, PairedData, pair_datasets
@@ -206,9 +206,7 @@ def _plot_comparison(path: Path, m: dict) -> None:
     ax.set_ylabel("top-1 (test split)")
     ax.set_title(f"LQ: {m['lq_source']}", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    atomic_savefig(fig, path)
 
 
 _WEIGHT_FIELDS = {"ce": "ce_weight", "kd": "kd_weight", "node": "node_weight", "edge": "edge_weight",
