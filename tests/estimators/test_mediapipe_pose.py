@@ -6,7 +6,6 @@ import itertools
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -14,6 +13,7 @@ from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 from estimators.tracking import box_iou, keypoint_box
 from pipeline.skeleton import body_scale
 from pipeline.video import VideoReader
+from tests.pipeline.video_files import stick_figure_frames, write_video
 
 
 def run(cfg: MediaPipeConfig, video: Path, n: int | None = None):
@@ -86,25 +86,9 @@ def test_second_person_by_masking(shared_data: Path):
     assert box_iou(a, b) < 0.3  # two different people, not the same one twice
 
 
-def stick_figure_video(path: Path, frames: int = 8, size: tuple[int, int] = (320, 240)) -> Path:
-    """A drawn stick figure: a skeleton to the eye, not a person to MediaPipe."""
-    w, h = size
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
-    for t in range(frames):
-        img = np.full((h, w, 3), 255, np.uint8)
-        cx = w // 2 + int(20 * np.sin(t / 3))
-        cv2.circle(img, (cx, 60), 15, (0, 0, 0), 2)
-        for a, b in (((cx, 75), (cx, 150)), ((cx, 95), (cx - 40, 120)), ((cx, 95), (cx + 40, 120)),
-                     ((cx, 150), (cx - 30, 220)), ((cx, 150), (cx + 30, 220))):
-            cv2.line(img, a, b, (0, 0, 0), 3)
-        vw.write(img)
-    vw.release()
-    return path
-
-
 @pytest.mark.parametrize("quality", ["high", "low"])
 def test_no_person_on_synthetic_video(tmp_path: Path, quality: str):
-    video = stick_figure_video(tmp_path / "stick.mp4")
+    video = write_video(tmp_path / "stick.mp4", stick_figure_frames())
     cfg = MediaPipeConfig.high() if quality == "high" else MediaPipeConfig.low()
     res = run(cfg, video)
     assert res.total_frames == 8 and res.found_frames() == 0
