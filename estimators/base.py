@@ -21,7 +21,7 @@ class PoseResult:
 
     keypoint: np.ndarray          # [M, T, V, C] float32, pixel coordinates of the original frame
     keypoint_score: np.ndarray    # [M, T, V] float32 in [0, 1]
-    layout: str                   # a built-in layout name (models.layouts)
+    layout: str                   # a built-in layout name (models.contract.layouts)
     img_shape: tuple[int, int]    # (h, w) of the original frames
     fps: float
     timing: dict = field(default_factory=dict)  # seconds and counts: decode_s, pose_s, frames, processed, ...

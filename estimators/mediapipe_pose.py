@@ -30,7 +30,7 @@ import numpy as np
 
 from estimators.base import PoseEstimator, PoseResult, run_stream
 from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box, temporal_smooth
-from models.layouts import BLAZEPOSE33
+from models.contract.layouts import BLAZEPOSE33
 
 NUM_JOINTS = 33
 

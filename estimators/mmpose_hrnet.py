@@ -27,7 +27,7 @@ import numpy as np
 
 from estimators.base import PoseEstimator, PoseResult, run_stream
 from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box
-from pipeline.errors import BadInput
+from models.contract.errors import BadInput
 
 DEFAULT_CONFIG = "td-hm_hrnet-w32_8xb64-210e_coco-256x192.py"
 # MMPose's published weights for DEFAULT_CONFIG (downloaded only when given as --mmpose-checkpoint and online).

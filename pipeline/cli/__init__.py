@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from models.contract.errors import BadInput
 from pipeline import __version__
 from pipeline.cli.dataset import dataset
 from pipeline.cli.demo import demo
@@ -13,7 +14,6 @@ from pipeline.cli.distill import distill
 from pipeline.cli.extract import extract_cmd
 from pipeline.cli.run import export_cmd, run_cmd
 from pipeline.cli.train import eval_cmd, train
-from pipeline.errors import BadInput
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

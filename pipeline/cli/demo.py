@@ -17,7 +17,7 @@ import click
 def demo(out: Path, epochs: int, clips_per_class: int, seed: int, quiet: bool) -> None:
     """Make synthetic actions, train a teacher on clean (HQ) skeletons, then a plain and an SKD student on
     corrupted (LQ) ones, and print how each does on the LQ test clips (a few minutes on 2 CPU cores)."""
-    from pipeline.demo import DemoConfig, run_demo
+    from pipeline.stages.demo import DemoConfig, run_demo
 
     run_demo(out, DemoConfig(clips_per_class=clips_per_class, epochs=epochs, teacher_epochs=epochs, seed=seed),
              progress=not quiet, echo=click.echo)

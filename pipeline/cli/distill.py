@@ -66,8 +66,8 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
     """
     import json
 
-    from models.distributed import check_sync_bn, distributed, resolve_device
-    from pipeline.distilling import make_request, run_distill
+    from models.training.distributed import check_sync_bn, distributed, resolve_device
+    from pipeline.stages.distilling import make_request, run_distill
 
     with distributed(device) as dist:
         dev = dist.device if dist is not None else resolve_device(device)

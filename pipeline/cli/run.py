@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import BadInput
+from models.contract.errors import BadInput
 
 
 @click.command("run")
@@ -40,10 +40,10 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
     Prints the top-k labels with scores per clip (and the top label of each window for long clips). A bad
     clip is reported in one line and the others go on; the exit code is 2 when any clip failed.
     """
-    from pipeline.runner import RunOptions, format_json, format_text, run_videos
+    from pipeline.infer.runner import RunOptions, format_json, format_text, run_videos
 
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
-        from models.distributed import resolve_device
+        from models.training.distributed import resolve_device
 
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
@@ -65,7 +65,7 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(13), help="ONNX opset.")
 def export_cmd(model: Path, onnx_file: Path, opset: int) -> None:
     """Export a checkpoint to ONNX (batch axis dynamic, metadata inside) and check onnxruntime against PyTorch."""
-    from pipeline.onnx_export import export_onnx
+    from pipeline.infer.onnx_export import export_onnx
 
     r = export_onnx(model, onnx_file, opset=opset)
     click.echo(f"wrote {r['path']} ({r['bytes'] / 1e6:.2f} MB); onnxruntime vs PyTorch max abs diff "

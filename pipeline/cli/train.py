@@ -62,9 +62,9 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
     """
     import json
 
-    from models.distributed import check_sync_bn, distributed, resolve_device
-    from models.perf import configure_cpu
-    from pipeline.training import request_from_options, train_from_pickle
+    from models.training.distributed import check_sync_bn, distributed, resolve_device
+    from models.training.runtime import configure_cpu
+    from pipeline.stages.training import request_from_options, train_from_pickle
 
     configure_cpu(threads)
     with distributed(options["device"]) as dist:
@@ -99,9 +99,9 @@ def eval_cmd(model_path: Path, data: Path, split: str, layout: str | None, batch
     """Top-1 and top-5 accuracy of a checkpoint on a split of a pickle."""
     import json
 
-    from models.distributed import resolve_device
-    from models.perf import configure_cpu
-    from pipeline.training import eval_from_pickle
+    from models.training.distributed import resolve_device
+    from models.training.runtime import configure_cpu
+    from pipeline.stages.training import eval_from_pickle
 
     configure_cpu(threads)
     res = eval_from_pickle(model_path, data, split=split, layout=layout, batch_size=batch_size,
