@@ -57,7 +57,7 @@ def ensure_data(out: Path) -> Path:
 
 def ensure_teacher(out: Path, hq: Path, args) -> Path:
     from models.net.transforms import InputConfig
-    from models.training.classifier import TrainConfig
+    from models.training.config import TrainConfig
     from pipeline.data.pyskl_io import load_dataset
     from pipeline.stages.training import ModelOptions, TrainRequest, train_from_dataset
 

@@ -50,7 +50,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from models.net.transforms import InputConfig
-    from models.training.classifier import TrainConfig
+    from models.training.config import TrainConfig
     from models.training.runtime import configure_cpu
     from pipeline.data.catalog import import_dataset
     from pipeline.stages.training import ModelOptions, TrainRequest, train_from_dataset

@@ -14,7 +14,8 @@ import torch
 from models.contract.skeleton import SkeletonDataset
 from models.losses import DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
-from models.training.classifier import TrainConfig, train_model
+from models.training.classifier import train_model
+from models.training.config import TrainConfig
 from models.training.student import train_student
 from pipeline.data.clips import ClipDataset
 from pipeline.data.paired import PairedClipDataset

@@ -187,13 +187,13 @@ def test_checkpoints_and_training_states_refuse_code(tmp_path: Path):
     marker.unlink()
     with pytest.raises(BadInput, match="refused to load"):
         read_checkpoint(evil)
-    from models.training import classifier as train
-    from models.training import student as distill
+    from models.training.history import History
+    from models.training.state import CLASSIFIER_STATE, STUDENT_STATE, load_state
 
     with pytest.raises(BadInput, match="cannot resume"):
-        train._load_state(evil, None, None, None, train._History(), None)
+        load_state(evil, CLASSIFIER_STATE, {}, None, None, History())
     with pytest.raises(BadInput, match="cannot resume"):
-        distill._load_state(evil, None, None, None, None, distill.StudentHistory())
+        load_state(evil, STUDENT_STATE, {}, None, None, History())
     assert not marker.exists()
 
 

@@ -35,54 +35,15 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as tdist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from models.contract.errors import BadInput
+from models.training.runtime import resolve_device
 
 Reduce = Callable[[list[Tensor | None]], list[Tensor | None]]
-
-
-# ---------------------------------------------------------------------------------------------------- devices
-
-
-def resolve_device(spec: str | torch.device | None, local_rank: int = 0) -> torch.device:
-    """`cpu`, `cuda` (→ `cuda:LOCAL_RANK`, one GPU per rank) or `cuda:N`; a clear error when CUDA is absent."""
-    text = str(spec if spec is not None else "cpu").strip().lower()
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise BadInput(f"--device {spec!r}: use cpu, cuda or cuda:N") from None
-    if dev.type == "cpu":
-        return torch.device("cpu")
-    if dev.type != "cuda":
-        raise BadInput(f"--device {spec!r}: use cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise BadInput(f"--device {spec}: no CUDA device is available here; use --device cpu")
-    if dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    if dev.index >= torch.cuda.device_count():
-        raise BadInput(f"--device {dev}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return dev
-
-
-def amp_active(device: str | torch.device, enabled: bool = True) -> bool:
-    """Whether `autocast(device, enabled)` changes anything: CUDA with bfloat16 support."""
-    return enabled and torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported()
-
-
-def autocast(device: str | torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """Mixed precision for forward passes on CUDA (bfloat16: no loss scaling needed); a no-op on a CPU.
-
-    GPUs without bfloat16 (before Ampere) run in float32: float16 would need a gradient scaler, which the
-    per-loss gradients of the revision do not go through.
-    """
-    if amp_active(device, enabled):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------------------------------------- sharding
@@ -256,32 +217,11 @@ class DistContext:
             if comm is not t.data:
                 t.data.copy_(comm)
 
-    # --- evaluation
-    def evaluate(self, model: nn.Module, dataset, cfg, device, num_classes: int | None) -> dict:
-        """`models.training.classifier.evaluate` over the whole of `dataset`, each rank scoring every N-th clip."""
-        from models.training.classifier import evaluate, scores_from_probs, test_loader
-
-        idx = list(range(self.rank, len(dataset), self.world_size))
-        p = t = None
-        if idx:
-            res = evaluate(model, test_loader(Subset(dataset, idx), cfg), device, num_classes)
-            p, t = res["probs"], res["labels"]
+    def gather_objects(self, obj) -> list:
+        """Every rank's `obj`, in rank order, on every rank."""
         parts: list = [None] * self.world_size
-        tdist.all_gather_object(parts, (idx, p, t))
-        order = np.concatenate([np.asarray(i, dtype=np.int64) for i, _, _ in parts])
-        probs = np.concatenate([q for _, q, _ in parts if q is not None])
-        labels = np.concatenate([y for _, _, y in parts if y is not None])
-        rank_of = np.argsort(order, kind="stable")
-        return scores_from_probs(probs[rank_of], labels[rank_of], num_classes)
-
-
-def evaluate_on(model: nn.Module, dataset, cfg, device, num_classes: int | None, dist: DistContext | None) -> dict:
-    """Evaluate on one process, or sharded over the ranks with the same result."""
-    from models.training.classifier import evaluate, test_loader
-
-    if dist is None:
-        return evaluate(model, test_loader(dataset, cfg), device, num_classes)
-    return dist.evaluate(model, dataset, cfg, device, num_classes)
+        tdist.all_gather_object(parts, obj)
+        return parts
 
 
 def check_sync_bn(dist: DistContext | None) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from models.contract.errors import BadInput
+from models.training.policy import DEFAULT_THREADS, THREADS_HELP
 
 
 @click.command("run")
@@ -26,8 +27,7 @@ from models.contract.errors import BadInput
               help="Classify in sliding windows of this length [whole clip up to 10 s, else 4 s].")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Step between windows [2 s; half of --window when --window is given].")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
-              help="CPU threads for the model (the student is small: more threads rarely help).")
+@click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1), help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda or cuda:N for the PyTorch model (the pose estimator runs on the CPU).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it shows on a terminal only anyway).")
@@ -43,7 +43,7 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
     from pipeline.infer.runner import RunOptions, format_json, format_text, run_videos
 
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
-        from models.training.distributed import resolve_device
+        from models.training.runtime import resolve_device
 
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,

@@ -21,12 +21,16 @@ from models.contract.errors import BadInput
 from models.contract.skeleton import Clip
 from models.losses import DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
-from models.training.classifier import TrainConfig, train_model
-from models.training.distributed import evaluate_on
+from models.training.classifier import train_model
+from models.training.config import TrainConfig
+from models.training.evaluation import evaluate_on
 from models.training.student import train_student
 from pipeline.data.clips import ClipDataset
 from pipeline.data.paired import PairedClipDataset, PairedData, pair_datasets
 from pipeline.stages.training import ModelOptions, build_model
+
+# What a distillation run leaves in its folder as it goes (any one of them means there is something to resume).
+RUN_FILES = ("teacher_run", "teacher.pt", "student_last.pt", "metrics.json")
 
 
 @dataclass
@@ -97,6 +101,8 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
         raise BadInput("exists and is not a folder", out)
     if not resume and (out / "metrics.json").exists():
         raise BadInput("already holds a finished run: pass --resume, or another --out", out)
+    if resume and not any((out / name).exists() for name in RUN_FILES):
+        raise BadInput("nothing to resume: no distillation run in this folder", out)
     seed = req.student_train.seed
     data, lq_source = load_pair(hq_path, lq_path, corrupt, layout, seed, req.allow_unpaired)
     tr_hq, tr_lq = data.subset("train")
@@ -237,13 +243,15 @@ def make_request(*, method: str = "skd", grad_revision: str = "global", epochs: 
                  depth: int = 10, length: int = 64, batch_size: int = 32, lr: float = 0.1, tau: float = 1.0,
                  weights: str = "", train_fraction: float = 1.0, allow_unpaired: bool = False, seed: int = 0,
                  workers: int = 0, device: str = "cpu", features: tuple[str, ...] = ("joint",),
-                 warmup_epochs: float | None = None, amp: bool = True, sync_bn: bool = False) -> DistillRequest:
+                 warmup_epochs: float | None = None, amp: bool = True, sync_bn: bool = False,
+                 precision: str = "fp32", eval_every: int = 1) -> DistillRequest:
     """A DistillRequest from the command-line options (the same names a config file may use)."""
     warm = min(5.0, epochs / 6) if warmup_epochs is None else warmup_epochs
     try:
         dcfg = DistillConfig(method=method, tau=tau, grad_revision=grad_revision, **parse_weights(weights))
         scfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_workers=workers,
-                           device=device, warmup_epochs=warm, amp=amp, sync_bn=sync_bn)
+                           device=device, warmup_epochs=warm, amp=amp, sync_bn=sync_bn,
+                           precision=precision, eval_every=eval_every)
         t_epochs = teacher_epochs or epochs
         tcfg = replace(scfg, epochs=t_epochs, warmup_epochs=min(5.0, t_epochs / 6))
         icfg = InputConfig(length=length, features=tuple(features))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,21 +15,17 @@ from models.contract.layouts import Layout
 from models.contract.skeleton import SkeletonDataset
 from models.net.stgcn import STGCN, STGCNConfig
 from models.net.transforms import InputConfig, in_channels
-from models.training.classifier import TrainConfig, evaluate, test_loader, train_model
+from models.training.classifier import train_model
+from models.training.config import TrainConfig, test_loader
+from models.training.evaluation import evaluate
 from pipeline.data.clips import ClipDataset
 
-
-@dataclass
-class ModelOptions:
-    """The model-size knobs a user picks; the rest of STGCNConfig follows from the data."""
-
-    width: float = 1.0
-    depth: int = 10
-    dropout: float = 0.0
-    head_dropout: float = 0.0
-    base_channels: int = 64
-    temporal_kernel: int = 9
-    edge_importance: bool = True
+# The STGCNConfig fields the data decides; the others are the user's model-size knobs, `ModelOptions`.
+FROM_DATA = ("in_channels", "num_classes", "layout", "max_persons")
+ModelOptions = make_dataclass(
+    "ModelOptions",
+    [(f.name, f.type, field(default=f.default)) for f in fields(STGCNConfig) if f.name not in FROM_DATA],
+    namespace={"__doc__": "The model-size knobs a user picks (STGCNConfig less FROM_DATA)."})
 
 
 @dataclass
@@ -48,10 +44,7 @@ RESUMABLE_CHANGES = {"epochs", "num_workers", "eval_every", "device", "amp"}
 def build_model(layout: Layout, num_classes: int, coord_dims: int, icfg: InputConfig, opts: ModelOptions
                 ) -> tuple[STGCN, STGCNConfig]:
     cfg = STGCNConfig(in_channels=in_channels(icfg, coord_dims), num_classes=num_classes, layout=layout.to_dict(),
-                      width=opts.width, depth=opts.depth, base_channels=opts.base_channels,
-                      temporal_kernel=opts.temporal_kernel, dropout=opts.dropout,
-                      edge_importance=opts.edge_importance, max_persons=icfg.max_persons,
-                      head_dropout=opts.head_dropout)
+                      max_persons=icfg.max_persons, **_asdict(opts))
     return STGCN(cfg), cfg
 
 

@@ -13,15 +13,9 @@ import torch
 from models.checkpoint import load_checkpoint
 from models.contract.errors import BadInput
 from models.net.transforms import InputConfig
-from models.training.classifier import (
-    TrainConfig,
-    evaluate,
-    lr_factor,
-    make_optimizer,
-    make_scheduler,
-    test_loader,
-    train_model,
-)
+from models.training.classifier import train_model
+from models.training.config import TrainConfig, lr_factor, make_optimizer, make_scheduler, test_loader
+from models.training.evaluation import evaluate
 from pipeline.data.clips import ClipDataset
 from pipeline.stages.training import ModelOptions, build_model
 from tests.conftest import make_dataset

@@ -24,8 +24,10 @@ from models.contract.layouts import get_layout
 from models.grad_revision import FeatureTap
 from models.losses import DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
-from models.training.classifier import TrainConfig, make_optimizer, train_loader
-from models.training.distributed import DistContext, RankSlices, ShardedTrainSet, resolve_device
+from models.training.config import TrainConfig, make_optimizer, train_loader
+from models.training.distributed import DistContext, RankSlices, ShardedTrainSet
+from models.training.evaluation import evaluate_sharded
+from models.training.runtime import resolve_device
 from models.training.student import distill_step
 from pipeline.stages.training import ModelOptions, build_model
 
@@ -102,7 +104,7 @@ def _rank_main(rank: int, init_file: str, out_dir: str) -> None:
         results = {case: _update(case, rank, WORLD, ctx) for case in CASES}
         results["average_after_revision"] = _update("skd_revision_naive", rank, WORLD, ctx, average_after=True)
         model, test_set, cfg = _eval_setup()
-        ev = ctx.evaluate(model, test_set, cfg, "cpu", 3)
+        ev = evaluate_sharded(model, test_set, cfg, "cpu", 3, ctx)
         results["eval"] = {k: torch.as_tensor(ev[k], dtype=torch.float64 if k in ("top1", "top5", "loss") else None)
                            for k in ("top1", "top5", "loss", "n", "probs", "confusion")}
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
@@ -155,7 +157,8 @@ def test_averaging_after_the_projection_would_be_wrong(two_ranks):
 
 
 def test_sharded_evaluation_equals_whole(two_ranks):
-    from models.training.classifier import evaluate, test_loader
+    from models.training.config import test_loader
+    from models.training.evaluation import evaluate
 
     model, test_set, cfg = _eval_setup()
     ref = evaluate(model, test_loader(test_set, cfg), "cpu", 3)

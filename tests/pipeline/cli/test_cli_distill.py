@@ -30,7 +30,7 @@ def hq_pkl(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def teacher_pt(hq_pkl: Path, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("teacher_src")
-    run_distill(hq_pkl, run, make_request(method="none", **TINY), corrupt="drop=0.5", progress=False, resume=True)
+    run_distill(hq_pkl, run, make_request(method="none", **TINY), corrupt="drop=0.5", progress=False)
     return run / "teacher.pt"
 
 
@@ -111,3 +111,18 @@ def test_bad_weights_are_bad_input():
         make_request(weights="nodes=1")
     with pytest.raises(BadInput, match="finite number"):
         make_request(weights="kd=-1")
+
+
+def test_resume_refuses_a_folder_without_a_run(hq_pkl: Path, tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BadInput, match="nothing to resume"):
+        run_distill(hq_pkl, empty, make_request(method="none", **TINY), corrupt="drop=0.5", progress=False,
+                    resume=True)
+
+
+def test_bf16_distillation_runs_the_shared_loop(hq_pkl: Path, teacher_pt: Path, tmp_path: Path):
+    m = run_distill(hq_pkl, tmp_path / "bf16", make_request(method="skd", precision="bf16", **TINY),
+                    corrupt="drop=0.5", teacher_ckpt=teacher_pt, progress=False)
+    assert m["request"]["student_train"]["precision"] == "bf16"
+    assert 0.0 <= m["student"]["lq_top1"] <= 1.0 and m["skipped_steps"] == 0
