@@ -31,7 +31,7 @@ from torch import nn
 
 from models.contract.layouts import get_layout
 from models.grad_revision import FeatureTap, revise_and_backward
-from models.losses import DistillConfig, build_distill_losses
+from models.losses.distill import DistillConfig, build_distill_losses
 from models.net.graph import spatial_adjacency
 
 

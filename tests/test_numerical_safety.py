@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from models.contract.skeleton import SkeletonDataset
-from models.losses import DistillConfig, build_distill_losses
+from models.losses.distill import DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
 from models.training.classifier import train_model
 from models.training.config import TrainConfig

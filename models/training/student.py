@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.grad_revision import FeatureTap, revise_and_backward
-from models.losses import DistillConfig, DistillLosses
+from models.losses.distill import DistillConfig, DistillLosses
 from models.net.stgcn import STGCN
 from models.training.config import TrainConfig
 from models.training.distributed import DistContext, sync_batchnorm

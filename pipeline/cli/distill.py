@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from models.losses import METHODS
 from models.training.policy import PRECISIONS, THREADS_HELP
 from pipeline.cli.dataset import LAYOUT_HELP
 
@@ -17,9 +18,7 @@ from pipeline.cli.dataset import LAYOUT_HELP
               help="Simulate LQ from HQ instead of --lq, e.g. drop=0.6,impute=3,jitter=0.02,framedrop=0.1.")
 @click.option("--layout", default=None, help=LAYOUT_HELP + " Both sides are converted to it (default: HQ's).")
 @click.option("--method", default="skd", show_default=True,
-              type=click.Choice(["none", "kd", "fitnet", "rkd", "at", "skd"]),
-              help="none = student on labels only; kd = Hinton logits; fitnet = feature MSE; rkd = relational; "
-                   "at = attention transfer; skd = graph matching (node+edge) + logits.")
+              type=click.Choice(list(METHODS)), help="; ".join(f"{k} = {m.help}" for k, m in METHODS.items()) + ".")
 @click.option("--grad-revision/--no-grad-revision", default=True, show_default=True,
               help="Project distillation gradients that conflict with the classification gradient.")
 @click.option("--revision-mode", default="global", show_default=True, type=click.Choice(["global", "per_tensor"]),

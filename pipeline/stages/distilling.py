@@ -19,7 +19,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.atomic import atomic_path, atomic_savefig, atomic_write_text
 from models.contract.errors import BadInput
 from models.contract.skeleton import Clip
-from models.losses import DistillConfig, build_distill_losses
+from models.losses.distill import WEIGHT_FIELDS, DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
 from models.training.classifier import train_model
 from models.training.config import TrainConfig
@@ -215,26 +215,21 @@ def _plot_comparison(path: Path, m: dict) -> None:
     atomic_savefig(fig, path)
 
 
-_WEIGHT_FIELDS = {"ce": "ce_weight", "kd": "kd_weight", "node": "node_weight", "edge": "edge_weight",
-                  "fitnet": "fitnet_weight", "rkd_dist": "rkd_dist_weight", "rkd_angle": "rkd_angle_weight",
-                  "at": "at_weight"}
-
-
 def parse_weights(text: str) -> dict[str, float]:
     """`kd=1,node=0.5` -> DistillConfig field values."""
     out: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, _, value = part.partition("=")
         key = key.strip()
-        if key not in _WEIGHT_FIELDS:
-            raise BadInput(f"--weights: unknown loss {key!r} (known: {', '.join(_WEIGHT_FIELDS)})")
+        if key not in WEIGHT_FIELDS:
+            raise BadInput(f"--weights: unknown loss {key!r} (known: {', '.join(WEIGHT_FIELDS)})")
         try:
             w = float(value)
         except ValueError:
             raise BadInput(f"--weights: {part!r} is not loss=number") from None
         if not np.isfinite(w) or w < 0:
             raise BadInput(f"--weights: {key} must be a finite number >= 0")
-        out[_WEIGHT_FIELDS[key]] = w
+        out[WEIGHT_FIELDS[key]] = w
     return out
 
 

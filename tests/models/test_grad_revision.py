@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.grad_revision import FeatureTap, RevisionMeter, revise_and_backward
-from models.losses import DistillConfig, build_distill_losses
+from models.losses.distill import DistillConfig, build_distill_losses
 
 
 def two_scalars() -> tuple[torch.Tensor, torch.Tensor]:

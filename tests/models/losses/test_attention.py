@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.losses import AttentionLoss, attention_map
+from models.losses.attention import AttentionLoss, attention_map
 
 
 def test_hand_value():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.losses import DistillConfig, build_distill_losses
+from models.losses.distill import DistillConfig, build_distill_losses
 
 EXPECTED = {"none": set(), "kd": {"kd"}, "fitnet": {"fitnet"}, "rkd": {"rkd_dist", "rkd_angle"}, "at": {"at"},
             "skd": {"kd", "node", "edge"}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.losses import FitNetLoss
+from models.losses.fitnet import FitNetLoss
 
 
 def test_hand_value_with_set_adapter():

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.losses import GraphMatchingLoss, edge_matrices, pairwise_node_distances
+from models.losses.graph_matching import GraphMatchingLoss, edge_matrices, pairwise_node_distances
 
 
 def feature(points: list[tuple[float, float]]) -> torch.Tensor:

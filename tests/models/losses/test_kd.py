@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.losses import KDLoss
+from models.losses.kd import KDLoss
 
 
 def test_hand_value():

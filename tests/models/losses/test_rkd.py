@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.losses import RKDLoss, pool_embedding
+from models.losses.rkd import RKDLoss, pool_embedding
 
 STUDENT = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)  # 3-4-5 triangle
 TEACHER = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # right isosceles

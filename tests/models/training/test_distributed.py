@@ -22,7 +22,7 @@ import torch.multiprocessing as tmp_mp
 from models.contract.errors import BadInput
 from models.contract.layouts import get_layout
 from models.grad_revision import FeatureTap
-from models.losses import DistillConfig, build_distill_losses
+from models.losses.distill import DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
 from models.training.config import TrainConfig, make_optimizer, train_loader
 from models.training.distributed import DistContext, RankSlices, ShardedTrainSet
