@@ -46,6 +46,14 @@ class MMPoseConfig:
     min_person_score: float = 0.2     # a box whose mean keypoint score is below this holds no person
     flip_test: bool | None = None     # None: as the config's test_cfg says
 
+    @staticmethod
+    def tier(quality: str, **overrides) -> MMPoseConfig:
+        """HRNet on every frame (`high`) or on every 4th frame, the rest interpolated (`low`)."""
+        return MMPoseConfig(**{"stride": 1 if quality == "high" else 4, **overrides})
+
+    def build(self) -> MMPoseHRNet:
+        return MMPoseHRNet(self)
+
     def __post_init__(self) -> None:
         if self.box not in ("frame", "mediapipe"):
             raise BadInput(f"unknown box source {self.box!r} (frame, mediapipe)")

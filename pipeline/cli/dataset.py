@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from pipeline.data.importers import IMPORTERS
+
 LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a custom layout .json file."
 
 
@@ -15,7 +17,7 @@ def dataset() -> None:
 
 
 @dataset.command("import")
-@click.argument("kind", type=click.Choice(["penn-action", "ntu", "kinetics-json", "pyskl"]))
+@click.argument("kind", type=click.Choice(list(IMPORTERS)))
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output pickle (.pkl).")
 @click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
@@ -23,14 +25,7 @@ def dataset() -> None:
               help="NTU only: which official split becomes train/test (xset: NTU-120 only). All are kept as "
                    "<benchmark>_train/_val splits too.")
 def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: str) -> None:
-    """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT.
-
-    \b
-    penn-action    the Penn Action `labels` folder of .mat files (official split, 15 classes)
-    ntu            a folder of NTU RGB+D `.skeleton` files (3D, 25 joints, X-Sub/X-View splits)
-    kinetics-json  a folder of ST-GCN Kinetics-skeleton .json files (+ optional label json beside them)
-    pyskl          an existing pyskl pickle (validated and re-written, e.g. to change layout)
-    """
+    """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT (KIND: see below)."""
     from pipeline.data.catalog import import_dataset
     from pipeline.data.pyskl_io import save_dataset
 
@@ -124,3 +119,7 @@ def build_cmd(cache_dir: Path, labels: Path, out_hq: Path, out_lq: Path, layout:
     n = {k: len(v) for k, v in hq.split.items()}
     click.echo(f"wrote {out_hq} and {out_lq}: {len(hq.clips)} clips, {hq.num_classes} classes, layout "
                f"{hq.layout.name}, splits {n}")
+
+
+# The kinds, listed from IMPORTERS (a docstring cannot be built from the dict).
+import_cmd.help += "\n\n\b\n" + "\n".join(f"{k:<14} {imp.help}" for k, imp in IMPORTERS.items())

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import click
 
+from estimators import ESTIMATORS, QUALITIES
 from models.contract.errors import BadInput
 
 
 @click.command("extract")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--quality", required=True, type=click.Choice(["high", "low"]),
+@click.option("--quality", required=True, type=click.Choice(QUALITIES),
               help="high: per-frame detection on every frame (teacher input); low: tracking on every 4th frame, "
                    "gaps interpolated (student input).")
-@click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(["mediapipe", "mmpose"]),
+@click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(list(ESTIMATORS)),
               help="mmpose needs the optional extra (see README) and --mmpose-checkpoint.")
 @click.option("--cache", "cache_dir", default="data_cache", show_default=True, type=click.Path(path_type=Path),
               help="Cache folder.")

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout, convert, get_layout
 from models.contract.skeleton import SkeletonDataset
+from pipeline.data.importers import IMPORTERS
+from pipeline.data.pyskl_io import load_dataset, save_dataset
 
 
 def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
@@ -20,20 +23,11 @@ def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
     dst = get_layout(layout) if layout is not None else None  # a bad --layout fails before a long import
     if not src.exists():
         raise BadInput("not found", src)
-    if kind == "penn-action":
-        from pipeline.data.importers.penn_action import import_penn_action
-        ds = import_penn_action(src)
-    elif kind == "ntu":
-        from pipeline.data.importers.ntu import import_ntu
-        ds = import_ntu(src, benchmark=benchmark)
-    elif kind == "kinetics-json":
-        from pipeline.data.importers.kinetics_json import import_kinetics_json
-        ds = import_kinetics_json(src)
-    elif kind == "pyskl":
-        from pipeline.data.pyskl_io import load_dataset
-        ds = load_dataset(src)
-    else:
+    if kind not in IMPORTERS:
         raise BadInput(f"unknown dataset kind {kind!r}")
+    imp = IMPORTERS[kind]
+    given = {"benchmark": benchmark}
+    ds = imp.load(src, **{k: v for k, v in given.items() if k in imp.options})
     if dst is not None:
         ds = convert_dataset(ds, dst)
     return ds
@@ -81,8 +75,6 @@ def summarize(ds: SkeletonDataset) -> dict:
 
 def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str | None = None) -> int:
     """Write `src` to a pickle (optionally in another layout) or a folder of one `.npz` per clip."""
-    from models.contract.atomic import atomic_path
-    from pipeline.data.pyskl_io import load_dataset, save_dataset
 
     dst = get_layout(layout) if layout is not None else None
     ds = load_dataset(src)

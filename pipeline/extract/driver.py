@@ -12,18 +12,16 @@ import queue as queue_mod
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
+from estimators import ESTIMATORS, QUALITIES
 from estimators.base import PoseEstimator, PoseResult
 from models.contract.errors import BadInput
 from pipeline.extract.cache import DEFAULT_ROOT, PoseCache, hash_file
 from pipeline.extract.video import VideoReader, find_videos
-
-QUALITIES = ("high", "low")
-ESTIMATORS = ("mediapipe", "mmpose")
 
 
 @dataclass(frozen=True)
@@ -52,20 +50,21 @@ class ExtractOptions:
 
 
 def make_estimator(opts: ExtractOptions) -> PoseEstimator:
-    """The estimator for the options: the quality tier's defaults, then the explicit overrides."""
-    if opts.estimator == "mediapipe":
-        from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
+    """The estimator for the options: its config's quality tier, then the explicit overrides.
 
-        base = MediaPipeConfig.high if opts.quality == "high" else MediaPipeConfig.low
-        over: dict = {"max_persons": opts.max_persons, "flip_average": opts.flip_average, "smooth": opts.smooth}
-        if opts.stride is not None:
-            over["stride"] = opts.stride
-        return MediaPipePose(base(**over))
-    from estimators.mmpose_hrnet import DEFAULT_CONFIG, MMPoseConfig, MMPoseHRNet
-
-    return MMPoseHRNet(MMPoseConfig(config=opts.mmpose_config or DEFAULT_CONFIG, checkpoint=opts.mmpose_checkpoint,
-                                    box=opts.mmpose_box, max_persons=opts.max_persons,
-                                    stride=opts.stride or (1 if opts.quality == "high" else 4)))
+    Generic options go to every config that has the field; an option named `<estimator>_<field>` (e.g.
+    `mmpose_checkpoint`) only to that estimator's. Unset (None) options keep the tier's value.
+    """
+    cls = ESTIMATORS[opts.estimator]
+    own = {f.name for f in fields(cls)}
+    prefix = opts.estimator + "_"
+    over = {}
+    for f in fields(opts):
+        name = f.name[len(prefix):] if f.name.startswith(prefix) else f.name
+        value = getattr(opts, f.name)
+        if name in own and value is not None:
+            over[name] = value
+    return cls.tier(opts.quality, **over).build()
 
 
 @dataclass

@@ -16,10 +16,8 @@ The model part runs in PyTorch from a checkpoint, or in onnxruntime from a file 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +27,8 @@ from typing import TextIO
 
 import numpy as np
 
-from estimators.base import PoseEstimator, PoseResult
+from estimators import ESTIMATORS
+from estimators.base import PoseEstimator, PoseResult, native_stderr_quiet
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
 from models.contract.layouts import BLAZEPOSE33, Layout, convert, coverage, get_layout
@@ -231,9 +230,7 @@ class VideoRun:
 
 def default_estimator() -> PoseEstimator:
     """The fast (LQ) tier in its default settings: the estimator the student was distilled for."""
-    from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
-
-    return MediaPipePose(MediaPipeConfig.low())
+    return ESTIMATORS["mediapipe"].tier("low").build()
 
 
 def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Predictor, opts: RunOptions,
@@ -284,32 +281,6 @@ def _progress(frames: Iterable, total: int, name: str, show: bool, console: Text
     with tqdm(frames, total=total or None, desc=name, unit="frame", disable=None, leave=False,
               dynamic_ncols=True, file=console) as bar:
         yield from bar
-
-
-@contextlib.contextmanager
-def native_stderr_quiet() -> Iterator[TextIO]:
-    """Send file descriptor 2 to /dev/null while the estimator runs; yield a stream to the real stderr.
-
-    MediaPipe's C++ side (TFLite, absl) prints start-up lines on stderr whenever a graph (re)starts, i.e. on
-    each video; a bad video's error must stay the only line. The progress bar writes to the yielded stream.
-    SKD_VERBOSE=1 keeps everything.
-    """
-    if os.environ.get("SKD_VERBOSE"):
-        yield sys.stderr
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    console = os.fdopen(os.dup(saved), "w", buffering=1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield console
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        console.close()
 
 
 # ---------------------------------------------------------------------------------------------------- render

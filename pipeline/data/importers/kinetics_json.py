@@ -33,6 +33,7 @@ from tqdm import tqdm
 from models.contract.errors import BadInput
 from models.contract.layouts import OPENPOSE18
 from models.contract.skeleton import Clip, SkeletonDataset
+from pipeline.data.importers.base import Importer
 
 NUM_JOINTS = 18
 MAX_PERSONS = 2
@@ -196,3 +197,7 @@ def import_kinetics_json(src: str | os.PathLike, progress: bool = True) -> Skele
     classes = [names.get(k, f"class_{k}") for k in range(num_classes)]
     extra: dict = {"skipped": skipped} if skipped else {}
     return SkeletonDataset(clips, split, classes, OPENPOSE18, extra)
+
+
+IMPORTER = Importer(help="a folder of ST-GCN Kinetics-skeleton .json files (+ optional label json beside them)",
+                    load=import_kinetics_json)

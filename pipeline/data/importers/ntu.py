@@ -30,6 +30,7 @@ from tqdm import tqdm
 from models.contract.errors import BadInput
 from models.contract.layouts import NTU25
 from models.contract.skeleton import Clip, SkeletonDataset
+from pipeline.data.importers.base import Importer
 
 NTU60_CLASSES = [
     "drink water", "eat meal/snack", "brushing teeth", "brushing hair", "drop", "pickup", "throw",
@@ -274,3 +275,7 @@ def import_ntu(src: str | os.PathLike, benchmark: str = "xsub", progress: bool =
     if skipped:
         extra["skipped"] = skipped
     return SkeletonDataset(clips, split, list(classes), NTU25, extra)
+
+
+IMPORTER = Importer(help="a folder of NTU RGB+D `.skeleton` files (3D, 25 joints, X-Sub/X-View splits)",
+                    load=import_ntu, options=("benchmark",))

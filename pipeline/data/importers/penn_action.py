@@ -12,6 +12,7 @@ from tqdm import tqdm
 from models.contract.errors import BadInput
 from models.contract.layouts import PENN13
 from models.contract.skeleton import Clip, SkeletonDataset
+from pipeline.data.importers.base import Importer
 
 PENN_CLASSES = ["baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing",
                 "jump_rope", "jumping_jacks", "pullup", "pushup", "situp", "squat", "strum_guitar",
@@ -91,3 +92,7 @@ def import_penn_action(src: str | os.PathLike, progress: bool = True) -> Skeleto
             clips.append(clip)
             (train if is_train else test).append(clip.frame_dir)
     return SkeletonDataset(clips, {"train": train, "test": test}, list(PENN_CLASSES), PENN13)
+
+
+IMPORTER = Importer(help="the Penn Action `labels` folder of .mat files (official split, 15 classes)",
+                    load=import_penn_action)
