@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from estimators.base import PoseEstimator, PoseResult, run_stream
+from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box
 from models.contract.errors import BadInput
 
@@ -210,8 +211,6 @@ class MMPoseHRNet(PoseEstimator):
         if self.cfg.box == "frame":
             return [np.array([0, 0, w, h], np.float32)]
         if self._mediapipe is None:
-            from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
-
             self._mediapipe = MediaPipePose(MediaPipeConfig.high(max_persons=self.cfg.max_persons))
             self._mediapipe._reset()
         boxes = []

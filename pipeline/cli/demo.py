@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from models.training.policy import THREADS_HELP
+from models.training.runtime import set_threads
+from pipeline.stages.demo import DemoConfig, run_demo
 
 
 @click.command()
@@ -20,9 +22,6 @@ from models.training.policy import THREADS_HELP
 def demo(out: Path, epochs: int, clips_per_class: int, seed: int, threads: int | None, quiet: bool) -> None:
     """Make synthetic actions, train a teacher on clean (HQ) skeletons, then a plain and an SKD student on
     corrupted (LQ) ones, and print how each does on the LQ test clips (a few minutes on 2 CPU cores)."""
-    from models.training.runtime import set_threads
-    from pipeline.stages.demo import DemoConfig, run_demo
-
     set_threads(threads)
 
     run_demo(out, DemoConfig(clips_per_class=clips_per_class, epochs=epochs, teacher_epochs=epochs, seed=seed),

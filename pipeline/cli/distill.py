@@ -7,8 +7,11 @@ from pathlib import Path
 import click
 
 from models.losses import METHODS
+from models.training.distributed import check_sync_bn, distributed
 from models.training.policy import PRECISIONS, THREADS_HELP
+from models.training.runtime import resolve_device, set_threads
 from pipeline.cli.dataset import LAYOUT_HELP
+from pipeline.stages.distilling import make_request, run_distill
 
 
 @click.command()
@@ -71,10 +74,6 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
     slice of every batch (--batch-size is the global batch) and rank 0 writes the files.
     """
     import json
-
-    from models.training.distributed import check_sync_bn, distributed
-    from models.training.runtime import resolve_device, set_threads
-    from pipeline.stages.distilling import make_request, run_distill
 
     set_threads(threads)
     with distributed(device) as dist:

@@ -8,6 +8,9 @@ import click
 
 from estimators import ESTIMATORS, QUALITIES
 from models.contract.errors import BadInput
+from pipeline.extract.driver import ExtractOptions, extract
+from pipeline.extract.ray_extract import extract_ray
+from pipeline.extract.shard import parse_shard
 
 
 @click.command("extract")
@@ -53,9 +56,6 @@ def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_di
     Videos already in the cache are skipped; a bad file is reported in the summary and the others go on.
     Exit code 2 when any video failed.
     """
-    from pipeline.extract.driver import ExtractOptions, extract
-    from pipeline.extract.shard import parse_shard
-
     if estimator == "mmpose" and mmpose_checkpoint is None:
         raise BadInput("--estimator mmpose needs --mmpose-checkpoint (a .pth path or URL)")
     if ray_address is not None and backend != "ray":
@@ -66,8 +66,6 @@ def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_di
                           max_persons=max_persons, flip_average=flip_average, smooth=smooth, stride=stride,
                           mmpose_config=mmpose_config, mmpose_checkpoint=mmpose_checkpoint, mmpose_box=mmpose_box)
     if backend == "ray":
-        from pipeline.extract.ray_extract import extract_ray
-
         s = extract_ray([str(v) for v in videos], opts, address=ray_address, shard=shard, retries=retries,
                         max_in_flight=workers, show_progress=not no_progress)
     else:

@@ -8,6 +8,8 @@ import click
 
 from models.contract.errors import BadInput
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.infer.onnx_export import export_onnx
+from pipeline.infer.runner import RunOptions, format_json, format_text, run_videos
 
 
 @click.command("run")
@@ -40,8 +42,6 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
     Prints the top-k labels with scores per clip (and the top label of each window for long clips). A bad
     clip is reported in one line and the others go on; the exit code is 2 when any clip failed.
     """
-    from pipeline.infer.runner import RunOptions, format_json, format_text, run_videos
-
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
         from models.training.runtime import resolve_device
 
@@ -65,8 +65,6 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(13), help="ONNX opset.")
 def export_cmd(model: Path, onnx_file: Path, opset: int) -> None:
     """Export a checkpoint to ONNX (batch axis dynamic, metadata inside) and check onnxruntime against PyTorch."""
-    from pipeline.infer.onnx_export import export_onnx
-
     r = export_onnx(model, onnx_file, opset=opset)
     click.echo(f"wrote {r['path']} ({r['bytes'] / 1e6:.2f} MB); onnxruntime vs PyTorch max abs diff "
                f"{r['max_abs_diff']:.2g} on random input; {r['seconds']:.1f} s")

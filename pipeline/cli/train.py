@@ -6,7 +6,10 @@ from pathlib import Path
 
 import click
 
+from models.training.distributed import check_sync_bn, distributed
 from models.training.policy import PRECISIONS, THREADS_HELP
+from models.training.runtime import resolve_device, set_threads
+from pipeline.stages.training import eval_from_pickle, request_from_options, train_from_pickle
 
 LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a custom layout .json file."
 
@@ -64,10 +67,6 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
     """
     import json
 
-    from models.training.distributed import check_sync_bn, distributed
-    from models.training.runtime import resolve_device, set_threads
-    from pipeline.stages.training import request_from_options, train_from_pickle
-
     set_threads(threads)
     with distributed(options["device"]) as dist:
         if dist is not None:
@@ -100,9 +99,6 @@ def eval_cmd(model_path: Path, data: Path, split: str, layout: str | None, batch
              test_clips: int | None, threads: int | None, device: str, as_json: bool) -> None:
     """Top-1 and top-5 accuracy of a checkpoint on a split of a pickle."""
     import json
-
-    from models.training.runtime import resolve_device, set_threads
-    from pipeline.stages.training import eval_from_pickle
 
     set_threads(threads)
     res = eval_from_pickle(model_path, data, split=split, layout=layout, batch_size=batch_size,

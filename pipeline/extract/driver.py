@@ -21,6 +21,7 @@ from estimators import ESTIMATORS, QUALITIES
 from estimators.base import PoseEstimator, PoseResult
 from models.contract.errors import BadInput
 from pipeline.extract.cache import DEFAULT_ROOT, PoseCache, hash_file
+from pipeline.extract.shard import select_shard
 from pipeline.extract.video import VideoReader, find_videos
 
 
@@ -136,8 +137,6 @@ def extract(inputs: list[str | Path], opts: ExtractOptions, show_progress: bool 
             shard: tuple[int, int] | None = None) -> Summary:
     """Extract every video found in `inputs` (files, folders searched recursively); with `shard` (I, N) only
     that shard's share of them (see pipeline/extract/shard.py)."""
-    from pipeline.extract.shard import select_shard
-
     start = time.perf_counter()
     videos = find_videos(inputs)
     if not videos:

@@ -34,6 +34,9 @@ from models.contract.errors import BadInput
 from models.contract.layouts import BLAZEPOSE33, Layout, convert, coverage, get_layout
 from models.contract.skeleton import Clip
 from models.net.transforms import InputConfig, make_input, sample_indices
+from pipeline.extract.driver import check_result
+from pipeline.extract.video import VideoReader, find_videos
+from pipeline.infer.onnx_export import load_onnx
 
 # models/zoo is package data: found through importlib.resources, wherever the package is installed.
 BUNDLED_MODEL = Path(str(resources.files("models") / "zoo" / "student_penn13.pt"))
@@ -112,8 +115,6 @@ class OnnxPredictor:
     """A file written by `pipeline export`, run in onnxruntime; its metadata stands in for the checkpoint."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        from pipeline.infer.onnx_export import load_onnx
-
         self.session, meta = load_onnx(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.info = ModelInfo(meta["layout"], list(meta["classes"]), meta["input_config"], meta["coord_dims"],
@@ -236,9 +237,6 @@ def default_estimator() -> PoseEstimator:
 def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Predictor, opts: RunOptions,
               render_to: Path | None = None) -> VideoRun:
     """Pose, labels and (optionally) the rendered video of one file. BadInput for an unusable video."""
-    from pipeline.extract.driver import check_result
-    from pipeline.extract.video import VideoReader
-
     path = Path(path)
     t0 = time.perf_counter()
     with VideoReader(path) as reader, native_stderr_quiet() as console:
@@ -304,8 +302,6 @@ def render_video(src: Path, out: Path, run: VideoRun, info: ModelInfo) -> None:
     on any error the temporary file is removed and `out` is untouched.
     """
     import cv2
-
-    from pipeline.extract.video import VideoReader
 
     out = Path(out)
     which = frame_windows(run.result.bounds, run.keypoint.shape[1])
@@ -404,8 +400,6 @@ def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
 
     The model is loaded (and checked against the estimator) once, before any video is decoded.
     """
-    from pipeline.extract.video import find_videos
-
     paths = find_videos(list(videos))
     if not paths:
         raise BadInput("no videos found in " + ", ".join(str(v) for v in videos))

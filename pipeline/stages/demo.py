@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.contract.atomic import atomic_savefig, atomic_write_text
-from pipeline.data.synthetic import ACTIONS
+from pipeline.data.pyskl_io import save_dataset
+from pipeline.data.synthetic import ACTIONS, make_dataset
+from pipeline.stages.distilling import make_request, run_distill
 
 # Training flips clips left-right, which turns a left-hand wave into a right-hand one: keep one of the two.
 DEMO_ACTIONS = [i for i, (name, _, _) in enumerate(ACTIONS) if name != "wave_right"]
@@ -35,10 +37,6 @@ class DemoConfig:
 
 
 def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool = True, echo=print) -> dict:
-    from pipeline.data.pyskl_io import save_dataset
-    from pipeline.data.synthetic import make_dataset
-    from pipeline.stages.distilling import make_request, run_distill
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -18,6 +18,7 @@ import torch
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.atomic import atomic_path, atomic_savefig, atomic_write_text
 from models.contract.errors import BadInput
+from models.contract.layouts import get_layout
 from models.contract.skeleton import Clip
 from models.losses.distill import WEIGHT_FIELDS, DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
@@ -26,7 +27,9 @@ from models.training.config import TrainConfig
 from models.training.evaluation import evaluate_on
 from models.training.student import train_student
 from pipeline.data.clips import ClipDataset
+from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.paired import PairedClipDataset, PairedData, pair_datasets
+from pipeline.data.pyskl_io import load_dataset
 from pipeline.stages.training import ModelOptions, build_model
 
 # What a distillation run leaves in its folder as it goes (any one of them means there is something to resume).
@@ -51,10 +54,6 @@ class DistillRequest:
 def load_pair(hq_path: str | os.PathLike, lq_path: str | os.PathLike | None, corrupt: str | None,
               layout: str | None, seed: int, allow_unpaired: bool) -> tuple[PairedData, str]:
     """The paired data, and a description of where LQ came from."""
-    from models.contract.layouts import get_layout
-    from pipeline.data.corrupt import corrupt_dataset, parse_spec
-    from pipeline.data.pyskl_io import load_dataset
-
     if (lq_path is None) == (corrupt is None):
         raise BadInput("give exactly one of --lq FILE.pkl or --corrupt SPEC")
     lay = get_layout(layout) if layout is not None else None

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import load_checkpoint
+from models.contract.atomic import atomic_write_text
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
 from models.contract.skeleton import SkeletonDataset
@@ -19,6 +20,7 @@ from models.training.classifier import train_model
 from models.training.config import TrainConfig, test_loader
 from models.training.evaluation import evaluate
 from pipeline.data.clips import ClipDataset
+from pipeline.data.pyskl_io import load_dataset
 
 # The STGCNConfig fields the data decides; the others are the user's model-size knobs, `ModelOptions`.
 FROM_DATA = ("in_channels", "num_classes", "layout", "max_persons")
@@ -104,8 +106,6 @@ def _asdict(obj) -> dict:
 
 
 def _write_request(path: Path, req: TrainRequest, data_path: str) -> None:
-    from models.contract.atomic import atomic_write_text
-
     doc = {"data": data_path, "train": req.train.to_dict(), "input": req.input.to_dict(),
            "model": _asdict(req.model), "train_split": req.train_split, "test_split": req.test_split}
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
@@ -147,8 +147,6 @@ def merge_resume(stored: TrainRequest, given: TrainRequest, explicit: set[str] |
 def train_from_pickle(data: str | os.PathLike, out: str | os.PathLike, req: TrainRequest, *,
                       layout: str | Layout | None = None, resume: bool = False, overwrite: bool = False,
                       progress: bool = True, explicit: set[str] | None = None, dist=None) -> dict:
-    from pipeline.data.pyskl_io import load_dataset
-
     ds = load_dataset(data, layout)
     return train_from_dataset(ds, out, req, data_path=str(data), resume=resume, overwrite=overwrite,
                               progress=progress, explicit=explicit, dist=dist)
@@ -158,8 +156,6 @@ def eval_from_pickle(model_path: str | os.PathLike, data: str | os.PathLike, *, 
                      layout: str | Layout | None = None, batch_size: int = 64, num_test_clips: int | None = None,
                      num_workers: int = 0, device: str = "cpu") -> dict:
     """Top-1/top-5/n of checkpoint `model_path` on `split` of the pickle `data` (computed on `device`)."""
-    from pipeline.data.pyskl_io import load_dataset
-
     ds = load_dataset(data, layout)
     model, meta = load_checkpoint(model_path, expect_layout=ds.layout, expect_classes=ds.num_classes,
                                   expect_channels=ds.num_channels)
