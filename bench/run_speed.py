@@ -110,7 +110,7 @@ def main() -> None:
 
     from pipeline.extract.video import find_videos
     from pipeline.infer.onnx_export import export_onnx
-    from pipeline.infer.runner import BUNDLED_MODEL
+    from pipeline.infer.prediction import BUNDLED_MODEL
 
     model = args.model or BUNDLED_MODEL
     videos = find_videos(args.videos)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "estimators", "pipeline")
 # Function-local imports allowed: each loads torch, which `pipeline run --onnx` and `pipeline export`'s caller
 # must not pay for (docs/RESULTS.md: the ONNX path never imports torch).
-LAZY_TORCH = {("pipeline.infer.runner", "models.checkpoint"), ("pipeline.infer.onnx_export", "models.checkpoint"),
+LAZY_TORCH = {("pipeline.infer.prediction", "models.checkpoint"), ("pipeline.infer.onnx_export", "models.checkpoint"),
               ("pipeline.cli.run", "models.training.runtime")}
 
 

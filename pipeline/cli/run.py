@@ -9,7 +9,8 @@ import click
 from models.contract.errors import BadInput
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
 from pipeline.infer.onnx_export import export_onnx
-from pipeline.infer.runner import RunOptions, format_json, format_text, run_videos
+from pipeline.infer.prediction import RunOptions
+from pipeline.infer.runner import format_json, format_text, run_videos
 
 
 @click.command("run")

@@ -15,7 +15,7 @@ from models.checkpoint import load_checkpoint
 from models.contract.errors import BadInput
 from pipeline.cli import cli
 from pipeline.infer.onnx_export import METADATA_KEY, export_onnx, input_shape, load_onnx
-from pipeline.infer.runner import OnnxPredictor, TorchPredictor, classify
+from pipeline.infer.prediction import OnnxPredictor, TorchPredictor, classify
 from tests.support.run_files import CLASSES, tiny_checkpoint
 
 

@@ -15,18 +15,10 @@ import pytest
 from models.contract.errors import BadInput
 from models.contract.layouts import PENN13, Layout
 from models.net.transforms import InputConfig
-from pipeline.infer import runner
-from pipeline.infer.runner import (
-    ModelInfo,
-    RunOptions,
-    TorchPredictor,
-    check_feedable,
-    classify,
-    frame_windows,
-    render_targets,
-    run_videos,
-    window_bounds,
-)
+from pipeline.infer import prediction, rendering
+from pipeline.infer.prediction import ModelInfo, RunOptions, TorchPredictor, check_feedable, classify, window_bounds
+from pipeline.infer.rendering import frame_windows
+from pipeline.infer.runner import render_targets, run_videos
 from tests.support.run_files import CLASSES, tiny_checkpoint
 from tests.support.video_files import cut
 
@@ -233,7 +225,7 @@ def test_render_failure_leaves_no_file(short_clip: Path, tiny_ckpt: Path, tmp_pa
         if len(calls) == 20:
             raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(runner, "draw_caption", fail_later)
+    monkeypatch.setattr(rendering, "draw_caption", fail_later)
     out = tmp_path / "out" / "r.mp4"
     with pytest.raises(RuntimeError, match="simulated"):
         run_videos([short_clip], RunOptions(model=tiny_ckpt, render=out, progress=False))
@@ -258,7 +250,7 @@ def test_bad_videos_are_collected_and_the_others_go_on(short_clip: Path, tiny_ck
 
 
 def test_bundled_model_on_a_real_clip(shared_data: Path):
-    if not runner.BUNDLED_MODEL.is_file():
+    if not prediction.BUNDLED_MODEL.is_file():
         pytest.skip("no bundled model in this checkout")
     done, failed = run_videos([shared_data / "videos" / "mmpose_demo_5frames.mp4"], RunOptions(progress=False))
     assert failed == []
