@@ -79,7 +79,7 @@ class RankSlices:
 
 
 class ShardedTrainSet(Dataset):
-    """A training set whose epoch loader (`models.training.classifier.train_loader`) yields only this rank's slices.
+    """A training set whose epoch loader (`models.training.config.train_loader`) yields only this rank's slices.
 
     `train_loader` builds the single-process loader as always (same seeded shuffle) and hands it to
     `shard_loader`, which keeps its sampler and generator and cuts each batch: the shuffle happens before the

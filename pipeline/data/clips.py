@@ -14,7 +14,7 @@ from models.net.transforms import InputConfig, clip_stats, draw_augment, make_in
 class ClipDataset(Dataset):
     """Training: one randomly sampled, augmented window per clip. Test: `num_test_clips` evenly offset windows,
     returned stacked as `[num_test_clips, M, T, V, C]` when more than one
-    (`models.training.classifier.evaluate` averages them).
+    (`models.training.evaluation.evaluate` averages them).
 
     Randomness depends only on (seed, epoch, index), so DataLoader workers and resumed runs see the same samples;
     call `set_epoch` before iterating. Holds plain numpy arrays, so it pickles into worker processes.
