@@ -65,19 +65,49 @@ def imports_of(mod: str) -> list[tuple[str, bool, int]]:
 GRAPH = {mod: imports_of(mod) for mod in MODULES}
 
 
+def layer_violations(graph: dict) -> list[str]:
+    return [f"{mod} ({layer(mod)}) imports {t} ({layer(t)}), line {line}"
+            for mod, edges in graph.items() for t, _, line in edges if layer(t) not in ALLOWED[layer(mod)]]
+
+
+def local_imports(graph: dict) -> list[str]:
+    return [f"{mod}:{line} imports {t} inside a function" for mod, edges in graph.items()
+            for t, local, line in edges if local and (mod, t) not in LAZY_TORCH]
+
+
+def find_cycle(graph: dict) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(mod: str) -> list[str] | None:
+        state[mod] = 1
+        path.append(mod)
+        for t, _, _ in graph.get(mod, []):
+            if state.get(t) == 1:
+                return path[path.index(t):] + [t]
+            if t not in state and (found := visit(t)):
+                return found
+        path.pop()
+        state[mod] = 2
+        return None
+
+    for mod in sorted(graph):
+        if mod not in state and (found := visit(mod)):
+            return found
+    return None
+
+
 def test_every_package_is_found():
     assert {"models.contract.errors", "models.training.fit", "estimators", "pipeline.cli"} <= set(MODULES)
 
 
 def test_no_layer_imports_a_higher_one():
-    bad = [f"{mod} ({layer(mod)}) imports {t} ({layer(t)}), line {line}"
-           for mod, edges in GRAPH.items() for t, _, line in edges if layer(t) not in ALLOWED[layer(mod)]]
+    bad = layer_violations(GRAPH)
     assert not bad, "\n".join(bad)
 
 
 def test_no_function_local_imports_of_our_packages():
-    bad = [f"{mod}:{line} imports {t} inside a function" for mod, edges in GRAPH.items()
-           for t, local, line in edges if local and (mod, t) not in LAZY_TORCH]
+    bad = local_imports(GRAPH)
     assert not bad, "\n".join(bad)
 
 
@@ -87,28 +117,16 @@ def test_package_inits_of_models_and_pipeline_import_nothing():
 
 
 def test_no_import_cycles():
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(mod: str) -> None:
-        state[mod] = 1
-        path.append(mod)
-        for t, _, _ in GRAPH[mod]:
-            if state.get(t) == 1:
-                cycle = path[path.index(t):] + [t]
-                pytest.fail("import cycle: " + " -> ".join(cycle))
-            if t not in state:
-                visit(t)
-        path.pop()
-        state[mod] = 2
-
-    for mod in sorted(MODULES):
-        if mod not in state:
-            visit(mod)
+    cycle = find_cycle(GRAPH)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-def test_the_checks_can_fail():
-    """The rules above catch what they are for (on a made-up graph)."""
-    assert layer("models.contract.layouts") == "contract" and layer("models.net.stgcn") == "models"
-    assert "pipeline" not in ALLOWED["models"] and "estimators" not in ALLOWED["models"]
-    assert "models" not in ALLOWED["estimators"] and ALLOWED["contract"] == {"contract"}
+def test_the_checks_catch_what_they_are_for():
+    bad = {"models.contract.errors": [("pipeline.cli", False, 1)],  # the leaf importing the top
+           "estimators.base": [("models.net.stgcn", False, 2)],     # estimators reaching into models
+           "models.net.stgcn": [("models.training.fit", True, 3)],  # a function-local import
+           "models.training.fit": [("models.net.stgcn", False, 4)]}  # ... closing a cycle
+    assert len(layer_violations(bad)) == 2
+    assert local_imports(bad) == ["models.net.stgcn:3 imports models.training.fit inside a function"]
+    assert find_cycle(bad) == ["models.net.stgcn", "models.training.fit", "models.net.stgcn"]
+    assert find_cycle({"a": [("b", False, 1)], "b": []}) is None
