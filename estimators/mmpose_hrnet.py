@@ -46,6 +46,7 @@ class MMPoseConfig:
     device: str = "cpu"
     min_person_score: float = 0.2     # a box whose mean keypoint score is below this holds no person
     flip_test: bool | None = None     # None: as the config's test_cfg says
+    threads: int | None = None        # torch intra-op threads (None: torch's default); not part of the cache key
 
     @staticmethod
     def tier(quality: str, **overrides) -> MMPoseConfig:
@@ -137,6 +138,7 @@ class MMPoseHRNet(PoseEstimator):
     def settings(self) -> dict:
         if self._settings is None:
             d = asdict(self.cfg)
+            d.pop("threads")  # how fast, not what: entries made with any thread count are the same
             d["config"] = f"{self.config_path.name}:{_file_digest(self.config_path)}"
             ck = self.cfg.checkpoint
             if ck is not None and not ck.startswith(("http://", "https://")):
@@ -161,6 +163,8 @@ class MMPoseHRNet(PoseEstimator):
         from mmpose.datasets.datasets.utils import parse_pose_metainfo
         from mmpose.registry import DATASETS, MODELS
 
+        if self.cfg.threads is not None:
+            torch.set_num_threads(self.cfg.threads)
         try:
             cfg = Config.fromfile(str(self.config_path))
         except Exception as e:

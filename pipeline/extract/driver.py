@@ -38,6 +38,7 @@ class ExtractOptions:
     mmpose_config: str | None = None
     mmpose_checkpoint: str | None = None
     mmpose_box: str = "frame"
+    threads: int | None = None             # torch intra-op threads of an estimator that runs torch (MMPose)
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
@@ -46,6 +47,8 @@ class ExtractOptions:
             raise BadInput(f"unknown estimator {self.estimator!r} ({', '.join(ESTIMATORS)})")
         if self.workers < 1 or self.max_persons < 1 or (self.stride is not None and self.stride < 1):
             raise BadInput("--workers, --max-persons and --stride must be >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise BadInput("--threads must be >= 1")
         if self.smooth < 0:
             raise BadInput("--smooth must be >= 0")
 
