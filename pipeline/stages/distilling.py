@@ -22,6 +22,8 @@ from models.contract.layouts import get_layout
 from models.contract.skeleton import Clip
 from models.losses.distill import WEIGHT_FIELDS, DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
+from models.openset import RULE
+from models.training.calibration import rule_for
 from models.training.classifier import train_model
 from models.training.config import TrainConfig
 from models.training.evaluation import evaluate_on
@@ -185,12 +187,19 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
         "pairing": data.report.describe(),
         "request": req.to_dict(),
     }
+    open_set: dict = {}
+    if is_main:
+        student.cpu().eval()
+        rule = rule_for(student, tr_lq, te_lq, data.layout, s_icfg, len(data.classes))
+        open_set = {"open_set": rule.to_dict()}
+        metrics["open_set"] = {"rule": RULE, "threshold": round(rule.threshold, 3), "keep": rule.keep,
+                               "calibrated_on": "test split (LQ)"}
     if is_main:
         save_checkpoint(out / "student.pt", student, layout=data.layout, classes=data.classes,
                         model_config=smodel_cfg, input_config=s_icfg,
                         extra={"role": "student", "metrics": {k: metrics[k] for k in ("method", "seed", "epochs")}
                                | {"lq_top1": ev_s["top1"], "lq_top5": ev_s["top5"]},
-                               "lq_source": lq_source, "train_config": scfg.to_dict()})
+                               "lq_source": lq_source, "train_config": scfg.to_dict(), **open_set})
         _plot_comparison(out / "comparison.png", metrics)
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
