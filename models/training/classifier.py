@@ -88,6 +88,7 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
     files = RunFiles(state=out / "last.pt", state_format=CLASSIFIER_STATE, csv=out / "metrics.csv",
                      plot=out / "curves.png", plot_fn=plot_classifier_curves, line=classifier_line, row=_row,
                      csv_fields=CSV_FIELDS,
+                     hint="fewer --epochs, a shorter --length (32), a smaller --width, or a GPU (--device cuda)",
                      config={"train_config": cfg.to_dict(), "model_config": model_config.to_dict(),
                              "input_config": input_config.to_dict()},
                      # the same model; the rest may change on resume (e.g. more epochs)
