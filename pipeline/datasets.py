@@ -15,9 +15,16 @@ from pipeline.skeleton import SkeletonDataset
 
 
 def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
-                   benchmark: str = "xsub") -> SkeletonDataset:
+                   benchmark: str = "xsub", source_layout: str | None = None, labels: str | None = None,
+                   keypoints: str | None = None, max_persons: int = 2) -> SkeletonDataset:
     src = Path(src)
     dst = get_layout(layout) if layout is not None else None  # a bad --layout fails before a long import
+    if source_layout is not None and kind != "pyskl":
+        raise BadInput(f"--source-layout is for pyskl pickles; {kind} files have a known layout")
+    if labels is not None and kind != "openpose-json":
+        raise BadInput("--labels is for openpose-json")
+    if keypoints is not None and kind != "pyskl":
+        raise BadInput("--keypoints is for pyskl (split-keypoint annotations)")
     if not src.exists():
         raise BadInput("not found", src)
     if kind == "penn-action":
@@ -29,9 +36,16 @@ def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
     elif kind == "kinetics-json":
         from pipeline.importers.kinetics_json import import_kinetics_json
         ds = import_kinetics_json(src)
+    elif kind == "openpose-json":
+        from pipeline.importers.openpose_json import import_openpose_json
+        if labels is None:
+            raise BadInput("openpose-json needs --labels labels.csv (rows video,label[,split])", src)
+        ds = import_openpose_json(src, labels, max_persons=max_persons)
     elif kind == "pyskl":
-        from pipeline.pyskl_io import load_dataset
-        ds = load_dataset(src)
+        from pipeline.importers.pyskl_split import import_pyskl
+        # Read as --layout when the file stores none (and the joint count fits), so the output stores it.
+        return import_pyskl(src, layout=dst, source_layout=source_layout, keypoints=keypoints,
+                            max_persons=max_persons)
     else:
         raise BadInput(f"unknown dataset kind {kind!r}")
     if dst is not None:
@@ -69,6 +83,7 @@ def summarize(ds: SkeletonDataset) -> dict:
         "clips": len(ds.clips),
         "classes": list(ds.classes),
         "layout": ds.layout.name,
+        "layout_from": ds.layout_from or "given",
         "joints": ds.layout.num_joints,
         "dims": ds.num_channels,
         "max_persons": int(max(c.num_persons for c in ds.clips)),
@@ -79,15 +94,13 @@ def summarize(ds: SkeletonDataset) -> dict:
     }
 
 
-def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str | None = None) -> int:
+def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str | None = None,
+                   source_layout: str | None = None) -> int:
     """Write `src` to a pickle (optionally in another layout) or a folder of one `.npz` per clip."""
     from pipeline.atomic import atomic_path
     from pipeline.pyskl_io import load_dataset, save_dataset
 
-    dst = get_layout(layout) if layout is not None else None
-    ds = load_dataset(src)
-    if dst is not None:
-        ds = convert_dataset(ds, dst)
+    ds = load_dataset(src, layout, source_layout)
     out = Path(out)
     if out.suffix == ".pkl":
         save_dataset(ds, out)

@@ -48,6 +48,8 @@ class SkeletonDataset:
     classes: list[str]
     layout: Layout
     extra: dict = field(default_factory=dict)  # other top-level keys of the pickle
+    layout_from: str = ""  # how the layout was decided (stored, given, guessed); shown by `dataset info`, not saved
+    warnings: list[str] = field(default_factory=list)  # importers' notes for the user; not saved
 
     def by_name(self) -> dict[str, Clip]:
         return {c.frame_dir: c for c in self.clips}

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a custom layout .json file."
+from pipeline.cli.layout_opts import NAMES, layout_option, source_layout_option
+
+LAYOUT_HELP = f"Layout: {NAMES}."
 
 
 @click.group()
@@ -15,26 +17,40 @@ def dataset() -> None:
 
 
 @dataset.command("import")
-@click.argument("kind", type=click.Choice(["penn-action", "ntu", "kinetics-json", "pyskl"]))
+@click.argument("kind", type=click.Choice(["penn-action", "ntu", "kinetics-json", "openpose-json", "pyskl"]))
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output pickle (.pkl).")
-@click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
+@layout_option
+@source_layout_option
 @click.option("--benchmark", default="xsub", show_default=True, type=click.Choice(["xsub", "xview", "xset"]),
               help="NTU only: which official split becomes train/test (xset: NTU-120 only). All are kept as "
                    "<benchmark>_train/_val splits too.")
-def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: str) -> None:
+@click.option("--labels", default=None, type=click.Path(path_type=Path),
+              help="openpose-json only: CSV rows video,label[,split] (label: class name or 0-based index).")
+@click.option("--keypoints", default=None, type=click.Path(path_type=Path),
+              help="pyskl only: folder of PYSKL kpfiles for split-keypoint annotations (K400 HRNet release).")
+@click.option("--max-persons", default=2, show_default=True, type=click.IntRange(1),
+              help="openpose-json and split-keypoint pyskl: persons kept per clip.")
+def import_cmd(kind: str, src: Path, out: Path, layout: str | None, source_layout: str | None,
+               benchmark: str, labels: Path | None, keypoints: Path | None, max_persons: int) -> None:
     """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT.
 
     \b
     penn-action    the Penn Action `labels` folder of .mat files (official split, 15 classes)
     ntu            a folder of NTU RGB+D `.skeleton` files (3D, 25 joints, X-Sub/X-View splits)
     kinetics-json  a folder of ST-GCN Kinetics-skeleton .json files (+ optional label json beside them)
-    pyskl          an existing pyskl pickle (validated and re-written, e.g. to change layout)
+    openpose-json  a folder of OpenPose *_keypoints.json frame files (one folder per video, or
+                   <video>_<frame>_keypoints.json side by side), BODY_25 or COCO-18; needs --labels
+    pyskl          an existing pyskl pickle, validated and re-written with its layout stored (--layout
+                   names it when the file stores none); split-keypoint annotations need --keypoints DIR
     """
     from pipeline.datasets import import_dataset
     from pipeline.pyskl_io import save_dataset
 
-    ds = import_dataset(kind, src, layout=layout, benchmark=benchmark)
+    ds = import_dataset(kind, src, layout=layout, benchmark=benchmark, source_layout=source_layout,
+                        labels=labels, keypoints=keypoints, max_persons=max_persons)
+    for w in ds.warnings:
+        click.echo(f"warning: {w}", err=True)
     save_dataset(ds, out)
     n = {k: len(v) for k, v in ds.split.items()}
     click.echo(f"wrote {out}: {len(ds.clips)} clips, {ds.num_classes} classes, layout {ds.layout.name}, "
@@ -45,22 +61,23 @@ def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: s
 
 @dataset.command("info")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--layout", default=None, help=LAYOUT_HELP)
+@layout_option
+@source_layout_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def info_cmd(file: Path, layout: str | None, as_json: bool) -> None:
+def info_cmd(file: Path, layout: str | None, source_layout: str | None, as_json: bool) -> None:
     """Classes, clips per split and class, frame-count statistics, layout and 2D/3D of FILE."""
     import json
 
     from pipeline.datasets import summarize
     from pipeline.pyskl_io import load_dataset
 
-    summary = summarize(load_dataset(file, layout))
+    summary = summarize(load_dataset(file, layout, source_layout))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(f"{file}: {summary['clips']} clips, {len(summary['classes'])} classes, layout "
-               f"{summary['layout']} ({summary['joints']} joints, {summary['dims']}D), up to "
-               f"{summary['max_persons']} persons")
+               f"{summary['layout']} ({summary['joints']} joints, {summary['dims']}D; {summary['layout_from']}), "
+               f"up to {summary['max_persons']} persons")
     f = summary["frames"]
     click.echo(f"frames per clip: min {f['min']}, median {f['median']}, mean {f['mean']:.1f}, max {f['max']}")
     splits = list(summary["per_split"])
@@ -76,29 +93,32 @@ def info_cmd(file: Path, layout: str | None, as_json: bool) -> None:
 @click.argument("hq", type=click.Path(path_type=Path))
 @click.option("--spec", required=True,
               help="Corruption, e.g. drop=0.6,impute=3,jitter=0.02,framedrop=0.1[,profile=FILE.json].")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (a seed= in --spec wins).")
+@layout_option
+@source_layout_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output LQ pickle.")
-def corrupt_cmd(hq: Path, spec: str, seed: int, out: Path) -> None:
+def corrupt_cmd(hq: Path, spec: str, seed: int, layout: str | None, source_layout: str | None, out: Path) -> None:
     """Simulate low-quality skeletons from the HQ pickle (same clip ids and frame counts)."""
     from pipeline.corrupt import corrupt_dataset, parse_spec
     from pipeline.pyskl_io import load_dataset, save_dataset
 
     s = parse_spec(spec)
-    ds = load_dataset(hq)
+    ds = load_dataset(hq, layout, source_layout)
     save_dataset(corrupt_dataset(ds, s, seed), out)
-    click.echo(f"wrote {out}: {len(ds.clips)} clips corrupted with {s} (seed {seed})")
+    click.echo(f"wrote {out}: {len(ds.clips)} clips corrupted with {s} (seed {s.effective_seed(seed)})")
 
 
 @dataset.command("export")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Output: a .pkl (pyskl pickle, optionally converted with --layout) or a folder of .npz files.")
-@click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
-def export_cmd(file: Path, out: Path, layout: str | None) -> None:
+@layout_option
+@source_layout_option
+def export_cmd(file: Path, out: Path, layout: str | None, source_layout: str | None) -> None:
     """Export a pyskl pickle: to another pickle (e.g. in another layout) or one .npz per clip."""
     from pipeline.datasets import export_dataset
 
-    n = export_dataset(file, out, layout)
+    n = export_dataset(file, out, layout, source_layout)
     click.echo(f"wrote {out}: {n} clips")
 
 

@@ -45,7 +45,7 @@ def test_dataset_shapes_ids_labels_unchanged_and_no_nan(tiny_dataset: SkeletonDa
     spec = parse_spec("drop=0.6,impute=3,jitter=0.02,framedrop=0.1")
     lq = corrupt_dataset(tiny_dataset, spec, seed=1)
     assert lq.split == tiny_dataset.split and lq.classes == tiny_dataset.classes and lq.layout == tiny_dataset.layout
-    assert lq.extra["corruption"] == "drop=0.6,impute=3,jitter=0.02,framedrop=0.1"
+    assert lq.extra["corruption"] == "drop=0.6,impute=3,jitter=0.02,framedrop=0.1,seed=1"  # the seed used is recorded
     for hq, c in zip(tiny_dataset.clips, lq.clips):
         assert (c.frame_dir, c.label, c.img_shape) == (hq.frame_dir, hq.label, hq.img_shape)
         assert c.keypoint.shape == hq.keypoint.shape and c.keypoint_score.shape == hq.keypoint.shape[:3]
