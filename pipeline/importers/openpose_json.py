@@ -142,6 +142,8 @@ def import_openpose_json(src: str | os.PathLike, labels_csv: str | os.PathLike, 
     warnings: list[str] = []
     clips: list[Clip] = []
     split: dict[str, list[str]] = defaultdict(list)
+    if rows[0].split is None:
+        split.update(train=[], test=[])
     per_class: dict[int, int] = defaultdict(int)
     layouts: dict[int, str] = {}
     listed: set[str] = set()

@@ -165,3 +165,33 @@ def test_measured_profile(tiny_dataset: SkeletonDataset, tmp_path: Path):
     path.write_text("[]")
     with pytest.raises(BadInput, match="not a corruption profile"):
         corrupt_dataset(tiny_dataset, parse_spec(f"profile={path}"))
+
+
+def test_spec_seed_wins_over_the_run_seed_and_is_recorded(tiny_dataset: SkeletonDataset, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+    from pipeline.pyskl_io import load_dataset, save_dataset
+
+    def kp(ds: SkeletonDataset) -> np.ndarray:
+        return np.concatenate([c.keypoint.ravel() for c in ds.clips])
+
+    a = corrupt_dataset(tiny_dataset, parse_spec("drop=0.5,jitter=0.05,seed=1"), seed=5)
+    b = corrupt_dataset(tiny_dataset, parse_spec("drop=0.5,jitter=0.05,seed=1"), seed=7)
+    c = corrupt_dataset(tiny_dataset, parse_spec("drop=0.5,jitter=0.05,seed=2"), seed=5)
+    d = corrupt_dataset(tiny_dataset, parse_spec("drop=0.5,jitter=0.05"), seed=1)
+    np.testing.assert_array_equal(kp(a), kp(b))  # same spec seed, other run seeds: same output
+    assert not np.array_equal(kp(a), kp(c))
+    np.testing.assert_array_equal(kp(a), kp(d))  # seed=1 in the spec is the run seed 1
+    assert a.extra["corruption"].endswith("seed=1") and d.extra["corruption"].endswith("seed=1")
+    hq = tmp_path / "hq.pkl"
+    save_dataset(tiny_dataset, hq)
+    outs = []
+    for spec, seed in (("drop=0.5,seed=1", "0"), ("drop=0.5,seed=1", "9"), ("drop=0.5,seed=2", "0")):
+        out = tmp_path / f"lq_{len(outs)}.pkl"
+        res = CliRunner().invoke(cli, ["dataset", "corrupt", str(hq), "--spec", spec, "--seed", seed, "--out",
+                                       str(out)], standalone_mode=False)
+        assert res.exception is None and f"(seed {spec[-1]})" in res.output
+        outs.append(kp(load_dataset(out)))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])

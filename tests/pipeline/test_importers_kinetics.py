@@ -127,3 +127,38 @@ def test_only_empty_clips_is_bad_input(tmp_path: Path):
     write_kinetics(tmp_path / "a.json", [{"frame_index": 1, "skeleton": []}], "x", 0)
     with pytest.raises(BadInput, match="holds a person"):
         import_kinetics_json(tmp_path, progress=False)
+
+
+def test_classes_come_from_the_label_index_and_unscored_clips_warn(tmp_path: Path):
+    """As the official validation index beside a handful of its clips: the index names all 400 classes."""
+    import subprocess
+    import sys
+
+    from pipeline.pyskl_io import load_dataset
+
+    root = tmp_path / "k"
+    rng = np.random.default_rng(0)
+    index = {f"other_{k:03d}": {"has_skeleton": True, "label": f"action {k}", "label_index": k} for k in range(400)}
+    for vid, k in (("v1", 7), ("v2", 12), ("v3", 7)):
+        frames = [kinetics_frame(i + 1, [kinetics_person(rng, 0.8)]) for i in range(6)]
+        if vid == "v3":  # written without scores: every score 0, coordinates present
+            for fr in frames:
+                fr["skeleton"][0]["score"] = [0.0] * 18
+        write_kinetics(root / "kinetics_val" / f"{vid}.json", frames, f"action {k}", k)
+        index[vid] = {"has_skeleton": True, "label": f"action {k}", "label_index": k}
+    (root / "kinetics_val_label.json").write_text(json.dumps(index))
+    ds = import_kinetics_json(root, progress=False)
+    assert ds.num_classes == 400 and ds.classes[0] == "action 0" and ds.classes[399] == "action 399"
+    assert ds.by_name()["v2"].label == 12 and ds.split["test"] == ["v1", "v2", "v3"]
+    assert len(ds.warnings) == 1 and "1 clips have every score 0" in ds.warnings[0] and "v3" in ds.warnings[0]
+    out = tmp_path / "k.pkl"
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "dataset", "import", "kinetics-json", root, "--out",
+                           out], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.strip()] == [f"warning: {ds.warnings[0]}"]
+    assert load_dataset(out).classes == ds.classes
+    # an index that names one class twice differently is malformed
+    index["other_007"]["label"] = "something else"
+    (root / "kinetics_val_label.json").write_text(json.dumps(index))
+    with pytest.raises(BadInput, match="label_index 7 is"):
+        import_kinetics_json(root, progress=False)
