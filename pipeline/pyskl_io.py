@@ -202,9 +202,10 @@ def dataset_from_object(obj: object, p: Path, layout: str | Layout | None = None
                          lay, extra, layout_from=origin)
     if dst is not None and dst != lay:
         if coverage(lay, dst) == 0:
+            hint = (f"; if the file IS in {dst.name}, say so with --source-layout" if dst.num_joints == lay.num_joints
+                    else ": nothing to convert")
             raise BadInput(f"layout {dst.name} ({dst.num_joints} joints) shares no joint name with the clips' "
-                           f"layout {lay.name} ({lay.num_joints} joints, {origin}); if the file IS in "
-                           f"{dst.name}, say so with --source-layout", p)
+                           f"layout {lay.name} ({lay.num_joints} joints, {origin}){hint}", p)
         ds = replace(convert_dataset(ds, dst), layout_from=f"converted from {lay.name} ({origin})")
     return ds
 

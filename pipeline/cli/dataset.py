@@ -76,8 +76,8 @@ def info_cmd(file: Path, layout: str | None, source_layout: str | None, as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(f"{file}: {summary['clips']} clips, {len(summary['classes'])} classes, layout "
-               f"{summary['layout']} ({summary['joints']} joints, {summary['dims']}D; {summary['layout_from']}), "
-               f"up to {summary['max_persons']} persons")
+               f"{summary['layout']} ({summary['joints']} joints, {summary['dims']}D), up to "
+               f"{summary['max_persons']} persons; layout {summary['layout_from']}")
     f = summary["frames"]
     click.echo(f"frames per clip: min {f['min']}, median {f['median']}, mean {f['mean']:.1f}, max {f['max']}")
     splits = list(summary["per_split"])

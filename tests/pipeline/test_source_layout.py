@@ -103,7 +103,7 @@ def test_no_layout_custom_joint_count_through_every_command(tmp_path: Path, dims
         invoke("dataset", "info", raw)
     # --layout reads it as the custom layout (it stores none and the joint count fits).
     out = invoke("dataset", "info", raw, "--layout", lay)
-    assert "layout mpii15 (15 joints, " in out and "given by --layout" in out
+    assert f"layout mpii15 (15 joints, {dims}D)" in out and "layout given by --layout" in out
     # import stores it: later commands need nothing.
     mine = tmp_path / "mine.pkl"
     invoke("dataset", "import", "pyskl", raw, "--layout", lay, "--out", mine)
