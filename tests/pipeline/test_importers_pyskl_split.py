@@ -103,3 +103,19 @@ def test_what_is_missing_is_said(tmp_path: Path):
         import_pyskl(toc, keypoints=kpdir)
     with pytest.raises(BadInput, match="--keypoints must be the folder"):
         import_pyskl(toc, keypoints=tmp_path / "nope")
+
+
+def test_annotations_without_raw_file_are_found_in_any_kpfile(tmp_path: Path):
+    toc, kpdir, truth = make_release(tmp_path)
+    obj = pickle.loads(toc.read_bytes())
+    for a in obj["annotations"]:
+        del a["raw_file"]
+    toc.write_bytes(pickle.dumps(obj, protocol=2))
+    ds = import_pyskl(toc, keypoints=kpdir)
+    assert sorted(ds.by_name()) == ["abc", "def", "ghi"]
+    inds, kp = truth["def"]  # one skeleton per frame 0..3, frames 4-5 empty
+    np.testing.assert_array_equal(ds.by_name()["def"].keypoint[0, :4], kp[:, :, :2])
+    assert ds.by_name()["def"].keypoint.shape == (1, 6, 17, 2)
+    (kpdir / "part_1.pkl").unlink()
+    with pytest.raises(BadInput, match="clip 'def' \\(no raw_file\\) is in none of the kpfiles"):
+        import_pyskl(toc, keypoints=kpdir)
