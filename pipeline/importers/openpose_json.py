@@ -14,7 +14,8 @@ did not find (confidence 0) stays missing.
 
 Labels CSV (`--labels`): rows `video,label[,split]`, an optional header row `video,label,...`. `video` is the
 folder name or the `<video>` prefix (an extension such as `.mp4` is ignored). `label` is a class name (classes
-are then the sorted names) or an integer class index counting from 0. Without a split column every 5th clip
+are then the sorted names) or an integer class index counting from 0 (labels that never use 0, as 1-based ones
+do, get a warning). Without a split column every 5th clip
 of each class (in CSV order) goes to `test`, the others to `train`. Videos without a row, and rows without
 frames, are skipped with a warning.
 """
@@ -140,6 +141,9 @@ def import_openpose_json(src: str | os.PathLike, labels_csv: str | os.PathLike, 
     rows = read_labels(labels_csv)
     classes, labels = _classes(rows)
     warnings: list[str] = []
+    if classes[0] == "0" and 0 not in labels:
+        warnings.append(f"{labels_csv}: integer labels are 0-based class indices and none is 0, so class 0 has no "
+                        f"clip; if yours count from 1, subtract 1 (or use class names)")
     clips: list[Clip] = []
     split: dict[str, list[str]] = defaultdict(list)
     if rows[0].split is None:

@@ -140,8 +140,14 @@ def test_coco18_numeric_labels_no_split_and_max_persons(tmp_path: Path):
     assert ds.layout == OPENPOSE18 and ds.classes == ["0", "1"]
     assert ds.by_name()["v0"].keypoint.shape == (3, 8, 18, 2)  # the passer-by kept as the third
     assert ds.split["test"] == ["v8", "v9"] and len(ds.split["train"]) == 8  # every 5th clip of each class
+    assert ds.warnings == []
     ds1 = import_openpose_json(root, labels, max_persons=1)
     assert ds1.by_name()["v0"].keypoint.shape[0] == 1
+    # 1-based integer labels (as many label lists are): imported as given, with a warning about class 0
+    labels.write_text("video,label\n" + "".join(f"v{i},{i % 2 + 1}\n" for i in range(10)))
+    ds2 = import_openpose_json(root, labels)
+    assert ds2.classes == ["0", "1", "2"] and ds2.by_name()["v1"].label == 2
+    assert len(ds2.warnings) == 1 and "none is 0" in ds2.warnings[0]
 
 
 @pytest.mark.parametrize("make, reason", [
