@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from models.layouts import Layout, convert, get_layout
+from models.layouts import get_layout
 from pipeline.errors import BadInput
-from pipeline.skeleton import SkeletonDataset
+from pipeline.skeleton import SkeletonDataset, convert_dataset
 
 
 def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
@@ -51,23 +50,6 @@ def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
     if dst is not None:
         ds = convert_dataset(ds, dst)
     return ds
-
-
-def convert_dataset(ds: SkeletonDataset, dst: Layout) -> SkeletonDataset:
-    """Every clip mapped onto `dst` by joint name (joints `dst` has and the source lacks get score 0)."""
-    if dst == ds.layout:
-        return ds
-    clips = []
-    for c in ds.clips:
-        kp, sc = convert(c.keypoint, c.keypoint_score, ds.layout, dst)
-        extra = {k: v for k, v in c.extra.items() if not _is_per_joint(v, c)}
-        clips.append(replace(c, keypoint=kp, keypoint_score=sc, extra=extra))
-    return replace(ds, clips=clips, layout=dst)
-
-
-def _is_per_joint(v: object, clip) -> bool:
-    # Per-joint extras (Penn's visibility flags) no longer line up after a layout change.
-    return isinstance(v, np.ndarray) and v.shape[:3] == clip.keypoint.shape[:3]
 
 
 def summarize(ds: SkeletonDataset) -> dict:

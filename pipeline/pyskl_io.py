@@ -16,9 +16,8 @@ import numpy as np
 
 from models.layouts import BUILTIN, Layout, coverage, get_layout
 from pipeline.atomic import atomic_path
-from pipeline.datasets import convert_dataset
 from pipeline.errors import BadInput
-from pipeline.skeleton import Clip, SkeletonDataset
+from pipeline.skeleton import Clip, SkeletonDataset, convert_dataset
 
 # (module, name) pairs the unpickler may resolve. numpy 1.x says numpy.core, numpy 2.x numpy._core.
 _ALLOWED = {
