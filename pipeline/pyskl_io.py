@@ -244,6 +244,10 @@ def _resolve_layout(dst: Layout | None, src: Layout | None, stored, num_joints: 
         lay, origin = dst, "given by --layout (the file stores none)"
     elif num_joints in _DEFAULT_BY_JOINTS:
         lay, origin = get_layout(_DEFAULT_BY_JOINTS[num_joints]), f"guessed from {num_joints} joints (none stored)"
+    elif dst is not None:
+        raise BadInput(f"clips have {num_joints} joints and no layout is stored, and --layout {dst.name} has "
+                       f"{dst.num_joints}: say what the file is with --source-layout NAME|FILE.json naming a "
+                       f"{num_joints}-joint layout", path)
     else:
         raise BadInput(f"clips have {num_joints} joints and no layout is stored; pass --layout (or "
                        f"--source-layout) NAME|FILE.json naming a {num_joints}-joint layout", path)

@@ -188,3 +188,20 @@ def test_usage_errors(tmp_path: Path):
     with pytest.raises(BadInput, match="must be named <video>_<frame>_keypoints.json"):
         import_openpose_json(root, labels)
     assert not (tmp_path / "o.pkl").exists()
+
+
+def test_body25_layout_maps_to_the_others_by_name():
+    from models.layouts import BLAZEPOSE33, COCO17, NTU25, conversion_plan
+
+    b = BODY25.index
+    assert BODY25.num_joints == 25 and BODY25.joints[:8] == OPENPOSE18.joints[:8]
+    perm = BODY25.flip_permutation()
+    assert perm[b("left_big_toe")] == b("right_big_toe") and perm[b("mid_hip")] == b("mid_hip")
+    to_blaze = dict(zip(BLAZEPOSE33.joints, conversion_plan(BODY25, BLAZEPOSE33)))
+    assert to_blaze["left_foot_index"] == (b("left_big_toe"),) and to_blaze["right_heel"] == (b("right_heel"),)
+    to_ntu = dict(zip(NTU25.joints, conversion_plan(BODY25, NTU25)))
+    assert to_ntu["spine_base"] == (b("mid_hip"),) and to_ntu["neck"] == (b("neck"),)
+    assert to_ntu["left_foot"] == (b("left_big_toe"),)
+    # the other way: COCO-17 has no neck or mid-hip; both are midpoints
+    to_b25 = dict(zip(BODY25.joints, conversion_plan(COCO17, BODY25)))
+    assert to_b25["mid_hip"] == (COCO17.index("left_hip"), COCO17.index("right_hip")) and to_b25["left_heel"] == ()

@@ -185,4 +185,6 @@ def test_exit_2_lines(tmp_path: Path):
     assert line.startswith(f"Error: {raw}: clips have 15 joints and no layout is stored"), line
     assert not (tmp_path / "o.pkl").exists()
     line = one_error_line(run_pipeline("train", "--data", raw, "--layout", "coco17", "--out", tmp_path / "r"))
-    assert "clips have 15 joints and no layout is stored" in line, line
+    assert line == (f"Error: {raw}: clips have 15 joints and no layout is stored, and --layout coco17 has 17: say "
+                    f"what the file is with --source-layout NAME|FILE.json naming a 15-joint layout"), line
+    assert not (tmp_path / "r").exists()
