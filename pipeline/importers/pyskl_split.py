@@ -41,7 +41,14 @@ def import_pyskl(src: str | os.PathLike, layout: Layout | None = None, source_la
                 "import it with", f"{len(todo)} such annotations; import them with"), p)
         if todo:
             _fill(todo, Path(keypoints), max_persons, p)
-    return dataset_from_object(obj, p, layout, source_layout)
+    ds = dataset_from_object(obj, p, layout, source_layout)
+    unscored = [c.frame_dir for c in ds.clips
+                if c.keypoint_score is not None and not c.keypoint_score.any() and c.keypoint.any()]
+    if unscored:
+        shown = ", ".join(unscored[:3]) + (", ..." if len(unscored) > 3 else "")
+        ds.warnings.append(f"{p}: {len(unscored)} clips have every score 0 but non-zero coordinates (every joint "
+                           f"reads as missing): {shown}")
+    return ds
 
 
 def _load_kpfile(path: Path) -> dict:

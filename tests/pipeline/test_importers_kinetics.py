@@ -156,7 +156,16 @@ def test_classes_come_from_the_label_index_and_unscored_clips_warn(tmp_path: Pat
                            out], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert [ln for ln in proc.stderr.splitlines() if ln.strip()] == [f"warning: {ds.warnings[0]}"]
-    assert load_dataset(out).classes == ds.classes
+    back = load_dataset(out)
+    assert back.classes == ds.classes
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "dataset", "export", out, "--out", tmp_path / "b.pkl"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    again = load_dataset(tmp_path / "b.pkl")
+    assert again.classes == ds.classes and again.split == ds.split and again.layout == ds.layout
+    for a, b in zip(ds.clips, again.clips):
+        np.testing.assert_array_equal(a.keypoint, b.keypoint)
+        np.testing.assert_array_equal(a.scores(), b.scores())
     # an index that names one class twice differently is malformed
     index["other_007"]["label"] = "something else"
     (root / "kinetics_val_label.json").write_text(json.dumps(index))

@@ -76,6 +76,15 @@ def test_reads_kpfiles_into_dense_clips(tmp_path: Path):
     assert (abc.scores()[:, 2:4] == 0).all() and (abc.scores()[1, 4:] == 0).all()  # nobody / one person
     raw = pickle.loads(out.read_bytes())["annotations"][0]
     assert "frame_inds" not in raw and "raw_file" not in raw and raw["valid"] == {0.5: 4}  # a normal pyskl file
+    # round trip through dataset export: the same clips, as a normal pickle and as npz files
+    proc = run_pipeline("dataset", "export", out, "--out", tmp_path / "again.pkl")
+    assert proc.returncode == 0, proc.stderr
+    for a, b in zip(ds.clips, load_dataset(tmp_path / "again.pkl").clips):
+        np.testing.assert_array_equal(a.keypoint, b.keypoint)
+        np.testing.assert_array_equal(a.scores(), b.scores())
+        assert (a.frame_dir, a.label, a.img_shape) == (b.frame_dir, b.label, b.img_shape)
+    assert run_pipeline("dataset", "export", out, "--out", tmp_path / "npz").returncode == 0
+    assert int(np.load(tmp_path / "npz" / "ghi.npz")["label"]) == 399
     # above, raw_file 'kpfiles/part_0.pkl' was found by its name in --keypoints; here by the path under it
     ds2 = import_pyskl(toc, keypoints=tmp_path, max_persons=1)
     assert ds2.by_name()["abc"].keypoint.shape[0] == 1
@@ -119,3 +128,14 @@ def test_annotations_without_raw_file_are_found_in_any_kpfile(tmp_path: Path):
     (kpdir / "part_1.pkl").unlink()
     with pytest.raises(BadInput, match="clip 'def' \\(no raw_file\\) is in none of the kpfiles"):
         import_pyskl(toc, keypoints=kpdir)
+
+
+def test_unscored_clips_warn(tmp_path: Path):
+    kp = np.ones((1, 4, 17, 2), np.float16) * 50
+    anns = [{"frame_dir": "a", "label": 0, "keypoint": kp, "keypoint_score": np.zeros((1, 4, 17), np.float16)},
+            {"frame_dir": "b", "label": 1, "keypoint": kp, "keypoint_score": np.ones((1, 4, 17), np.float16)}]
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps({"split": {"train": ["a", "b"]}, "annotations": anns}))
+    proc = run_pipeline("dataset", "import", "pyskl", tmp_path / "p.pkl", "--out", tmp_path / "o.pkl")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == (f"warning: {tmp_path / 'p.pkl'}: 1 clips have every score 0 but non-zero "
+                                   f"coordinates (every joint reads as missing): a")
