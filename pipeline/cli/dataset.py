@@ -7,6 +7,11 @@ from pathlib import Path
 import click
 
 from pipeline.cli.layout_opts import NAMES, layout_option, source_layout_option
+from pipeline.data.catalog import export_dataset, import_dataset, summarize
+from pipeline.data.corrupt import corrupt_dataset, parse_spec
+from pipeline.data.importers import IMPORTERS
+from pipeline.data.pyskl_io import load_dataset, save_dataset
+from pipeline.extract.build import build_paired
 
 LAYOUT_HELP = f"Layout: {NAMES}."
 
@@ -17,7 +22,7 @@ def dataset() -> None:
 
 
 @dataset.command("import")
-@click.argument("kind", type=click.Choice(["penn-action", "ntu", "kinetics-json", "openpose-json", "pyskl"]))
+@click.argument("kind", type=click.Choice(list(IMPORTERS)))
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output pickle (.pkl).")
 @layout_option
@@ -33,20 +38,7 @@ def dataset() -> None:
               help="openpose-json and split-keypoint pyskl: persons kept per clip.")
 def import_cmd(kind: str, src: Path, out: Path, layout: str | None, source_layout: str | None,
                benchmark: str, labels: Path | None, keypoints: Path | None, max_persons: int) -> None:
-    """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT.
-
-    \b
-    penn-action    the Penn Action `labels` folder of .mat files (official split, 15 classes)
-    ntu            a folder of NTU RGB+D `.skeleton` files (3D, 25 joints, X-Sub/X-View splits)
-    kinetics-json  a folder of ST-GCN Kinetics-skeleton .json files (+ optional label json beside them)
-    openpose-json  a folder of OpenPose *_keypoints.json frame files (one folder per video, or
-                   <video>_<frame>_keypoints.json side by side), BODY_25 or COCO-18; needs --labels
-    pyskl          an existing pyskl pickle, validated and re-written with its layout stored (--layout
-                   names it when the file stores none); split-keypoint annotations need --keypoints DIR
-    """
-    from pipeline.datasets import import_dataset
-    from pipeline.pyskl_io import save_dataset
-
+    """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT (KIND: see below)."""
     ds = import_dataset(kind, src, layout=layout, benchmark=benchmark, source_layout=source_layout,
                         labels=labels, keypoints=keypoints, max_persons=max_persons)
     for w in ds.warnings:
@@ -67,9 +59,6 @@ def import_cmd(kind: str, src: Path, out: Path, layout: str | None, source_layou
 def info_cmd(file: Path, layout: str | None, source_layout: str | None, as_json: bool) -> None:
     """Classes, clips per split and class, frame-count statistics, layout and 2D/3D of FILE."""
     import json
-
-    from pipeline.datasets import summarize
-    from pipeline.pyskl_io import load_dataset
 
     summary = summarize(load_dataset(file, layout, source_layout))
     if as_json:
@@ -99,9 +88,6 @@ def info_cmd(file: Path, layout: str | None, source_layout: str | None, as_json:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output LQ pickle.")
 def corrupt_cmd(hq: Path, spec: str, seed: int, layout: str | None, source_layout: str | None, out: Path) -> None:
     """Simulate low-quality skeletons from the HQ pickle (same clip ids and frame counts)."""
-    from pipeline.corrupt import corrupt_dataset, parse_spec
-    from pipeline.pyskl_io import load_dataset, save_dataset
-
     s = parse_spec(spec)
     ds = load_dataset(hq, layout, source_layout)
     save_dataset(corrupt_dataset(ds, s, seed), out)
@@ -116,8 +102,6 @@ def corrupt_cmd(hq: Path, spec: str, seed: int, layout: str | None, source_layou
 @source_layout_option
 def export_cmd(file: Path, out: Path, layout: str | None, source_layout: str | None) -> None:
     """Export a pyskl pickle: to another pickle (e.g. in another layout) or one .npz per clip."""
-    from pipeline.datasets import export_dataset
-
     n = export_dataset(file, out, layout, source_layout)
     click.echo(f"wrote {out}: {n} clips")
 
@@ -137,10 +121,12 @@ def export_cmd(file: Path, out: Path, layout: str | None, source_layout: str | N
 def build_cmd(cache_dir: Path, labels: Path, out_hq: Path, out_lq: Path, layout: str | None, estimator: str,
               test_every: int) -> None:
     """Pair the HQ and LQ cache entries of the labelled videos into two pyskl pickles (same clips and frames)."""
-    from pipeline.build import build_paired
-
     hq, _ = build_paired(cache_dir, labels, out_hq, out_lq, layout=layout, estimator=estimator,
                          test_every=test_every)
     n = {k: len(v) for k, v in hq.split.items()}
     click.echo(f"wrote {out_hq} and {out_lq}: {len(hq.clips)} clips, {hq.num_classes} classes, layout "
                f"{hq.layout.name}, splits {n}")
+
+
+# The kinds, listed from IMPORTERS (a docstring cannot be built from the dict).
+import_cmd.help += "\n\n\b\n" + "\n".join(f"{k:<14} {imp.help}" for k, imp in IMPORTERS.items())

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import BadInput
+from models.contract.errors import BadInput
+from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.infer.onnx_export import export_onnx
+from pipeline.infer.prediction import RunOptions
+from pipeline.infer.runner import format_json, format_text, run_videos
 
 
 @click.command("run")
@@ -26,8 +30,7 @@ from pipeline.errors import BadInput
               help="Classify in sliding windows of this length [whole clip up to 10 s, else 4 s].")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Step between windows [2 s; half of --window when --window is given].")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
-              help="CPU threads for the model (the student is small: more threads rarely help).")
+@click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1), help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda or cuda:N for the PyTorch model (the pose estimator runs on the CPU).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it shows on a terminal only anyway).")
@@ -40,10 +43,8 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
     Prints the top-k labels with scores per clip (and the top label of each window for long clips). A bad
     clip is reported in one line and the others go on; the exit code is 2 when any clip failed.
     """
-    from pipeline.runner import RunOptions, format_json, format_text, run_videos
-
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
-        from models.distributed import resolve_device
+        from models.training.runtime import resolve_device
 
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
@@ -65,8 +66,6 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(13), help="ONNX opset.")
 def export_cmd(model: Path, onnx_file: Path, opset: int) -> None:
     """Export a checkpoint to ONNX (batch axis dynamic, metadata inside) and check onnxruntime against PyTorch."""
-    from pipeline.onnx_export import export_onnx
-
     r = export_onnx(model, onnx_file, opset=opset)
     click.echo(f"wrote {r['path']} ({r['bytes'] / 1e6:.2f} MB); onnxruntime vs PyTorch max abs diff "
                f"{r['max_abs_diff']:.2g} on random input; {r['seconds']:.1f} s")
