@@ -66,7 +66,8 @@ def info_cmd(file: Path, layout: str | None, source_layout: str | None, as_json:
         return
     click.echo(f"{file}: {summary['clips']} clips, {len(summary['classes'])} classes, layout "
                f"{summary['layout']} ({summary['joints']} joints, {summary['dims']}D), up to "
-               f"{summary['max_persons']} persons; layout {summary['layout_from']}")
+               f"{summary['max_persons']} person{'s' if summary['max_persons'] != 1 else ''}; layout "
+               f"{summary['layout_from']}")
     f = summary["frames"]
     click.echo(f"frames per clip: min {f['min']}, median {f['median']}, mean {f['mean']:.1f}, max {f['max']}")
     splits = list(summary["per_split"])

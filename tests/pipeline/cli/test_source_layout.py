@@ -111,6 +111,11 @@ def test_no_layout_custom_joint_count_through_every_command(tmp_path: Path, dims
     assert r1 == r2 and r1["n"] == 2
     with pytest.raises(BadInput, match="15 joints and no layout is stored"):
         invoke("eval", "--model", run / "model.pt", "--data", raw)
+    # calibrate (open-set rule) reads the raw file the same way
+    invoke("calibrate", "--model", run / "model.pt", "--data", raw, "--layout", lay, "--out", run / "cal.pt")
+    assert torch.load(run / "cal.pt", weights_only=True)["layout"]["name"] == "mpii15"
+    with pytest.raises(BadInput, match="15 joints and no layout is stored"):
+        invoke("calibrate", "--model", run / "model.pt", "--data", raw, "--out", run / "cal2.pt")
     # distill on the raw file: HQ read as --layout, LQ simulated with a seed in the spec.
     drun = tmp_path / "drun"
     invoke("distill", "--hq", raw, "--layout", lay, "--corrupt", "drop=0.3,seed=7", "--epochs", "1",
