@@ -18,6 +18,7 @@ import numpy as np
 
 from models.contract.errors import BadInput
 from models.contract.layouts import convert, get_layout
+from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset
 from pipeline.data.pyskl_io import save_dataset
 from pipeline.extract.cache import CacheEntry, PoseCache, hash_file
@@ -32,11 +33,7 @@ class LabelRow:
 
 
 def read_labels(path: str | os.PathLike) -> list[LabelRow]:
-    p = Path(path)
-    if p.is_dir():
-        raise BadInput("is a folder, expected a labels .csv file", p)
-    if not p.is_file():
-        raise BadInput("labels CSV not found", p)
+    p = vet_input(path, "labels")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -61,12 +58,12 @@ def read_labels(path: str | os.PathLike) -> list[LabelRow]:
     return rows
 
 
-def _classes(rows: list[LabelRow]) -> tuple[list[str], list[int]]:
+def _classes(rows: list[LabelRow], path: str | os.PathLike | None = None) -> tuple[list[str], list[int]]:
     labels = [r.label for r in rows]
     if all(lab.isdigit() for lab in labels):  # numeric labels are class indices already
         idx = [int(lab) for lab in labels]
         if max(idx) >= 100_000:  # a class is named for every index below the largest: refuse absurd ones
-            raise BadInput(f"numeric label {max(idx)} is too large to be a class index (use class names)")
+            raise BadInput(f"numeric label {max(idx)} is too large to be a class index (use class names)", path)
         return [str(i) for i in range(max(idx) + 1)], idx
     classes = sorted(set(labels))
     return classes, [classes.index(lab) for lab in labels]
@@ -107,7 +104,7 @@ def build_paired(cache_dir: str | os.PathLike, labels_csv: str | os.PathLike, ou
         raise BadInput("cache folder not found", cache_dir)
     cache = PoseCache(cache_dir)
     rows = read_labels(labels_csv)
-    classes, labels = _classes(rows)
+    classes, labels = _classes(rows, labels_csv)
     finder = _Finder(cache, estimator)
     missing: list[str] = []
     pairs: list[tuple[CacheEntry, CacheEntry]] = []
@@ -126,7 +123,7 @@ def build_paired(cache_dir: str | os.PathLike, labels_csv: str | os.PathLike, ou
         raise BadInput(f"cache entries mix layouts {sorted(src_layout)}", cache_dir)
     src = get_layout(src_layout.pop())
     dst = get_layout(layout) if layout is not None else src
-    names = _frame_dirs(rows, pairs)
+    names = _frame_dirs(rows, pairs, labels_csv)
     hq_clips, lq_clips = [], []
     split: dict[str, list[str]] = defaultdict(list)
     seen_per_class: dict[int, int] = defaultdict(int)
@@ -162,7 +159,8 @@ def _pad_persons(kp: np.ndarray, sc: np.ndarray, m: int) -> tuple[np.ndarray, np
             np.concatenate([sc, np.zeros((pad,) + sc.shape[1:], sc.dtype)]))
 
 
-def _frame_dirs(rows: list[LabelRow], pairs: list[tuple[CacheEntry, CacheEntry]]) -> list[str]:
+def _frame_dirs(rows: list[LabelRow], pairs: list[tuple[CacheEntry, CacheEntry]],
+                path: str | os.PathLike | None = None) -> list[str]:
     """Clip names: the video's file stem, with a hash suffix where two videos share a stem."""
     stems = [r.video.stem for r in rows]
     count = defaultdict(int)
@@ -171,5 +169,5 @@ def _frame_dirs(rows: list[LabelRow], pairs: list[tuple[CacheEntry, CacheEntry]]
     names = [s if count[s] == 1 else f"{s}_{hq.meta['video_hash'][:8]}" for s, (hq, _) in zip(stems, pairs)]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise BadInput(f"the labels list the same video twice: {', '.join(dup)}")
+        raise BadInput(f"the labels list the same video twice: {', '.join(dup)}", path)
     return names

@@ -26,6 +26,7 @@ import numpy as np
 from estimators.base import PoseResult
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
+from models.contract.paths import vet_input
 
 DEFAULT_ROOT = Path("data_cache")
 # What np.load and the metadata checks raise for a damaged or foreign entry (a pickled object array is refused
@@ -39,6 +40,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 def hash_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """BLAKE2b-160 of the file's bytes, read in 1 MiB chunks (memory does not depend on file size)."""
     h = hashlib.blake2b(digest_size=20)
+    vet_input(path, "video")  # a FIFO or /dev/zero would block or never end
     try:
         with open(path, "rb") as fh:
             while block := fh.read(chunk):
@@ -105,6 +107,7 @@ class PoseCache:
                      keypoint_score=result.keypoint_score.astype(np.float32), meta=np.array(json.dumps(meta)))
 
     def load(self, entry: Path) -> CacheEntry:
+        vet_input(entry, "cache-entry")
         try:
             with np.load(entry, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
@@ -116,7 +119,16 @@ class PoseCache:
                            f"delete it to re-extract", entry) from None
         return CacheEntry(entry, meta, res)
 
+    def damage(self, entry: Path) -> str | None:
+        """None when `entry` loads completely, else why not (the entry is then rebuilt, not skipped)."""
+        try:
+            self.load(entry)
+        except BadInput as e:
+            return str(e).removeprefix(f"{entry}: ").removesuffix("; delete it to re-extract")
+        return None
+
     def read_meta(self, entry: Path) -> dict:
+        vet_input(entry, "cache-entry")
         try:
             with np.load(entry, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
