@@ -747,7 +747,11 @@ def test_the_catalogue_covers_every_item_of_the_design():
                 "video with no person", "one frame", "NaN or infinite values", "HQ/LQ pickles that do not pair",
                 "unknown layout", "checkpoint for another layout", "checkpoint for another class count",
                 "pickle holding a non-array", "pickle holding code", "empty folder", "unreadable file",
-                "unicode and spaces in paths", "directory where a file is expected", "0-byte checkpoint"}
+                "unicode and spaces in paths", "directory where a file is expected", "0-byte checkpoint",
+                # issue 13
+                "output path that cannot be written", "special file as output", "output is an input",
+                "special file as input", "non-finite or out-of-range option", "checkpoint asking for a huge model",
+                "checkpoint with non-finite weights", "command-line usage error"}
     assert required <= {c.item for c in CASES}, required - {c.item for c in CASES}
 
 
@@ -803,3 +807,120 @@ def test_non_finite_keypoints_are_masked_not_refused(tmp_path: Path):
     for f in (tmp_path / "npz").glob("*.npz"):
         with np.load(f, allow_pickle=False) as z:
             assert np.isfinite(z["keypoint"]).all() and np.isfinite(z["keypoint_score"]).all()
+
+
+# -------------------------------------------------- issue 13: the vetters, the atomic writer, the cache, in-process
+
+def test_vet_input_names_what_the_path_is(tmp_path: Path, monkeypatch):
+    from models.contract import paths
+    from models.contract.errors import BadInput
+
+    (tmp_path / "ok.json").write_text("{}")
+    assert paths.vet_input(tmp_path / "ok.json", "json") == tmp_path / "ok.json"
+    cases = {fifo(tmp_path / "p.json"): "is a named pipe (FIFO)", unix_socket(tmp_path / "s.json"): "is a socket",
+             symlink(tmp_path / "z.json", "/dev/zero"): "is a character device", tmp_path: "is a directory",
+             tmp_path / "missing.json": "file not found",
+             symlink(tmp_path / "broken.json", str(tmp_path / "nowhere")): "broken symbolic link"}
+    for path, reason in cases.items():
+        with pytest.raises(BadInput) as e:
+            paths.vet_input(path, "json")
+        assert str(e.value).startswith(f"{path}: {reason}") and "\n" not in str(e.value), str(e.value)
+    # The size bound: a file over its kind's limit is refused before it is read.
+    monkeypatch.setitem(paths.INPUT_KINDS, "json", paths.InputKind("file", "a .json file", 1))
+    with pytest.raises(BadInput, match="over the 1 bytes limit"):
+        paths.vet_input(tmp_path / "ok.json", "json")
+
+
+def test_vet_output_creates_nothing_and_refuses_inputs(tmp_path: Path):
+    from models.contract.errors import BadInput
+    from models.contract.paths import vet_output
+
+    assert vet_output(tmp_path / "new" / "deeper" / "o.pkl") == tmp_path / "new" / "deeper" / "o.pkl"
+    assert vet_output(tmp_path / "run", folder=True) == tmp_path / "run"
+    assert sorted(tmp_path.iterdir()) == []  # vetting wrote nothing
+    (tmp_path / "in.pkl").write_bytes(b"x")
+    os.link(tmp_path / "in.pkl", tmp_path / "alias.pkl")
+    for path, kw, reason in [
+            (tmp_path / "in.pkl", {"inputs": [tmp_path / "in.pkl"]}, "is the same file as the input"),
+            (tmp_path / "alias.pkl", {"inputs": [tmp_path / "in.pkl"]}, "is the same file as the input"),
+            (tmp_path / "in.pkl", {"folder": True}, "exists and is not a folder"),
+            (tmp_path, {}, "is a directory, expected a file name"),
+            (fifo(tmp_path / "p.pkl"), {}, "is a named pipe"),
+            (tmp_path / "in.pkl" / "sub" / "o.pkl", {}, "cannot create its folder"),
+            (Path("/proc/self/x.pkl"), {}, "is under /proc"), (Path("/sys/x"), {"folder": True}, "is under /sys")]:
+        with pytest.raises(BadInput) as e:
+            vet_output(path, **kw)
+        assert str(e.value).startswith(f"{path}: {reason}"), str(e.value)
+
+
+def test_atomic_writer_never_replaces_a_special_file(tmp_path: Path):
+    from models.contract.atomic import atomic_write_bytes
+    from models.contract.errors import BadInput
+
+    targets = [fifo(tmp_path / "pipe"), symlink(tmp_path / "null", "/dev/null"), tmp_path / "dir"]
+    (tmp_path / "dir").mkdir()
+    try:
+        targets.append(null_device(tmp_path / "dev"))
+    except PermissionError:
+        pass  # not root: the FIFO and the link to /dev/null show the same
+    for t in targets:
+        before = _kind(t), os.stat(t).st_mode
+        with pytest.raises(BadInput, match="refusing to replace it"):
+            atomic_write_bytes(t, b"data")
+        assert (_kind(t), os.stat(t).st_mode) == before, t
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    atomic_write_bytes(tmp_path / "regular", b"a")
+    atomic_write_bytes(tmp_path / "regular", b"b")  # a regular file is replaced as before
+    assert (tmp_path / "regular").read_bytes() == b"b"
+
+
+def test_no_checkpoint_with_non_finite_weights_is_written(tmp_path: Path):
+    import torch
+
+    from models.checkpoint import load_checkpoint, save_checkpoint
+    from models.contract.errors import BadInput
+
+    model, meta = load_checkpoint(checkpoint(tmp_path / "m.pt"))
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.numel() > 1).view(-1)[0] = float("inf")
+    with pytest.raises(BadInput, match="the weights are not finite"):
+        save_checkpoint(tmp_path / "bad.pt", model, layout=meta["layout"], classes=meta["classes"],
+                        model_config=meta["model_config"], input_config=meta["input_config"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+class _FakeEstimator:
+    """Finds one still person in every frame: enough to make and remake cache entries without MediaPipe."""
+
+    name, layout = "mediapipe", "blazepose33"
+
+    def settings(self) -> dict:
+        return {"fake": 1}
+
+    def needs_frame(self, t: int) -> bool:
+        return True
+
+    def estimate(self, frames, fps, img_shape):
+        from estimators.base import PoseResult
+
+        n = sum(1 for _ in frames)
+        return PoseResult(np.full((1, n, 33, 2), 10, np.float32), np.full((1, n, 33), 0.9, np.float32),
+                          self.layout, img_shape, fps)
+
+
+def test_a_damaged_cache_entry_is_extracted_again_and_said_so(tmp_path: Path):
+    from pipeline.extract.cache import PoseCache
+    from pipeline.extract.driver import ExtractOptions, extract_one
+
+    video = stick_video(tmp_path / "v.mp4")
+    cache = PoseCache(tmp_path / "cache")
+    opts = ExtractOptions(quality="low", cache_dir=tmp_path / "cache")
+    first = extract_one(video, opts, _FakeEstimator(), cache)
+    assert first.status == "done" and first.reason == "", first
+    entry = Path(first.entry)
+    entry.write_bytes(entry.read_bytes()[:40])  # cut short: a damaged zip
+    again = extract_one(video, opts, _FakeEstimator(), cache)
+    assert again.status == "done" and again.reason.startswith("re-extracted: its cache entry"), again
+    assert "was damaged" in again.reason and entry.name in again.reason
+    assert cache.load(entry).result.total_frames == 8  # whole again
+    assert extract_one(video, opts, _FakeEstimator(), cache).status == "skipped"

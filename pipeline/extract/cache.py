@@ -33,6 +33,7 @@ DEFAULT_ROOT = Path("data_cache")
 # by allow_pickle=False with a ValueError).
 _UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 FORMAT_VERSION = 1
+REMAKE = "`pipeline extract` on its video makes it again"  # it replaces a damaged entry
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
@@ -116,7 +117,7 @@ class PoseCache:
                              meta.get("timing", {}))
         except _UNREADABLE as e:
             raise BadInput(f"unreadable cache entry ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
-                           f"delete it to re-extract", entry) from None
+                           f"{REMAKE}", entry) from None
         return CacheEntry(entry, meta, res)
 
     def damage(self, entry: Path) -> str | None:
@@ -124,7 +125,7 @@ class PoseCache:
         try:
             self.load(entry)
         except BadInput as e:
-            return str(e).removeprefix(f"{entry}: ").removesuffix("; delete it to re-extract")
+            return str(e).removeprefix(f"{entry}: ").removesuffix(f"; {REMAKE}")
         return None
 
     def read_meta(self, entry: Path) -> dict:
@@ -134,9 +135,9 @@ class PoseCache:
                 meta = json.loads(str(z["meta"]))
         except _UNREADABLE as e:
             raise BadInput(f"unreadable cache entry ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
-                           f"delete it to re-extract", entry) from None
+                           f"{REMAKE}", entry) from None
         if not isinstance(meta, dict):
-            raise BadInput("unreadable cache entry (its metadata is not a JSON object); delete it to re-extract",
+            raise BadInput(f"unreadable cache entry (its metadata is not a JSON object); {REMAKE}",
                            entry)
         return meta
 
