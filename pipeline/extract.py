@@ -23,7 +23,8 @@ from pipeline.errors import BadInput
 from pipeline.video import VideoReader, find_videos
 
 QUALITIES = ("high", "low")
-ESTIMATORS = ("mediapipe", "mmpose")
+ESTIMATORS = ("mediapipe", "openpose-lite", "mmpose")
+BLAZEPOSE_MODELS = ("lite", "full", "heavy")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ExtractOptions:
     mmpose_config: str | None = None
     mmpose_checkpoint: str | None = None
     mmpose_box: str = "frame"
+    model: str = "full"                    # BlazePose landmark model (mediapipe): lite, full, heavy
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
@@ -49,6 +51,8 @@ class ExtractOptions:
             raise BadInput("--workers, --max-persons and --stride must be >= 1")
         if self.smooth < 0:
             raise BadInput("--smooth must be >= 0")
+        if self.model not in BLAZEPOSE_MODELS:
+            raise BadInput(f"unknown BlazePose model {self.model!r} ({', '.join(BLAZEPOSE_MODELS)})")
 
 
 def make_estimator(opts: ExtractOptions) -> PoseEstimator:
@@ -60,7 +64,12 @@ def make_estimator(opts: ExtractOptions) -> PoseEstimator:
         over: dict = {"max_persons": opts.max_persons, "flip_average": opts.flip_average, "smooth": opts.smooth}
         if opts.stride is not None:
             over["stride"] = opts.stride
-        return MediaPipePose(base(**over))
+        return MediaPipePose(base(**over, model_complexity=BLAZEPOSE_MODELS.index(opts.model)))
+    if opts.estimator == "openpose-lite":
+        from estimators.openpose_lite import OpenPoseConfig, OpenPoseLite
+
+        tier = OpenPoseConfig.high if opts.quality == "high" else OpenPoseConfig.low
+        return OpenPoseLite(tier(max_persons=opts.max_persons, **({"stride": opts.stride} if opts.stride else {})))
     from estimators.mmpose_hrnet import DEFAULT_CONFIG, MMPoseConfig, MMPoseHRNet
 
     return MMPoseHRNet(MMPoseConfig(config=opts.mmpose_config or DEFAULT_CONFIG, checkpoint=opts.mmpose_checkpoint,
@@ -146,6 +155,7 @@ def extract(inputs: list[str | Path], opts: ExtractOptions, show_progress: bool 
     videos = select_shard(videos, shard)
     cache = PoseCache(opts.cache_dir)
     estimator = make_estimator(opts)
+    estimator.settings()  # missing or altered weights: one BadInput line naming the install command, not per video
     summary = Summary()
     todo: list[tuple[Path, str]] = []
     # Cheap pass first: hashing tells which videos are already cached, so the bar counts only real work.

@@ -14,8 +14,13 @@ from pipeline.errors import BadInput
 @click.option("--quality", required=True, type=click.Choice(["high", "low"]),
               help="high: per-frame detection on every frame (teacher input); low: tracking on every 4th frame, "
                    "gaps interpolated (student input).")
-@click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(["mediapipe", "mmpose"]),
-              help="mmpose needs the optional extra (see README) and --mmpose-checkpoint.")
+@click.option("--estimator", default="mediapipe", show_default=True,
+              type=click.Choice(["mediapipe", "openpose-lite", "mmpose"]),
+              help="openpose-lite: Lightweight OpenPose, every person in one pass (`pipeline models install`); "
+                   "mmpose needs the optional extra (see README) and --mmpose-checkpoint.")
+@click.option("--model", default="full", show_default=True, type=click.Choice(["lite", "full", "heavy"]),
+              help="BlazePose landmark model (mediapipe): full ships in the wheel; lite and heavy are installed "
+                   "once with `pipeline models install`.")
 @click.option("--cache", "cache_dir", default="data_cache", show_default=True, type=click.Path(path_type=Path),
               help="Cache folder.")
 @click.option("--workers", default=None, type=int,
@@ -45,8 +50,8 @@ from pipeline.errors import BadInput
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_dir: Path, workers: int | None,
                 shard_spec: str | None, backend: str, ray_address: str | None, retries: int,
-                max_persons: int, flip_average: bool, smooth: int, stride: int | None, mmpose_config: str | None,
-                mmpose_checkpoint: str | None, mmpose_box: str, no_progress: bool) -> None:
+                max_persons: int, model: str, flip_average: bool, smooth: int, stride: int | None,
+                mmpose_config: str | None, mmpose_checkpoint: str | None, mmpose_box: str, no_progress: bool) -> None:
     """Extract skeletons from VIDEOS (files or folders) into the cache, one entry per video and settings.
 
     Videos already in the cache are skipped; a bad file is reported in the summary and the others go on.
@@ -62,7 +67,7 @@ def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_di
     shard = parse_shard(shard_spec)
     opts = ExtractOptions(quality=quality, estimator=estimator, cache_dir=cache_dir,
                           workers=1 if backend == "ray" or workers is None else workers,
-                          max_persons=max_persons, flip_average=flip_average, smooth=smooth, stride=stride,
+                          max_persons=max_persons, model=model, flip_average=flip_average, smooth=smooth, stride=stride,
                           mmpose_config=mmpose_config, mmpose_checkpoint=mmpose_checkpoint, mmpose_box=mmpose_box)
     if backend == "ray":
         from pipeline.ray_extract import extract_ray

@@ -56,7 +56,7 @@ def test_photo_four_people_match_the_annotation(shared_data: Path, estimator_fac
     for ann in anns:  # each annotated person: one detection whose joints (left/right included) sit on it
         vis = ann[:, 2] > 0
         errs = []
-        for i, (kp, sc) in enumerate(found):
+        for kp, sc in found:
             both = vis & (sc[COCO_TO_OP18] > 0)
             errs.append(np.median(np.linalg.norm(kp[COCO_TO_OP18][both] - ann[both, :2], axis=1))
                         if both.sum() >= 5 else np.inf)
