@@ -5,6 +5,7 @@ SKD_BLAZEPOSE_DIR), never into site-packages."""
 from __future__ import annotations
 
 import hashlib
+import os
 import tarfile
 from pathlib import Path
 
@@ -127,3 +128,31 @@ def test_missing_blazepose_tier_is_one_line_exit_2(dirs, tmp_path: Path, shared_
                         shared_data / "videos" / "mmpose_demo_5frames.mp4")
     assert "pipeline models install SRC openpose-lite" in one_error_line(proc)
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.npz"))
+
+
+def test_npm_path_with_a_stand_in_npm_client(dirs, tmp_path: Path, monkeypatch):
+    """`install --npm` runs `npm pack` and installs from the tarball it leaves (a stand-in npm, no network)."""
+    _, bp = dirs
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    tgz = pkg / "mediapipe-pose-0.5.1675469404.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        for f in ("pose_landmark_lite.tflite", "pose_landmark_heavy.tflite"):
+            tar.add(shared_models() / "blazepose" / f, f"package/{f}")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    # Copies the tarball into --pack-destination, and records its arguments.
+    npm.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "args"}\nwhile [ "$1" != "--pack-destination" ]; do shift; '
+                   f'done\ncp {tgz} "$2"/\n')
+    npm.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert weights.install_npm(["blazepose-heavy"]) == ["blazepose-heavy"]
+    assert (tmp_path / "args").read_text().startswith(f"pack {weights.NPM_PACKAGE} --pack-destination ")
+    assert weights.state("blazepose-heavy").installed and not (bp / "pose_landmark_lite.tflite").exists()
+    npm.write_text("#!/bin/sh\necho 'npm ERR! network request failed' >&2\nexit 1\n")
+    with pytest.raises(BadInput, match=r"npm pack .* failed \(exit 1\): npm ERR! network request failed"):
+        weights.install_npm()
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(BadInput, match="npm is not on the PATH"):
+        weights.install_npm()
