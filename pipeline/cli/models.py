@@ -13,8 +13,8 @@ def models_cmd(ctx: click.Context) -> None:
     """List the pose models whose weights are installed separately: installed or not, where, sha256 checked.
 
     \b
-    blazepose-lite   BlazePose lite  (--quality low)    pose_landmark_lite.tflite
-    blazepose-heavy  BlazePose heavy (--quality high)   pose_landmark_heavy.tflite
+    blazepose-lite   BlazePose lite  (--model lite)     pose_landmark_lite.tflite
+    blazepose-heavy  BlazePose heavy (--model heavy)    pose_landmark_heavy.tflite
     openpose-lite    Lightweight OpenPose (OpenVINO IR) human-pose-estimation-0001.{xml,bin}
 
     BlazePose full ships inside the mediapipe wheel and needs nothing. Nothing is ever downloaded while
@@ -49,7 +49,7 @@ def install_cmd(args: tuple[str, ...], use_npm: bool) -> None:
     is checked against its sha256 before it is written (a wrong one is refused) and written atomically.
 
     \b
-    pipeline models install ~/Downloads/pose-0.5.1675469404.tgz
+    pipeline models install ~/Downloads/mediapipe-pose-0.5.1675469404.tgz
     pipeline models install ./intel/human-pose-estimation-0001/FP16-INT8 openpose-lite
     pipeline models install --npm blazepose-heavy
     """
