@@ -90,7 +90,7 @@ def child_video(tier: str, video: str, out: str, max_persons: int) -> None:
     """One tier on one video: timing JSON on stdout, keypoints into `out` (.npz)."""
     import mediapipe  # noqa: F401  (import cost kept out of the measurement)
 
-    from pipeline.video import VideoReader
+    from pipeline.extract.video import VideoReader
 
     est = make(tier, max_persons)
     raw: list[int] = []
@@ -161,7 +161,7 @@ def child_photos(tier: str, images: str) -> None:
     import cv2
 
     sys.path.insert(0, str(ROOT))
-    from models.layouts import get_layout
+    from models.contract.layouts import get_layout
 
     photos = load_photo_annotations(Path(images))
     rows = []
@@ -235,7 +235,7 @@ def body_size(kp: np.ndarray, sc: np.ndarray) -> float:
 
 def compare_to_reference(ref: dict, other: dict, ref_layout: str, layout: str) -> dict:
     """Per COCO-17 joint: miss rate and median normalised error of `other` against the reference person 0."""
-    from models.layouts import get_layout
+    from models.contract.layouts import get_layout
 
     rj, oj = get_layout(ref_layout).joints, get_layout(layout).joints
     names = [n for n in COCO17 if n in rj and n in oj]

@@ -24,7 +24,7 @@ from estimators import weights
 from estimators.base import PoseEstimator, PoseResult, run_stream
 from estimators.paf_grouping import NUM_KEYPOINTS, GroupingConfig, group_persons
 from estimators.tracking import PersonTracker, TrackerConfig
-from pipeline.errors import BadInput
+from models.contract.errors import BadInput
 
 MODEL = "openpose-lite"
 XML = "human-pose-estimation-0001.xml"
@@ -53,6 +53,14 @@ class OpenPoseConfig:
     @staticmethod
     def low(**overrides) -> OpenPoseConfig:
         return OpenPoseConfig(**{"stride": 4, **overrides})
+
+    @staticmethod
+    def tier(quality: str, **overrides) -> OpenPoseConfig:
+        """`high`: every frame; `low`: every 4th frame, gaps interpolated (the same network either way)."""
+        return (OpenPoseConfig.high if quality == "high" else OpenPoseConfig.low)(**overrides)
+
+    def build(self) -> OpenPoseLite:
+        return OpenPoseLite(self)
 
 
 class OpenPoseLite(PoseEstimator):

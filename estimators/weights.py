@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.atomic import atomic_path
-from pipeline.errors import BadInput
+from models.contract.atomic import atomic_path
+from models.contract.errors import BadInput
 
 NPM_PACKAGE = "@mediapipe/pose@0.5.1675469404"  # the version whose files the sha256 below were taken from
 

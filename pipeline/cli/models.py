@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from pipeline.errors import BadInput
+from estimators.weights import CATALOGUE, install, install_npm, model_dir, state
+from models.contract.errors import BadInput
 
 
 @click.group("models", invoke_without_command=True)
@@ -24,8 +25,6 @@ def models_cmd(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from estimators.weights import CATALOGUE, state
-
     for name, entry in CATALOGUE.items():
         st = state(name)
         why = st.problem()
@@ -53,8 +52,6 @@ def install_cmd(args: tuple[str, ...], use_npm: bool) -> None:
     pipeline models install ./intel/human-pose-estimation-0001/FP16-INT8 openpose-lite
     pipeline models install --npm blazepose-heavy
     """
-    from estimators.weights import install, install_npm, model_dir
-
     if use_npm:
         done = install_npm(args)
     else:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import BadInput
+from estimators import DEFAULT
+from estimators.mediapipe_pose import MODELS
+from models.contract.errors import BadInput
+from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.infer.onnx_export import export_onnx
+from pipeline.infer.pose_choice import RUN_ESTIMATORS
+from pipeline.infer.prediction import RunOptions
+from pipeline.infer.runner import format_json, format_text, run_videos
 
 
 @click.command("run")
@@ -26,28 +33,31 @@ from pipeline.errors import BadInput
               help="Classify in sliding windows of this length [whole clip up to 10 s, else 4 s].")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Step between windows [2 s; half of --window when --window is given].")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
-              help="CPU threads for the model (the student is small: more threads rarely help).")
+@click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1), help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda or cuda:N for the PyTorch model (the pose estimator runs on the CPU).")
+@click.option("--estimator", default=DEFAULT, show_default=True, type=click.Choice(RUN_ESTIMATORS),
+              help="Fast pose estimator (its low tier). blazepose: the lite model, or the full one that ships with "
+                   "mediapipe when lite is not installed (said once on stderr).")
+@click.option("--pose-model", default=None, type=click.Choice(list(MODELS)),
+              help="BlazePose landmark model instead of lite (blazepose only; lite and heavy: `pipeline models`).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it shows on a terminal only anyway).")
 def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None, topk: int, as_json: bool,
             render: Path | None, window: float | None, stride: float | None, threads: int, device: str,
-            no_progress: bool) -> None:
+            estimator: str, pose_model: str | None, no_progress: bool) -> None:
     """Recognise the action in CLIPS (video files, or folders searched for them) with the fast pose estimator
     and a distilled student.
 
     Prints the top-k labels with scores per clip (and the top label of each window for long clips). A bad
     clip is reported in one line and the others go on; the exit code is 2 when any clip failed.
     """
-    from pipeline.runner import RunOptions, format_json, format_text, run_videos
-
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
-        from models.distributed import resolve_device
+        from models.training.runtime import resolve_device
 
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
-                      progress=not no_progress, threads=threads, device=device)
+                      progress=not no_progress, threads=threads, device=device,
+                      estimator=estimator, pose_model=pose_model)
     fmt = format_json if as_json else format_text
     done, failures = run_videos(list(clips), opts, on_result=lambda r: click.echo(fmt(r)),
                                 on_failure=lambda f: click.echo(f"Error: {f.reason}", err=True))
@@ -65,8 +75,6 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(13), help="ONNX opset.")
 def export_cmd(model: Path, onnx_file: Path, opset: int) -> None:
     """Export a checkpoint to ONNX (batch axis dynamic, metadata inside) and check onnxruntime against PyTorch."""
-    from pipeline.onnx_export import export_onnx
-
     r = export_onnx(model, onnx_file, opset=opset)
     click.echo(f"wrote {r['path']} ({r['bytes'] / 1e6:.2f} MB); onnxruntime vs PyTorch max abs diff "
                f"{r['max_abs_diff']:.2g} on random input; {r['seconds']:.1f} s")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from estimators.mediapipe_pose import MODELS, MediaPipeConfig, MediaPipePose
-from pipeline.skeleton import body_scale
-from pipeline.video import VideoReader
-from tests.estimators.model_files import need_blazepose
+from models.contract.skeleton import body_scale
+from pipeline.extract.video import VideoReader
+from tests.support.model_files import need_blazepose
 
 # COCO-17 keypoint k is blazepose33 joint COCO_TO_BP33[k].
 COCO_TO_BP33 = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]

@@ -13,9 +13,9 @@ import pytest
 
 from estimators.openpose_lite import OpenPoseConfig, OpenPoseLite
 from estimators.tracking import box_iou, keypoint_box
-from pipeline.errors import BadInput
-from pipeline.video import VideoReader
-from tests.estimators.model_files import openpose_models_dir
+from models.contract.errors import BadInput
+from pipeline.extract.video import VideoReader
+from tests.support.model_files import openpose_models_dir
 
 pytest.importorskip("openvino", reason="openpose-lite needs the openvino package")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from estimators import weights
-from pipeline.errors import BadInput
-from tests.cli_support import one_error_line, run_pipeline
-from tests.estimators.model_files import shared_models
+from models.contract.errors import BadInput
+from tests.support.cli_support import one_error_line, run_pipeline
+from tests.support.model_files import shared_models
 
 
 @pytest.fixture
