@@ -2,8 +2,8 @@
 
 Only the inference side of the method runs here: the fast estimator's LQ tier (default BlazePose lite, tracking,
 every 4th frame, gaps interpolated; `pose_choice.py`) and the distilled student. The estimator's joints are
-converted to the model's layout by joint name (`models.contract.layouts.convert`); a model whose layout the estimator cannot feed is
-refused before any video is decoded.
+converted to the model's layout by joint name (`models.contract.layouts.convert`); a model whose layout the
+estimator cannot feed is refused before any video is decoded.
 
 The per-video driver. The model part (PyTorch or onnxruntime, windows, classification) is
 pipeline/infer/prediction.py, the drawing pipeline/infer/rendering.py.
