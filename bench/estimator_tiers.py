@@ -1,6 +1,6 @@
 """Pose estimators and tiers against each other: speed on real videos, accuracy on annotated photos and videos.
 
-    python bench/estimators.py [--videos DIR] [--images DIR] [--json OUT.json] [--skip-speed] [--skip-photos]
+    python bench/estimator_tiers.py [--videos DIR] [--images DIR] [--json OUT.json] [--skip-speed] [--skip-photos]
 
 Needs BlazePose lite/heavy and openpose-lite installed (`pipeline models`). Tiers (TIERS): BlazePose
 heavy/full/lite in the HQ setting (per-frame detection, every frame), full/lite in the LQ setting (tracking,
@@ -283,7 +283,7 @@ def main() -> None:
     tiers = a.tiers.split(",")
     videos = sorted(a.videos.glob("*.mp4"))
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"# bench/estimators.py  {now}  {platform.platform()}  {os.cpu_count()} CPUs  "
+    print(f"# bench/estimator_tiers.py  {now}  {platform.platform()}  {os.cpu_count()} CPUs  "
           f"python {platform.python_version()}", flush=True)
     results: dict = {"date": now, "speed": [], "video_accuracy": {}, "people": [], "photos": {}}
     with tempfile.TemporaryDirectory(prefix="skd-bench-est-") as tmp:
