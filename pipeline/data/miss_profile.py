@@ -23,6 +23,7 @@ independent-miss fields, so older readers still work), "episode_start_rate", "ep
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from models.contract.skeleton import body_scale
 
 FORMAT = "miss-episodes/1"
 MIN_JOINTS = 4  # a person is "there" in a frame with at least this many joints
+SAME_PERSON = 0.5  # LQ person within this mean joint distance (body sizes) of HQ's is the same person
 
 
 def track_pair(hq_kp: np.ndarray, hq_sc: np.ndarray, lq_kp: np.ndarray, lq_sc: np.ndarray
@@ -59,7 +61,7 @@ def track_pair(hq_kp: np.ndarray, hq_sc: np.ndarray, lq_kp: np.ndarray, lq_sc: n
             d = float(np.linalg.norm(lq_kp[q, f, both] - hq_kp[0, f, both], axis=-1).mean())
             if d < best_d:
                 best, best_d = q, d
-        if best is not None and best_d < scale:  # farther than a body size: another person, i.e. ours is lost
+        if best is not None and best_d < SAME_PERSON * scale:  # farther: another person, i.e. ours is lost
             lq_k[f], lq_p[f] = lq_kp[best, f, :, :2], lq_sc[best, f] > 0
     missing = hq_p & ~lq_p
     both = hq_p & lq_p
@@ -110,8 +112,10 @@ class ProfileBuilder:
         if not self.errs or self.present.sum() == 0:
             raise BadInput("no frame where both tiers had the person: nothing to fit a profile from")
         err = np.concatenate(self.errs, axis=0)  # [T, V, 2]
-        mean = np.nanmean(err, axis=0)
-        std = np.nanstd(err, axis=0)
+        with warnings.catch_warnings():  # a joint LQ never had: NaN here, 0 in the file
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(err, axis=0)
+            std = np.nanstd(err, axis=0)
         rho = np.zeros(v)
         for j in range(v):
             num = den = 0.0
