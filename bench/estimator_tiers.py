@@ -295,7 +295,7 @@ def main() -> None:
                 m = 2 if TIERS[tier][0] == "openpose-lite" else 1
                 r = run_child(["--worker", "video", tier, str(v), str(npz), str(m)])
                 results["speed"].append(r)
-                kp[(tier, v.name)] = dict(np.load(npz))
+                kp[(tier, v.name)] = dict(np.load(npz, allow_pickle=False))
                 layouts[tier] = r["layout"]
         # ----- speed
         print("\n## Speed (CPU ms per video frame, video frames/s, ratio to heavy-hq CPU, peak RSS)", flush=True)
@@ -347,7 +347,7 @@ def main() -> None:
                 rows.append(("openpose-lite --max-persons 2", d["keypoint_score"], d["raw"]))
             npz = Path(tmp) / f"m2_{v.stem}.npz"
             r = run_child(["--worker", "video", REFERENCE, str(v), str(npz), "2"])
-            d = dict(np.load(npz))
+            d = dict(np.load(npz, allow_pickle=False))
             rows.append((f"{REFERENCE} --max-persons 2 ({1000 * r['cpu_s'] / r['frames']:.0f} ms/frame)",
                          d["keypoint_score"], None))
             for name, sc, raw in rows:

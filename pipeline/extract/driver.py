@@ -19,6 +19,7 @@ import numpy as np
 
 from estimators import DEFAULT, ESTIMATORS, QUALITIES
 from estimators.base import PoseEstimator, PoseResult
+from estimators.mediapipe_pose import MODELS
 from models.contract.errors import BadInput
 from pipeline.extract.cache import DEFAULT_ROOT, PoseCache, hash_file
 from pipeline.extract.shard import select_shard
@@ -52,6 +53,8 @@ class ExtractOptions:
             raise BadInput("--threads must be >= 1")
         if self.smooth < 0:
             raise BadInput("--smooth must be >= 0")
+        if self.model is not None and self.model not in MODELS:
+            raise BadInput(f"unknown BlazePose model {self.model!r} ({', '.join(MODELS)})")
 
 
 def make_estimator(opts: ExtractOptions) -> PoseEstimator:

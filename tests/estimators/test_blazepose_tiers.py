@@ -44,6 +44,8 @@ def test_extract_options_reach_the_model():
     assert make_estimator(ExtractOptions(quality="low")).cfg.model == "lite"
     est = make_estimator(ExtractOptions(quality="high", model="full", stride=2))
     assert isinstance(est, MediaPipePose) and (est.cfg.model_complexity, est.cfg.stride) == (1, 2)
+    with pytest.raises(BadInput, match="unknown BlazePose model 'huge' \\(lite, full, heavy\\)"):
+        ExtractOptions(model="huge")
     for name in ("mediapipe", "openpose-lite"):
         with pytest.raises(BadInput, match=f"--model .* is for --estimator blazepose, not {name}"):
             make_estimator(ExtractOptions(estimator=name, model="lite"))
