@@ -6,11 +6,16 @@ inside the backend, on first use. Adding an estimator = its module here plus one
 --estimator` reads its choices from this dict.
 """
 
+from estimators.blazepose import BlazePoseConfig
 from estimators.mediapipe_pose import MediaPipeConfig
 from estimators.mmpose_hrnet import MMPoseConfig
+from estimators.openpose_lite import OpenPoseConfig
 
 ESTIMATORS: dict[str, type] = {
+    "blazepose": BlazePoseConfig,
     "mediapipe": MediaPipeConfig,
+    "openpose-lite": OpenPoseConfig,
     "mmpose": MMPoseConfig,
 }
 QUALITIES = ("high", "low")
+DEFAULT = "blazepose"  # heavy for high, lite for low

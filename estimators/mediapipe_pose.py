@@ -1,4 +1,8 @@
-"""MediaPipe BlazePose (full model, shipped in the mediapipe 0.10.21 wheel), HQ and LQ tiers.
+"""MediaPipe BlazePose (lite, full or heavy landmark model; full ships in the mediapipe 0.10.21 wheel), HQ and LQ tiers.
+
+Model choice (`model_complexity` 0/1/2 = lite/full/heavy, `MODELS`): lite and heavy are installed once with
+`pipeline models install` (estimators/weights.py); when missing they are refused with that command rather than
+letting MediaPipe download them. The settings (cache key) hold the landmark model's sha256.
 
 HQ (`MediaPipeConfig.high()`): per-frame person detection (`static_image_mode=True`), every frame, native
 resolution; opt-in horizontal-flip averaging (2x cost; mostly rescues missed detections; the unflipped pose is
@@ -22,15 +26,20 @@ import importlib.metadata
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from estimators import weights
 from estimators.base import PoseEstimator, PoseResult, native_stderr_quiet, run_stream
 from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box, temporal_smooth
+from models.contract.errors import BadInput
 from models.contract.layouts import BLAZEPOSE33
 
 NUM_JOINTS = 33
+MODELS: dict[str, int] = {"lite": 0, "full": 1, "heavy": 2}  # name -> MediaPipe model_complexity
+_COMPLEXITY_NAME = {v: k for k, v in MODELS.items()}
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class MediaPipeConfig:
     smooth: int = 0                   # temporal smoothing half-window in frames (0 = off)
     smooth_landmarks: bool = False    # MediaPipe's own filter (tracking mode only)
     max_persons: int = 1
-    model_complexity: int = 1         # 1 = full; the lite (0) and heavy (2) models download at run time
+    model_complexity: int = 1         # 0 lite, 1 full (in the wheel), 2 heavy (`pipeline models install`)
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     visibility_threshold: float = 0.5  # out-of-frame joints below this are dropped
@@ -71,6 +80,31 @@ class MediaPipeConfig:
             raise ValueError("max_persons must be >= 1")
         if self.max_side is not None and self.max_side < 64:
             raise ValueError("max_side must be >= 64")
+        if self.model_complexity not in _COMPLEXITY_NAME:
+            raise ValueError("model_complexity must be 0 (lite), 1 (full) or 2 (heavy)")
+
+    @property
+    def model(self) -> str:
+        return _COMPLEXITY_NAME[self.model_complexity]
+
+
+def landmark_weights(model: str) -> Path:
+    """The verified landmark model file for `model` (lite, full, heavy); BadInput with the install command if not.
+
+    lite/heavy must also sit in mediapipe's own folder: anywhere else the graph would not find them and would
+    try to download them.
+    """
+    fname = f"pose_landmark_{model}.tflite"
+    if model == "full":
+        path = weights.mediapipe_landmark_dir() / fname
+        if not path.is_file():
+            raise BadInput("the bundled BlazePose full model is missing: reinstall mediapipe==0.10.21", path)
+        return path
+    name = f"blazepose-{model}"
+    path = weights.require(name)[fname]
+    if not (weights.mediapipe_landmark_dir() / fname).is_file():
+        raise BadInput(f"{name}: {fname} not in {weights.mediapipe_landmark_dir()}; {weights.install_hint(name)}")
+    return path
 
 
 def _quiet_logs() -> None:
@@ -94,12 +128,15 @@ class MediaPipePose(PoseEstimator):
     def settings(self) -> dict:
         d = asdict(self.cfg)
         d["mediapipe"] = importlib.metadata.version("mediapipe")
+        d["model"] = self.cfg.model
+        d["weights_sha256"] = weights.sha256_of(landmark_weights(self.cfg.model))
         return d
 
     def needs_frame(self, t: int) -> bool:
         return t % self.cfg.stride == 0
 
     def _new_pose(self):
+        landmark_weights(self.cfg.model)  # refuse missing lite/heavy before MediaPipe tries a download
         if self._mp is None:
             _quiet_logs()
             import mediapipe as mp

@@ -23,6 +23,7 @@ COMMANDS = {
     "run": "pipeline.cli.run:run_cmd",
     "export": "pipeline.cli.run:export_cmd",
     "calibrate": "pipeline.cli.calibrate:calibrate_cmd",
+    "models": "pipeline.cli.models:models_cmd",
 }
 
 

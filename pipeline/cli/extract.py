@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from estimators import ESTIMATORS, QUALITIES
+from estimators import DEFAULT, ESTIMATORS, QUALITIES
+from estimators.mediapipe_pose import MODELS
 from models.contract.errors import BadInput
 from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
@@ -18,10 +19,15 @@ from pipeline.extract.shard import parse_shard
 @click.command("extract")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--quality", required=True, type=click.Choice(QUALITIES),
-              help="high: per-frame detection on every frame (teacher input); low: tracking on every 4th frame, "
-                   "gaps interpolated (student input).")
-@click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(list(ESTIMATORS)),
-              help="mmpose needs the optional extra (see README) and --mmpose-checkpoint.")
+              help="high: per-frame detection on every frame (teacher input; BlazePose heavy); low: tracking on "
+                   "every 4th frame, gaps interpolated (student input; BlazePose lite).")
+@click.option("--estimator", default=DEFAULT, show_default=True, type=click.Choice(list(ESTIMATORS)),
+              help="blazepose: heavy (high) or lite (low) landmark model; mediapipe: BlazePose full in both tiers; "
+                   "openpose-lite: Lightweight OpenPose, every person in one pass; mmpose needs the optional extra "
+                   "(see README) and --mmpose-checkpoint. `pipeline models` lists the weights to install.")
+@click.option("--model", default=None, type=click.Choice(list(MODELS)),
+              help="BlazePose landmark model instead of the tier's (blazepose only); full ships in the mediapipe "
+                   "wheel, lite and heavy are installed once with `pipeline models install`.")
 @click.option("--cache", "cache_dir", default="data_cache", show_default=True, type=click.Path(path_type=Path),
               help="Cache folder.")
 @click.option("--workers", default=None, type=int,
@@ -53,8 +59,9 @@ from pipeline.extract.shard import parse_shard
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_dir: Path, workers: int | None,
                 shard_spec: str | None, backend: str, ray_address: str | None, retries: int,
-                max_persons: int, flip_average: bool, smooth: int, stride: int | None, mmpose_config: str | None,
-                mmpose_checkpoint: str | None, mmpose_box: str, threads: int, no_progress: bool) -> None:
+                max_persons: int, model: str | None, flip_average: bool, smooth: int, stride: int | None,
+                mmpose_config: str | None, mmpose_checkpoint: str | None, mmpose_box: str, threads: int,
+                no_progress: bool) -> None:
     """Extract skeletons from VIDEOS (files or folders) into the cache, one entry per video and settings.
 
     Videos already in the cache are skipped; a bad file is reported in the summary and the others go on.
@@ -70,7 +77,7 @@ def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_di
                           workers=1 if backend == "ray" or workers is None else workers,
                           max_persons=max_persons, flip_average=flip_average, smooth=smooth, stride=stride,
                           mmpose_config=mmpose_config, mmpose_checkpoint=mmpose_checkpoint, mmpose_box=mmpose_box,
-                          threads=threads)
+                          threads=threads, model=model)
     if backend == "ray":
         s = extract_ray([str(v) for v in videos], opts, address=ray_address, shard=shard, retries=retries,
                         max_in_flight=workers, show_progress=not no_progress)

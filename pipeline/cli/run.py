@@ -6,10 +6,13 @@ from pathlib import Path
 
 import click
 
+from estimators import DEFAULT
+from estimators.mediapipe_pose import MODELS
 from models.contract.errors import BadInput
 from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
 from pipeline.infer.onnx_export import export_onnx
+from pipeline.infer.pose_choice import RUN_ESTIMATORS
 from pipeline.infer.prediction import RunOptions, load_predictor
 from pipeline.infer.runner import format_json, format_text, run_videos
 
@@ -34,12 +37,17 @@ from pipeline.infer.runner import format_json, format_text, run_videos
 @click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1), help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda or cuda:N for the PyTorch model (the pose estimator runs on the CPU).")
+@click.option("--estimator", default=DEFAULT, show_default=True, type=click.Choice(RUN_ESTIMATORS),
+              help="Fast pose estimator (its low tier). blazepose: the lite model, or the full one that ships with "
+                   "mediapipe when lite is not installed (said once on stderr).")
+@click.option("--pose-model", default=None, type=click.Choice(list(MODELS)),
+              help="BlazePose landmark model instead of lite (blazepose only; lite and heavy: `pipeline models`).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it shows on a terminal only anyway).")
 @click.option("--classes", "list_classes", is_flag=True,
               help="Print the actions the model knows (its whole vocabulary) and exit.")
 def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None, topk: int, as_json: bool,
             render: Path | None, window: float | None, stride: float | None, threads: int, device: str,
-            no_progress: bool, list_classes: bool) -> None:
+            estimator: str, pose_model: str | None, no_progress: bool, list_classes: bool) -> None:
     """Recognise the action in CLIPS (video files, or folders searched for them) with the fast pose estimator
     and a distilled student.
 
@@ -53,7 +61,8 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
 
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
-                      progress=not no_progress, threads=threads, device=device)
+                      progress=not no_progress, threads=threads, device=device,
+                      estimator=estimator, pose_model=pose_model)
     if list_classes:
         info = load_predictor(opts).info
         click.echo(f"{len(info.classes)} actions ({info.source}):")

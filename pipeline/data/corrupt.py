@@ -8,7 +8,9 @@ Spec string, e.g. `drop=0.6,impute=3,jitter=0.02,framedrop=0.1,seed=0`:
 - `framedrop`: each frame is dropped with this probability and held from the last kept frame (as a tracker
   that skips frames would);
 - `profile=FILE.json`: per-joint miss rates and jitter measured from real HQ/LQ extraction pairs
-  (`{"layout", "miss_rate": [V], "jitter": [V]}`), applied on top of the other settings.
+  (`{"layout", "miss_rate": [V], "jitter": [V]}`), applied on top of the other settings; a profile in the
+  `miss-episodes/1` format (pipeline/data/miss_profile.py) instead replays the real miss runs, which joints go
+  missing together, and the per-joint error (offset, spread, frame-to-frame correlation).
 Frame counts, clip ids and labels are unchanged.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 from models.contract.errors import BadInput
 from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset, body_scale
+from pipeline.data.miss_profile import Replay, apply, is_episode_profile, load_replay
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def impute_missing(kp: np.ndarray, present: np.ndarray, window: int) -> np.ndarr
 
 
 def corrupt_clip(clip: Clip, spec: CorruptSpec, rng: np.random.Generator,
-                 profile: tuple[np.ndarray, np.ndarray] | None = None) -> Clip:
+                 profile: tuple[np.ndarray, np.ndarray] | None = None, replay: Replay | None = None) -> Clip:
     kp = clip.keypoint.astype(np.float32)
     score = clip.scores().astype(np.float32)
     m, t, v, c = kp.shape
@@ -137,6 +140,9 @@ def corrupt_clip(clip: Clip, spec: CorruptSpec, rng: np.random.Generator,
         miss_p = 1 - (1 - miss_p) * (1 - profile[0])
         kp = kp + (rng.normal(0, 1, size=kp.shape) * (profile[1] * scale)[None, None, :, None]).astype(np.float32)
     dropped = rng.random((m, t, v)) < miss_p[None, None, :]
+    if replay is not None:
+        kp, replayed = apply(kp, present, scale, replay, rng)
+        dropped |= replayed
     present = present & ~dropped
     kp = impute_missing(kp, present, spec.impute)
     # Imputed entries are estimates: score 0 marks them missing as an estimator would, unless imputation
@@ -152,8 +158,10 @@ def corrupt_dataset(ds: SkeletonDataset, spec: CorruptSpec, seed: int | None = N
     """A new dataset with every clip corrupted; reproducible from (seed, clip order). `spec.seed` wins."""
     spec = spec.with_seed(seed)
     rng = np.random.default_rng(spec.seed)
-    profile = load_profile(spec.profile, ds.layout.num_joints) if spec.profile else None
-    clips = [corrupt_clip(c, spec, rng, profile) for c in ds.clips]
+    episodes = bool(spec.profile) and is_episode_profile(spec.profile)
+    replay = load_replay(spec.profile, ds.layout.num_joints) if episodes else None
+    profile = load_profile(spec.profile, ds.layout.num_joints) if spec.profile and not episodes else None
+    clips = [corrupt_clip(c, spec, rng, profile, replay) for c in ds.clips]
     extra = dict(ds.extra)
     extra["corruption"] = str(spec)
     return SkeletonDataset(clips, {k: list(v) for k, v in ds.split.items()}, list(ds.classes), ds.layout, extra)

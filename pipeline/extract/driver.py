@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from estimators import ESTIMATORS, QUALITIES
+from estimators import DEFAULT, ESTIMATORS, QUALITIES
 from estimators.base import PoseEstimator, PoseResult
+from estimators.mediapipe_pose import MODELS
 from models.contract.errors import BadInput
 from pipeline.extract.cache import DEFAULT_ROOT, PoseCache, hash_file
 from pipeline.extract.shard import select_shard
@@ -28,7 +29,7 @@ from pipeline.extract.video import VideoReader, find_videos
 @dataclass(frozen=True)
 class ExtractOptions:
     quality: str = "high"                  # high: HQ tier, low: LQ tier (see estimators.mediapipe_pose)
-    estimator: str = "mediapipe"
+    estimator: str = DEFAULT
     cache_dir: Path = DEFAULT_ROOT
     workers: int = 1
     max_persons: int = 1
@@ -38,7 +39,8 @@ class ExtractOptions:
     mmpose_config: str | None = None
     mmpose_checkpoint: str | None = None
     mmpose_box: str = "frame"
-    threads: int | None = None             # torch intra-op threads of an estimator that runs torch (MMPose)
+    threads: int | None = None             # threads of an estimator that runs torch (MMPose) or OpenVINO
+    model: str | None = None               # BlazePose landmark model (lite, full, heavy); None: the tier's
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
@@ -51,6 +53,8 @@ class ExtractOptions:
             raise BadInput("--threads must be >= 1")
         if self.smooth < 0:
             raise BadInput("--smooth must be >= 0")
+        if self.model is not None and self.model not in MODELS:
+            raise BadInput(f"unknown BlazePose model {self.model!r} ({', '.join(MODELS)})")
 
 
 def make_estimator(opts: ExtractOptions) -> PoseEstimator:
@@ -61,6 +65,8 @@ def make_estimator(opts: ExtractOptions) -> PoseEstimator:
     """
     cls = ESTIMATORS[opts.estimator]
     own = {f.name for f in fields(cls)}
+    if opts.model is not None and "model" not in own:
+        raise BadInput(f"--model (lite, full, heavy) is for --estimator {DEFAULT}, not {opts.estimator}")
     prefix = opts.estimator + "_"
     over = {}
     for f in fields(opts):
@@ -152,6 +158,7 @@ def extract(inputs: list[str | Path], opts: ExtractOptions, show_progress: bool 
     videos = select_shard(videos, shard)
     cache = PoseCache(opts.cache_dir)
     estimator = make_estimator(opts)
+    estimator.settings()  # missing or altered weights: one BadInput line naming the install command, not per video
     summary = Summary()
     todo: list[tuple[Path, str]] = []
     # Cheap pass first: hashing tells which videos are already cached, so the bar counts only real work.

@@ -95,6 +95,7 @@ def extract_ray(inputs: list[str | Path], opts: ExtractOptions, *, address: str 
     videos = select_shard(videos, shard)
     opts = replace(opts, cache_dir=Path(opts.cache_dir).absolute())
     PoseCache(opts.cache_dir)  # a cache path that is a file: one clear error here, not one per task
+    make_estimator(opts).settings()  # missing weights: one line naming the install command, not one per task
     owned = not ray.is_initialized()
     if owned:
         kwargs: dict = {"logging_level": "ERROR", "log_to_driver": False}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from estimators import DEFAULT
 from estimators.base import PoseResult
 from models.contract.errors import BadInput
 from models.contract.layouts import BLAZEPOSE33, Layout, coverage
@@ -48,6 +49,8 @@ class RunOptions:
                                    # passes 1: the student is small, and more threads fight MediaPipe and other
                                    # processes for the cores (see docs/RESULTS.md)
     device: str = "cpu"            # the PyTorch model's device (cpu, cuda, cuda:N); the pose estimator is CPU
+    estimator: str = DEFAULT       # ESTIMATORS name of the fast estimator (its low tier; pipeline/infer/pose_choice)
+    pose_model: str | None = None  # BlazePose landmark model; None: lite, or full when lite is not installed
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:

@@ -1,9 +1,9 @@
 """`pipeline run`: video -> fast (LQ) pose estimator -> student -> action labels, optionally a rendered video.
 
-Only the inference side of the method runs here: MediaPipe in its LQ default settings (tracking, every 4th
-frame, gaps interpolated) and the distilled student. The estimator's blazepose33 joints are converted to the
-model's layout by joint name (`models.contract.layouts.convert`); a model whose layout the estimator cannot feed is
-refused before any video is decoded.
+Only the inference side of the method runs here: the fast estimator's LQ tier (default BlazePose lite, tracking,
+every 4th frame, gaps interpolated; `pose_choice.py`) and the distilled student. The estimator's joints are
+converted to the model's layout by joint name (`models.contract.layouts.convert`); a model whose layout the
+estimator cannot feed is refused before any video is decoded.
 
 The per-video driver. The model part (PyTorch or onnxruntime, windows, classification) is
 pipeline/infer/prediction.py, the drawing pipeline/infer/rendering.py.
@@ -21,17 +21,18 @@ from typing import TextIO
 
 import numpy as np
 
-from estimators import ESTIMATORS
 from estimators.base import PoseEstimator, native_stderr_quiet
 from models.contract.errors import BadInput
 from models.contract.layouts import convert, get_layout
 from models.contract.paths import vet_output
 from pipeline.extract.driver import check_result
 from pipeline.extract.video import VideoReader, find_videos
+from pipeline.infer.pose_choice import fast_estimator
 from pipeline.infer.prediction import (
     Predictor,
     RunOptions,
     VideoRun,
+    check_feedable,
     classify,
     load_predictor,
     min_frames,
@@ -41,9 +42,10 @@ from pipeline.infer.rendering import render_video
 
 # ------------------------------------------------------------------------------------------------ one video
 
-def default_estimator() -> PoseEstimator:
-    """The fast (LQ) tier in its default settings: the estimator the student was distilled for."""
-    return ESTIMATORS["mediapipe"].tier("low").build()
+def default_estimator(opts: RunOptions | None = None) -> PoseEstimator:
+    """The fast (LQ) tier of the chosen estimator (default: BlazePose lite, else the bundled full model)."""
+    opts = opts or RunOptions()
+    return fast_estimator(opts.estimator, opts.pose_model)
 
 
 def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Predictor, opts: RunOptions,
@@ -145,7 +147,8 @@ def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
     predictor = load_predictor(opts)
     targets = render_targets(paths, opts.render)
     own = estimator is None
-    est = estimator if estimator is not None else default_estimator()
+    est = estimator if estimator is not None else default_estimator(opts)
+    check_feedable(predictor.info, get_layout(est.layout))
     done: list[VideoRun] = []
     failed: list[Failure] = []
     try:

@@ -22,8 +22,9 @@ def test_every_config_has_tiers_and_builds(name, quality):
 
 
 def test_low_is_decided_by_the_config_only():
-    assert make_estimator(ExtractOptions(quality="low")).cfg == MediaPipeConfig.low()
-    assert make_estimator(ExtractOptions(quality="high", stride=2)).cfg == MediaPipeConfig.high(stride=2)
+    assert make_estimator(ExtractOptions(quality="low", estimator="mediapipe")).cfg == MediaPipeConfig.low()
+    assert (make_estimator(ExtractOptions(quality="high", estimator="mediapipe", stride=2)).cfg
+            == MediaPipeConfig.high(stride=2))
     assert MMPoseConfig.tier("low").stride == 4 and MMPoseConfig.tier("high").stride == 1
     assert isinstance(MediaPipeConfig.tier("low").build(), MediaPipePose)
 
