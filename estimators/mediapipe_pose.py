@@ -191,6 +191,8 @@ class MediaPipePose(PoseEstimator):
 
     def detect(self, frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Persons in one BGR frame (up to max_persons), in original-frame pixels."""
+        if not self._poses:  # called frame by frame (`pipeline live`) without `estimate()` having built graphs
+            self._reset()
         oh, ow = frame.shape[:2]
         scale = 1.0
         if self.cfg.max_side is not None and max(oh, ow) > self.cfg.max_side:

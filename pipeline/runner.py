@@ -56,6 +56,7 @@ class RunOptions:
                                    # passes 1: the student is small, and more threads fight MediaPipe and other
                                    # processes for the cores (see docs/RESULTS.md)
     device: str = "cpu"            # the PyTorch model's device (cpu, cuda, cuda:N); the pose estimator is CPU
+    max_persons: int = 1           # > 1: track this many persons and classify each on its own ("persons" list)
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -66,6 +67,8 @@ class RunOptions:
             raise BadInput("--window must be a positive number of seconds")
         if self.stride is not None and not (np.isfinite(self.stride) and self.stride > 0):
             raise BadInput("--stride must be a positive number of seconds")
+        if self.max_persons < 1:
+            raise BadInput("--max-persons must be >= 1")
         if self.model is not None and self.onnx is not None:
             raise BadInput("give --model or --onnx, not both (an exported file carries the model's metadata)")
 
@@ -227,11 +230,11 @@ class VideoRun:
     extra: dict = field(default_factory=dict)
 
 
-def default_estimator() -> PoseEstimator:
+def default_estimator(max_persons: int = 1) -> PoseEstimator:
     """The fast (LQ) tier in its default settings: the estimator the student was distilled for."""
     from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 
-    return MediaPipePose(MediaPipeConfig.low())
+    return MediaPipePose(MediaPipeConfig.low(max_persons=max_persons))
 
 
 def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Predictor, opts: RunOptions,
@@ -253,6 +256,7 @@ def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Pred
     tm = time.perf_counter()
     kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), predictor.info.layout)
     result = classify(kp, sc, fps, predictor, opts.window, opts.stride)
+    per_person = person_records(kp, sc, fps, predictor, opts) if opts.max_persons > 1 else None
     model_s = time.perf_counter() - tm
     info = predictor.info
     persons = int((pose.keypoint_score > 0).any(axis=(1, 2)).sum())
@@ -264,12 +268,33 @@ def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Pred
                   "labels": top_labels(result.overall, info.classes, opts.topk),
                   "seconds": {"pose": round(pose_s, 3), "model": round(model_s, 3),
                               "total": round(time.perf_counter() - t0, 3)}}
+    if per_person is not None:
+        run.record["persons"] = per_person
     if len(result.bounds) > 1:
         run.record["windows"] = [
             {"start": round(s / fps, 3), "end": round(e / fps, 3),
              "labels": top_labels(p, info.classes, opts.topk) if has else []}
             for (s, e), p, has in zip(result.bounds, result.probs, result.has_person)]
     return run
+
+
+def person_records(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor, opts: RunOptions
+                   ) -> list[dict]:
+    """Each tracked person (best-ranked first) classified on its own over the frames it covers."""
+    out = []
+    for m in range(kp.shape[0]):
+        seen = np.flatnonzero((score[m] > 0).any(axis=-1))
+        if not len(seen):
+            continue
+        res = classify(kp[m:m + 1], score[m:m + 1], fps, predictor, opts.window, opts.stride)
+        rec = {"id": m, "frames": [int(seen[0]), int(seen[-1])],
+               "labels": top_labels(res.overall, predictor.info.classes, opts.topk)}
+        if len(res.bounds) > 1:
+            rec["windows"] = [{"start": round(s / fps, 3), "end": round(e / fps, 3),
+                               "labels": top_labels(p, predictor.info.classes, opts.topk) if has else []}
+                              for (s, e), p, has in zip(res.bounds, res.probs, res.has_person)]
+        out.append(rec)
+    return out
 
 
 def _progress(frames: Iterable, total: int, name: str, show: bool, console: TextIO) -> Iterator:
@@ -439,7 +464,7 @@ def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
     predictor = load_predictor(opts)
     targets = render_targets(paths, opts.render)
     own = estimator is None
-    est = estimator if estimator is not None else default_estimator()
+    est = estimator if estimator is not None else default_estimator(opts.max_persons)
     done: list[VideoRun] = []
     failed: list[Failure] = []
     try:
@@ -465,7 +490,8 @@ def format_text(run: VideoRun) -> str:
     r = run.record
     secs = r["seconds"]
     dur = r["frames"] / run.fps
-    lines = [f"{r['video']}: {r['frames']} frames ({dur:.1f} s), {r['persons']} person(s); "
+    per = r["persons"] if isinstance(r["persons"], list) else []
+    lines = [f"{r['video']}: {r['frames']} frames ({dur:.1f} s), {len(per) or r['persons']} person(s); "
              f"pose {secs['pose']:.2f} s, model {secs['model']:.3f} s, total {secs['total']:.2f} s"]
     lines += [f"  {lab['score']:.3f}  {lab['label']}" for lab in r["labels"]]
     if "windows" in r:
@@ -473,6 +499,10 @@ def format_text(run: VideoRun) -> str:
         for w in r["windows"]:
             top = f"{w['labels'][0]['label']} ({w['labels'][0]['score']:.2f})" if w["labels"] else "no person"
             lines.append(f"    {w['start']:7.2f}-{w['end']:7.2f} s  {top}")
+    for p in per:
+        top = p["labels"][0]
+        lines.append(f"  person {p['id']} (frames {p['frames'][0]}-{p['frames'][1]}): "
+                     f"{top['label']} ({top['score']:.2f})")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from pipeline.cli.dataset import dataset
 from pipeline.cli.demo import demo
 from pipeline.cli.distill import distill
 from pipeline.cli.extract import extract_cmd
+from pipeline.cli.live import live_cmd
 from pipeline.cli.run import export_cmd, run_cmd
 from pipeline.cli.train import eval_cmd, train
 from pipeline.errors import BadInput
@@ -35,6 +36,7 @@ cli.add_command(distill)
 cli.add_command(demo)
 cli.add_command(run_cmd)
 cli.add_command(export_cmd)
+cli.add_command(live_cmd)
 
 
 def main() -> None:

@@ -30,10 +30,13 @@ from pipeline.errors import BadInput
               help="CPU threads for the model (the student is small: more threads rarely help).")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda or cuda:N for the PyTorch model (the pose estimator runs on the CPU).")
+@click.option("--max-persons", default=1, show_default=True, type=click.IntRange(1),
+              help='Track up to N persons and classify each on its own; N > 1 adds "persons": [{"id", "frames": '
+                   '[first, last], "labels"}...] to the JSON.')
 @click.option("--no-progress", is_flag=True, help="No progress bar (it shows on a terminal only anyway).")
 def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None, topk: int, as_json: bool,
             render: Path | None, window: float | None, stride: float | None, threads: int, device: str,
-            no_progress: bool) -> None:
+            max_persons: int, no_progress: bool) -> None:
     """Recognise the action in CLIPS (video files, or folders searched for them) with the fast pose estimator
     and a distilled student.
 
@@ -47,7 +50,7 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
 
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
-                      progress=not no_progress, threads=threads, device=device)
+                      progress=not no_progress, threads=threads, device=device, max_persons=max_persons)
     fmt = format_json if as_json else format_text
     done, failures = run_videos(list(clips), opts, on_result=lambda r: click.echo(fmt(r)),
                                 on_failure=lambda f: click.echo(f"Error: {f.reason}", err=True))
