@@ -323,7 +323,8 @@ class LiveEngine:
 
     def _prune(self, t: int) -> None:
         """Forget what no future window needs: old entries of each track, tracks that can no longer continue."""
-        cutoff = self.next_k * self.sf
+        # Future windows start at the next grid window, or (the last one at the end of a file) at total - window.
+        cutoff = min(self.next_k * self.sf, t + 1 - self.wf)
         keep = []
         for tr in self.tracker.tracks:
             if tr.frames[-1] < cutoff and t - tr.frames[-1] > self.tracker.cfg.max_age:
