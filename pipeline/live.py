@@ -104,7 +104,11 @@ def open_source(source: str, open_timeout_s: float = 10.0) -> Source:
 
 
 class DropQueue:
-    """A bounded FIFO. Full: `block` waits for room; "oldest" drops the oldest item; "newest" the incoming one."""
+    """A bounded FIFO. Full: `block` waits for room; "oldest" drops the oldest item; "newest" the incoming one.
+
+    Items put with `keep=False` (frames only drawn, not posed) are dropped first, whatever the policy: losing
+    one costs a rendered frame, losing a posed one costs the labels information.
+    """
 
     def __init__(self, size: int, policy: str):
         if size < 1:
@@ -117,8 +121,16 @@ class DropQueue:
         self.dropped = 0
         self.closed = False
 
-    def put(self, item: Any, stop: threading.Event) -> None:
+    def put(self, item: Any, stop: threading.Event, keep: bool = True) -> None:
         with self.cond:
+            if len(self.items) >= self.size and self.policy != "block":
+                spare = next((i for i, (_, k) in enumerate(self.items) if not k), None)
+                if spare is not None:
+                    del self.items[spare]
+                    self.dropped += 1
+                elif not keep:
+                    self.dropped += 1
+                    return
             if len(self.items) >= self.size:
                 if self.policy == "block":
                     while len(self.items) >= self.size and not stop.is_set():
@@ -129,7 +141,7 @@ class DropQueue:
                 else:
                     self.dropped += 1
                     return
-            self.items.append(item)
+            self.items.append((item, keep))
             self.cond.notify_all()
 
     def close(self) -> None:
@@ -143,7 +155,7 @@ class DropQueue:
             if not self.items and not self.closed:
                 self.cond.wait(timeout)
             if self.items:
-                item = self.items.popleft()
+                item = self.items.popleft()[0]
                 self.cond.notify_all()
                 return True, item
             return False, None
@@ -153,9 +165,10 @@ class Reader(threading.Thread):
     """Reads the source into the queue, paced at the source's fps for a realtime file; records read times."""
 
     def __init__(self, source: Source, q: DropQueue, needs: Callable[[int], bool], realtime: bool,
-                 stop: threading.Event):
+                 stop: threading.Event, posed: Callable[[int], bool] = lambda t: True):
         super().__init__(name="live-reader", daemon=True)  # daemon: a blocked camera read must not hang exit
         self.source, self.q, self.needs, self.realtime, self.stop = source, q, needs, realtime, stop
+        self.posed = posed
         self.arrival = np.zeros(ARRIVAL_RING)
         self.read = 0            # frames taken from the source (skipped and dropped ones included)
         self.skipped = 0         # frames the estimator does not need and nothing draws: grabbed, not decoded
@@ -177,7 +190,7 @@ class Reader(threading.Thread):
                 if frame is None:
                     self.skipped += 1
                     continue
-                self.q.put((t, frame), self.stop)
+                self.q.put((t, frame), self.stop, keep=self.posed(t))
             self.ended = True
         except BaseException as e:  # handed to the main thread (e.g. BadInput for a file truncated part-way)
             self.error = e
@@ -482,7 +495,7 @@ def run_live(source: Source, estimator, predictor: Predictor, opts: LiveOptions,
     drawing = opts.render is not None or opts.show
     needs = (lambda t: True) if drawing else estimator.needs_frame
     q = DropQueue(opts.queue, opts.drop if realtime or source.kind != "file" else "block")
-    reader = Reader(source, q, needs, realtime, stop)
+    reader = Reader(source, q, needs, realtime, stop, estimator.needs_frame)
     engine = LiveEngine(estimator, predictor, opts, source.fps, on_event)
     engine.arrival = lambda t: float(reader.arrival[t % ARRIVAL_RING])
     window = Window(source.name) if opts.show else None

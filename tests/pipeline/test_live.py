@@ -140,11 +140,17 @@ def test_drop_queue_is_bounded_and_counts():
     q = DropQueue(2, "oldest")
     for i in range(5):
         q.put(i, stop)
-    assert list(q.items) == [3, 4] and q.dropped == 3
+    assert [i for i, _ in q.items] == [3, 4] and q.dropped == 3
     q = DropQueue(2, "newest")
     for i in range(5):
         q.put(i, stop)
-    assert list(q.items) == [0, 1] and q.dropped == 3
+    assert [i for i, _ in q.items] == [0, 1] and q.dropped == 3
+    q = DropQueue(3, "oldest")  # frames that are only drawn go first
+    for i in range(6):
+        q.put(i, stop, keep=i % 2 == 0)
+    assert [i for i, _ in q.items] == [0, 2, 4] and q.dropped == 3
+    q.put(6, stop)  # a posed frame into a queue full of posed ones: the policy drops the oldest
+    assert [i for i, _ in q.items] == [2, 4, 6] and q.dropped == 4
 
 
 def test_two_persons_get_two_stable_ids(tmp_path: Path, ckpt: Path):
