@@ -304,3 +304,52 @@ def test_a_local_stream(shared_data: Path, tmp_path: Path, ckpt: Path):
     rendered = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     assert 0 < rendered <= read  # every frame that reached the renderer (dropped ones did not)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="ffmpeg is not on PATH (Debian: apt-get install ffmpeg; .ci/run installs it)")
+def test_sigint_on_a_stream_writes_the_render(tmp_path: Path):
+    """Ctrl-C is how a camera or stream ends: the render up to that moment is written (a file's would not be)."""
+    video = write_video(tmp_path / "long.mp4", stick_figure_frames(250))
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    server = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(video),
+                               "-c:v", "mpeg4", "-q:v", "4", "-f", "mpegts", f"{url}?listen=1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "seen.mp4"
+    try:
+        t0 = time.monotonic()
+        while not listening(port):
+            assert server.poll() is None, server.communicate()
+            assert time.monotonic() - t0 < 20, "ffmpeg never listened"
+            time.sleep(0.05)
+        proc = popen_pipeline("live", url, "--render", out)
+        while not list(tmp_path.glob(".seen.*.live.mp4")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() - t0 < 60, "the render never started"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        server.kill()
+        server.communicate()
+    assert proc.returncode == 130, stderr
+    lines = visible_lines(stderr)
+    assert f"{url}: interrupted after" in lines[0] and lines[1] == f"{url}: wrote {out}", stderr
+    cap = cv2.VideoCapture(str(out))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok and frame.shape == (240, 320, 3)
+    assert not list(tmp_path.glob(".seen.*"))
+
+
+def test_cli_run_labels_each_of_two_real_persons(shared_data: Path, tmp_path: Path, ckpt: Path):
+    clip = cut(shared_data / "videos" / "arm_wrestling.mp4", tmp_path / "arm.mp4", 24)  # two people
+    proc = run_pipeline("run", clip, "--model", ckpt, "--json", "--topk", "2", "--max-persons", "2")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert [p["id"] for p in r["persons"]] == [0, 1]
+    for p in r["persons"]:
+        assert set(p) == {"id", "frames", "labels"} and 0 <= p["frames"][0] <= p["frames"][1] <= 23
+        assert len(p["labels"]) == 2
