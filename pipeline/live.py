@@ -265,7 +265,7 @@ class Stats:
         end = "interrupted" if self.interrupted else "ended"
         line = (f"{name}: {end} after {self.seconds:.1f} s: {self.read} frames read, {self.processed} processed, "
                 f"{self.dropped} dropped (pose fell behind), {self.skipped} skipped (estimator stride); "
-                f"{self.labels} labels for {self.persons} person(s), {lat_s}; CPU {cpu} of one core")
+                f"{self.labels} labels for {self.persons} tracked person(s), {lat_s}; CPU {cpu} of one core")
         return line + (f"\n{name}: {self.render}" if self.render else "")
 
 
@@ -454,15 +454,20 @@ class Render:
             self.tmp.unlink()
 
 
+def check_display() -> None:
+    """BadInput where `--show` cannot work. Checked before OpenCV is asked: its Qt backend aborts the whole
+    process when it finds no display."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise BadInput("--show needs a display (DISPLAY/WAYLAND_DISPLAY is not set); use --render OUT.mp4")
+
+
 class Window:
     """`--show`: an OpenCV window; refused up front (one line) where there is no display."""
 
     def __init__(self, name: str):
         import cv2
 
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            # Checked first: OpenCV's Qt backend aborts the whole process when it finds no display.
-            raise BadInput("--show needs a display (DISPLAY/WAYLAND_DISPLAY is not set); use --render OUT.mp4")
+        check_display()
         self.name = f"pipeline live: {name}"
         try:
             cv2.namedWindow(self.name, cv2.WINDOW_NORMAL)
@@ -483,8 +488,7 @@ class Window:
 
 
 def run_live(source: Source, estimator, predictor: Predictor, opts: LiveOptions,
-             on_event: Callable[[dict], None], stop: threading.Event | None = None,
-             console: TextIO | None = None) -> Stats:
+             on_event: Callable[[dict], None], stop: threading.Event | None = None) -> Stats:
     """Run until the source ends or `stop` is set (SIGINT in the CLI). Returns the statistics.
 
     `--render`: committed when the source ends, and also when a camera or stream is stopped (stopping is how
@@ -549,8 +553,15 @@ def run_live(source: Source, estimator, predictor: Predictor, opts: LiveOptions,
     return engine.stats
 
 
-def json_line(out: TextIO = sys.stdout) -> Callable[[dict], None]:
+def json_line(stop: threading.Event, out: TextIO | None = None) -> Callable[[dict], None]:
+    """Write each event as one JSON line, flushed; a reader that goes away (`| head -3`) stops the run."""
     def emit(ev: dict) -> None:
-        out.write(json.dumps(ev) + "\n")
-        out.flush()  # a consumer reading the pipe sees each label when it is made
+        stream = out or sys.stdout
+        try:
+            stream.write(json.dumps(ev) + "\n")
+            stream.flush()  # a consumer reading the pipe sees each label when it is made
+        except BrokenPipeError:
+            # Python would report the broken pipe again when it flushes stdout at exit: point fd 1 at /dev/null.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            stop.set()
     return emit

@@ -48,11 +48,13 @@ def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: fl
     """
     import cv2
 
-    from pipeline.live import LiveOptions, json_line, open_source, run_live
+    from pipeline.live import LiveOptions, check_display, json_line, open_source, run_live
     from pipeline.runner import RunOptions, default_estimator, load_predictor, native_stderr_quiet
 
     opts = LiveOptions(window=window, stride=stride, max_persons=max_persons, topk=topk, realtime=realtime,
                        queue=queue_size, drop=drop, render=render, show=show)
+    if show:
+        check_display()
     cv2.setNumThreads(threads)
     predictor = load_predictor(RunOptions(model=model, onnx=onnx_file, threads=threads))
     stop = threading.Event()
@@ -66,7 +68,7 @@ def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: fl
         estimator = default_estimator(max_persons)
         previous = signal.signal(signal.SIGINT, on_sigint)
         try:
-            stats = run_live(src, estimator, predictor, opts, json_line(), stop)
+            stats = run_live(src, estimator, predictor, opts, json_line(stop), stop)
         finally:
             signal.signal(signal.SIGINT, previous)
             estimator.close()
