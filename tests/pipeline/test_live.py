@@ -28,7 +28,7 @@ from video_files import cut, stick_figure_frames, write_video
 
 from estimators.base import PoseEstimator, PoseResult, run_stream
 from estimators.tracking import PersonTracker, TrackerConfig
-from pipeline.live import DropQueue, LiveOptions, open_source, run_live, track_window
+from pipeline.live import DropQueue, LiveEngine, LiveOptions, open_source, run_live, track_window
 from pipeline.runner import RunOptions, TorchPredictor, run_videos
 
 NUM_JOINTS = 33  # blazepose33, the layout of the real fast estimator
@@ -194,6 +194,20 @@ def test_track_window_matches_finalize():
         k, c = track_window(tr, tr.tracks[0], s, e)
         np.testing.assert_array_equal(k, kp[0, s:e])
         np.testing.assert_array_equal(c, sc[0, s:e])
+
+
+def test_state_does_not_grow_with_the_stream(ckpt: Path):
+    """A long stream: the tracker keeps only what the next windows need; labels keep coming."""
+    est = StickFigures(stride=2)
+    events: list[dict] = []
+    engine = LiveEngine(est, TorchPredictor(ckpt, threads=1), LiveOptions(window=1.0, stride=1.0), 25.0,
+                        events.append)
+    frames = stick_figure_frames(30)
+    for t in range(0, 3000, 2):
+        engine.process(t, frames[t % 30])
+    assert len(events) == 119 and {ev["person"] for ev in events} == {0}
+    assert len(engine.tracker.tracks) == 1
+    assert len(engine.tracker.tracks[0].frames) <= 40 and len(engine.tracker.processed) <= 40
 
 
 # --------------------------------------------------------------------------------------- command line
