@@ -4,7 +4,7 @@
     python bench/distill_sweep.py table --specs 'drop=0.8,jitter=0.05,framedrop=0.3' --seeds 0,1,2
     python bench/distill_sweep.py report     # markdown tables + plot from what has run
 
-HQ = Penn Action ground truth (official split). LQ = `pipeline.corrupt` at each severity (same clip ids, frames,
+HQ = Penn Action ground truth (official split). LQ = `pipeline.data.corrupt` at each severity (same clip ids, frames,
 labels). The teacher (trained once on the full HQ train split) is reused by every run. The students are trained in
 the harder deployment setting the issue asks for when the plain severity costs little: a small student
 (--student-width), a fraction of the training clips (--train-fraction, stratified), short windows (--length).
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 LABELS = ROOT.parent / "shared" / "data" / "penn_action" / "labels"
 PROFILE = ROOT / "models" / "zoo" / "lq_profile_penn13.json"
@@ -47,8 +46,8 @@ def slug(spec: str) -> str:
 
 
 def ensure_data(out: Path) -> Path:
-    from pipeline.importers.penn_action import import_penn_action
-    from pipeline.pyskl_io import save_dataset
+    from pipeline.data.importers.penn_action import import_penn_action
+    from pipeline.data.pyskl_io import save_dataset
 
     pkl = out / "penn_hq.pkl"
     if not pkl.exists():
@@ -57,16 +56,16 @@ def ensure_data(out: Path) -> Path:
 
 
 def ensure_teacher(out: Path, hq: Path, args) -> Path:
-    from models.train import TrainConfig
-    from models.transforms import InputConfig
-    from pipeline.pyskl_io import load_dataset
-    from pipeline.training import ModelOptions, TrainRequest, train_from_dataset
+    from models.net.transforms import InputConfig
+    from models.training.config import TrainConfig
+    from pipeline.data.pyskl_io import load_dataset
+    from pipeline.stages.training import ModelOptions, TrainRequest, train_from_dataset
 
     run = out / "teacher"
     if not (run / "model.pt").exists():
         req = TrainRequest(TrainConfig(epochs=args.teacher_epochs, seed=0, label_smoothing=0.1, warmup_epochs=3,
                                        num_test_clips=1),
-                           # No score channel: ground-truth scores are constant (see pipeline/distilling.py).
+                           # No score channel: ground-truth scores are constant (see pipeline/stages/distilling.py).
                            InputConfig(length=args.length, features=tuple(args.features.split(",")),
                                        use_score=False),
                            ModelOptions(width=args.teacher_width, depth=10))
@@ -76,7 +75,7 @@ def ensure_teacher(out: Path, hq: Path, args) -> Path:
 
 
 def one_run(out: Path, hq: Path, teacher: Path, spec: str, method: str, revision: str, seed: int, args) -> dict:
-    from pipeline.distilling import make_request, run_distill
+    from pipeline.stages.distilling import make_request, run_distill
 
     run = out / "runs" / slug(spec) / f"{method}_{revision}_s{seed}"
     if (run / "metrics.json").exists():
@@ -213,7 +212,7 @@ def main() -> None:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
-    from models.perf import configure_cpu
+    from models.training.runtime import configure_cpu
     configure_cpu(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "report":

@@ -1,5 +1,5 @@
 """LQ against HQ skeletons on real videos, both against ground truth on annotated photos, and the corruption
-profile that `pipeline.corrupt` replays.
+profile that `pipeline.data.corrupt` replays.
 
     python bench/extract_quality.py [--videos DIR] [--images DIR] [--cache DIR] [--variants]
                                     [--profile-out models/zoo/lq_profile_penn13.json] [--json OUT.json]
@@ -27,14 +27,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
+from models.contract.layouts import BLAZEPOSE33, PENN13, convert
+from pipeline.extract.cache import PoseCache
+from pipeline.extract.driver import ExtractOptions, extract
+from pipeline.extract.quality import PairStats, pck
 
-from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose  # noqa: E402
-from models.layouts import BLAZEPOSE33, PENN13, convert  # noqa: E402
-from pipeline.cache import PoseCache  # noqa: E402
-from pipeline.extract import ExtractOptions, extract  # noqa: E402
-from pipeline.quality import PairStats, pck  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = ROOT.parent / "shared" / "data"
 MPII_JOINTS = ["right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis", "thorax",
@@ -200,12 +199,12 @@ def main() -> None:
                                profile["outlier_rate"]):
         print(f"| {j} | {m:.3f} | {s:.4f} | {rms:.4f} | {o:.3f} |")
     if args.profile_out:
-        from pipeline.atomic import atomic_write_text
+        from models.contract.atomic import atomic_write_text
 
         atomic_write_text(args.profile_out, json.dumps(profile, indent=1) + "\n")
         print(f"\nwrote {args.profile_out}")
     if args.json:
-        from pipeline.atomic import atomic_write_text
+        from models.contract.atomic import atomic_write_text
 
         atomic_write_text(args.json, json.dumps({"videos": rows, "images": img, "profile": profile,
                                                  "machine": platform.platform(), "seconds": time.time() - t0},

@@ -2,7 +2,7 @@
 
     python bench/extract_speed.py [--videos DIR] [--repeat N] [--json OUT.json]
 
-Each tier runs `pipeline.extract.extract` (hashing, decoding, pose, tracking, cache write; one worker) into a
+Each tier runs `pipeline.extract.driver.extract` (hashing, decoding, pose, tracking, cache write; one worker) into a
 fresh temporary cache, after `import mediapipe` (once per process, ~1 s, reported apart), in its own child
 process so that its peak RSS (`resource.getrusage`) is its own; the best of `--repeat` runs counts (other work
 on the machine only ever slows a run down). frames/s counts video
@@ -29,11 +29,10 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def child(quality: str, videos: list[str], cache: str) -> None:
-    sys.path.insert(0, str(ROOT))
     t_import = time.perf_counter()
     import mediapipe  # noqa: F401  (a once-per-process cost, reported apart from the extraction rate)
 
-    from pipeline.extract import ExtractOptions, extract
+    from pipeline.extract.driver import ExtractOptions, extract
 
     t0 = time.perf_counter()
     t_import = t0 - t_import
@@ -51,9 +50,8 @@ def child(quality: str, videos: list[str], cache: str) -> None:
 
 def stream_child(frames: int, video: str) -> None:
     """LQ over `frames` frames of `video` played in a loop (a long video without the disk file): peak RSS."""
-    sys.path.insert(0, str(ROOT))
     from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
-    from pipeline.video import VideoReader
+    from pipeline.extract.video import VideoReader
 
     est = MediaPipePose(MediaPipeConfig.low())
 

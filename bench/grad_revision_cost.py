@@ -12,7 +12,7 @@ Variants, each a full optimizer step of the student (forward, losses, backward, 
 Every revision variant is exact; the script checks that their gradients agree before timing.
 Variants run interleaved, round after round; reported: the median time per variant and the median of its per-round
 ratio to the plain step of the same round (robust to a CPU shared with other work).
-The student is models/stgcn.py's ST-GCN when that module exists with the expected interface, else a stand-in of
+The student is models/net/stgcn.py's ST-GCN when that module exists with the expected interface, else a stand-in of
 the same architecture defined here (said in the output).
 """
 
@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.grad_revision import FeatureSplit, revise_and_backward
-from models.graph import spatial_adjacency
-from models.layouts import get_layout
-from models.losses import DistillConfig, build_distill_losses
+from models.contract.layouts import get_layout
+from models.grad_revision import FeatureTap, revise_and_backward
+from models.losses.distill import DistillConfig, build_distill_losses
+from models.net.graph import spatial_adjacency
 
 
 class _Block(nn.Module):
@@ -93,7 +93,7 @@ def build_models(args, num_classes: int) -> tuple[nn.Module, nn.Module, nn.Modul
     layout = get_layout("penn13")
     if not args.stand_in:
         try:  # the project's ST-GCN
-            from models.stgcn import STGCN, STGCNConfig
+            from models.net.stgcn import STGCN, STGCNConfig
         except ImportError:
             pass
         else:
@@ -102,7 +102,7 @@ def build_models(args, num_classes: int) -> tuple[nn.Module, nn.Module, nn.Modul
                                          max_persons=args.persons))
             student, teacher = make(args.width), make(1.0)
             student.out_channels, teacher.out_channels = student.feature_channels, teacher.feature_channels
-            return student, teacher, student.blocks[-1], f"models/stgcn.py ST-GCN (width {args.width})"
+            return student, teacher, student.blocks[-1], f"models/net/stgcn.py ST-GCN (width {args.width})"
     a = torch.from_numpy(spatial_adjacency(layout))
     student = StandInSTGCN(num_classes, a, 2, args.width)
     teacher = StandInSTGCN(num_classes, a, 2, 1.0)
@@ -121,7 +121,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall: elapsed time; cpu: this process's CPU time (robust on a busy machine; use --threads 1)")
-    ap.add_argument("--stand-in", action="store_true", help="use this script's ST-GCN even if models/stgcn.py exists")
+    ap.add_argument("--stand-in", action="store_true",
+                    help="use this script's ST-GCN even if models/net/stgcn.py exists")
     ap.add_argument("--variants", default="all", help="comma-separated subset of the variant names")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -142,7 +143,7 @@ def main() -> None:
     def skd_losses(split: bool):
         with torch.no_grad():
             z_t, f_t = teacher(x_hq, return_features=True)
-        splitter = FeatureSplit(student, layer) if split else None
+        splitter = FeatureTap(student, layer) if split else None
         z_s, f_s = (splitter or student)(x_lq, return_features=True)
         losses = {"ce": F.cross_entropy(z_s, y), **distill(z_s, f_s, z_t, f_t, persons=args.persons)}
         return losses, splitter

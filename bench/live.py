@@ -25,12 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DEFAULT_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 
 
 def blazepose_full(max_persons: int):
-    from pipeline.runner import default_estimator
+    from pipeline.infer.runner import default_estimator
 
     return default_estimator(max_persons)  # MediaPipe BlazePose full, LQ settings (tracking, every 4th frame)
 
@@ -56,10 +55,11 @@ def main() -> None:
     import cv2
     import torch
 
-    from pipeline.atomic import atomic_write_bytes
-    from pipeline.live import LiveOptions, open_source, run_live
-    from pipeline.runner import RunOptions, load_predictor, native_stderr_quiet
-    from pipeline.video import find_videos
+    from estimators.base import native_stderr_quiet
+    from models.contract.atomic import atomic_write_bytes
+    from pipeline.extract.video import find_videos
+    from pipeline.infer.live import LiveOptions, open_source, run_live
+    from pipeline.infer.prediction import RunOptions, load_predictor
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 DEFAULT_LABELS = ROOT.parent / "shared" / "data" / "penn_action" / "labels"
 
@@ -50,11 +49,11 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     args = ap.parse_args()
 
-    from models.perf import configure_cpu
-    from models.train import TrainConfig
-    from models.transforms import InputConfig
-    from pipeline.datasets import import_dataset
-    from pipeline.training import ModelOptions, TrainRequest, train_from_dataset
+    from models.net.transforms import InputConfig
+    from models.training.config import TrainConfig
+    from models.training.runtime import configure_cpu
+    from pipeline.data.catalog import import_dataset
+    from pipeline.stages.training import ModelOptions, TrainRequest, train_from_dataset
 
     cpu = configure_cpu(args.threads)
     if not args.labels.is_dir():
@@ -91,7 +90,7 @@ def main() -> None:
           f"{result['test_top5']:.4f}, training {result['train_seconds'] / 60:.1f} min "
           f"({result['epochs']} epochs, {result['params'] / 1e6:.2f} M params)")
     if args.json_out:
-        from pipeline.atomic import atomic_write_text
+        from models.contract.atomic import atomic_write_text
         atomic_write_text(args.json_out, json.dumps(result, indent=2) + "\n")
 
 

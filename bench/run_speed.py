@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DEFAULT_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 
 
@@ -80,7 +79,7 @@ def model_latency(model_path: Path, onnx_path: Path, repeats: int) -> tuple[list
     import torch
 
     from models.checkpoint import load_checkpoint
-    from pipeline.onnx_export import input_shape, load_onnx
+    from pipeline.infer.onnx_export import input_shape, load_onnx
 
     model, meta = load_checkpoint(model_path)
     x = np.random.default_rng(0).normal(size=input_shape(meta, 1)).astype(np.float32)
@@ -109,9 +108,9 @@ def main() -> None:
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
 
-    from pipeline.onnx_export import export_onnx
-    from pipeline.runner import BUNDLED_MODEL
-    from pipeline.video import find_videos
+    from pipeline.extract.video import find_videos
+    from pipeline.infer.onnx_export import export_onnx
+    from pipeline.infer.prediction import BUNDLED_MODEL
 
     model = args.model or BUNDLED_MODEL
     videos = find_videos(args.videos)

@@ -3,7 +3,7 @@
     python bench/scaling.py [--part distill|comm|extract|all] [--repeat N] [--json OUT.json]
 
 Distillation: the real command, `torchrun --standalone --nproc_per_node K -m pipeline distill ...`, on a
-procedural dataset (pipeline.synthetic, 8 classes) with a teacher trained once beforehand (`--teacher`), so that
+procedural dataset (pipeline.data.synthetic, 8 classes) with a teacher trained once beforehand (`--teacher`), so that
 only the student's loop is timed: samples/s = steps x batch / the loop's seconds (metrics.json, evaluation
 excluded). The CPU seconds of all the run's processes (start-up, data loading and evaluation included) show
 what distribution costs in work, whatever the load. Configurations: 1 rank with 1 thread, 1 rank with 2 threads
@@ -14,7 +14,7 @@ Communication: what the 2-rank step adds, timed apart from the machine's load as
 all-reduce (`DistContext.average_gradients`, gloo, 2 local processes, 1 thread each) of a student of the same
 size, median of 50 calls.
 
-Extraction: `pipeline.ray_extract.extract_ray` (HQ MediaPipe, every frame) over the shared Kinetics clips, on a
+Extraction: `pipeline.extract.ray_extract.extract_ray` (HQ MediaPipe, every frame) over the shared Kinetics clips, on a
 local Ray with 2 CPUs started once, with 1 and then 2 tasks in flight; frames/s = video frames / wall seconds of
 the call (a fresh cache each time; worker start-up and MediaPipe graph construction included). `concurrency` is
 the videos' own extraction seconds (measured inside the workers) over the wall seconds: how many ran at once on
@@ -50,8 +50,8 @@ def _env(threads: int) -> dict[str, str]:
 
 
 def bench_distill(work: Path, repeat: int) -> list[dict]:
-    from pipeline.pyskl_io import save_dataset
-    from pipeline.synthetic import make_dataset
+    from pipeline.data.pyskl_io import save_dataset
+    from pipeline.data.synthetic import make_dataset
 
     data = work / "hq.pkl"
     save_dataset(make_dataset(clips_per_class=24, seed=0), data)
@@ -89,10 +89,10 @@ def _comm_rank(rank: int, init: str, out: str) -> None:
     import torch
     import torch.distributed as tdist
 
-    from models.distributed import DistContext
-    from models.layouts import PENN13
-    from models.transforms import InputConfig
-    from pipeline.training import ModelOptions, build_model
+    from models.contract.layouts import PENN13
+    from models.net.transforms import InputConfig
+    from models.training.distributed import DistContext
+    from pipeline.stages.training import ModelOptions, build_model
 
     torch.set_num_threads(1)
     tdist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=2)
@@ -134,8 +134,8 @@ def bench_extract(work: Path, repeat: int) -> list[dict]:
     os.environ.update(RAY_AUTH_MODE="disabled")
     import ray
 
-    from pipeline.extract import ExtractOptions, extract
-    from pipeline.ray_extract import extract_ray
+    from pipeline.extract.driver import ExtractOptions, extract
+    from pipeline.extract.ray_extract import extract_ray
 
     clips = _clips()
     rows = []

@@ -37,13 +37,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from models.contract.layouts import get_layout
+from models.net.graph import spatial_adjacency
+from models.net.stgcn import STGCN, STGCNConfig, count_macs, count_params
+from models.training.runtime import configure_cpu
 
-from models.graph import spatial_adjacency  # noqa: E402
-from models.layouts import get_layout  # noqa: E402
-from models.perf import configure_cpu  # noqa: E402
-from models.stgcn import STGCN, STGCNConfig, count_macs, count_params  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_original(folder: Path):
@@ -199,7 +198,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
     ap.add_argument("--allocator", choices=["tuned", "default"], default="tuned",
-                    help="tuned: models.perf.tune_allocator() for BOTH models (what `pipeline train` does)")
+                    help="tuned: models.training.runtime.tune_allocator() for BOTH models (what `pipeline train` does)")
     ap.add_argument("--joints", default="13,25")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bfloat16-autocast column")
@@ -234,7 +233,7 @@ def main() -> None:
                 print(f"{'':>9} | bf16 {h['train_samples_per_s']:8.1f} {'':13} {r['ratio_train_bf16']:5.2f}x | "
                       f"bf16 {h['infer_ms_per_clip']:7.2f} {'':12} {r['ratio_infer_bf16']:5.2f}x |", flush=True)
     if args.json_out:
-        from pipeline.atomic import atomic_write_text
+        from models.contract.atomic import atomic_write_text
         atomic_write_text(args.json_out, json.dumps(result, indent=2) + "\n")
 
 

@@ -8,9 +8,13 @@ then only advances past them (`cv2.VideoCapture.grab()`), which is how the LQ ti
 from __future__ import annotations
 
 import abc
+import contextlib
+import os
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import numpy as np
 
@@ -21,7 +25,7 @@ class PoseResult:
 
     keypoint: np.ndarray          # [M, T, V, C] float32, pixel coordinates of the original frame
     keypoint_score: np.ndarray    # [M, T, V] float32 in [0, 1]
-    layout: str                   # a built-in layout name (models.layouts)
+    layout: str                   # a built-in layout name (models.contract.layouts)
     img_shape: tuple[int, int]    # (h, w) of the original frames
     fps: float
     timing: dict = field(default_factory=dict)  # seconds and counts: decode_s, pose_s, frames, processed, ...
@@ -47,6 +51,12 @@ class PoseEstimator(abc.ABC):
 
         The cache keys entries on this, so two runs with equal settings must give the same result.
         """
+
+    @property
+    def stride(self) -> int:
+        """Every `stride`-th frame is posed and the others interpolated (1: every frame). Callers that drive
+        `detect()` frame by frame (`pipeline live`) size the tracker's memory and drawing from it."""
+        return 1
 
     def needs_frame(self, t: int) -> bool:
         """Whether frame `t` must be decoded. Frames answered False may arrive as `None`."""
@@ -95,3 +105,29 @@ def run_stream(frames: Iterable[np.ndarray | None], needs_frame: Callable[[int],
             pose_s += time.perf_counter() - t1
         t += 1
     return {"frames": t, "processed": processed, "decode_s": decode_s, "pose_s": pose_s}
+
+
+@contextlib.contextmanager
+def native_stderr_quiet() -> Iterator[TextIO]:
+    """Send file descriptor 2 to /dev/null while the estimator runs; yield a stream to the real stderr.
+
+    MediaPipe's C++ side (TFLite, absl) prints start-up lines on stderr whenever a graph (re)starts, i.e. on
+    each video; a bad video's error must stay the only line. The progress bar writes to the yielded stream.
+    SKD_VERBOSE=1 keeps everything.
+    """
+    if os.environ.get("SKD_VERBOSE"):
+        yield sys.stderr
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    console = os.fdopen(os.dup(saved), "w", buffering=1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield console
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        console.close()

@@ -18,19 +18,17 @@ are invented limbs (tracking mode does this) and are dropped (coordinates 0, sco
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import os
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
 
-from estimators.base import PoseEstimator, PoseResult, run_stream
+from estimators.base import PoseEstimator, PoseResult, native_stderr_quiet, run_stream
 from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box, temporal_smooth
-from models.layouts import BLAZEPOSE33
+from models.contract.layouts import BLAZEPOSE33
 
 NUM_JOINTS = 33
 
@@ -58,6 +56,14 @@ class MediaPipeConfig:
     def low(**overrides) -> MediaPipeConfig:
         return replace(MediaPipeConfig(static_image_mode=False, stride=4, max_side=1280), **overrides)
 
+    @staticmethod
+    def tier(quality: str, **overrides) -> MediaPipeConfig:
+        """The HQ (`high`: detection on every frame) or LQ (`low`: tracking, every 4th frame) settings."""
+        return (MediaPipeConfig.high if quality == "high" else MediaPipeConfig.low)(**overrides)
+
+    def build(self) -> MediaPipePose:
+        return MediaPipePose(self)
+
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise ValueError("stride must be >= 1")
@@ -65,23 +71,6 @@ class MediaPipeConfig:
             raise ValueError("max_persons must be >= 1")
         if self.max_side is not None and self.max_side < 64:
             raise ValueError("max_side must be >= 64")
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Silence file descriptor 2 (C++ start-up chatter Python logging cannot reach) unless SKD_VERBOSE is set."""
-    if os.environ.get("SKD_VERBOSE"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _quiet_logs() -> None:
@@ -107,6 +96,10 @@ class MediaPipePose(PoseEstimator):
         d["mediapipe"] = importlib.metadata.version("mediapipe")
         return d
 
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
+
     def needs_frame(self, t: int) -> bool:
         return t % self.cfg.stride == 0
 
@@ -117,7 +110,7 @@ class MediaPipePose(PoseEstimator):
 
             self._mp = mp
         c = self.cfg
-        with _stderr_silenced():
+        with native_stderr_quiet():
             pose = self._mp.solutions.pose.Pose(
                 static_image_mode=c.static_image_mode, model_complexity=c.model_complexity,
                 smooth_landmarks=c.smooth_landmarks, enable_segmentation=False,
@@ -148,7 +141,7 @@ class MediaPipePose(PoseEstimator):
              ) -> tuple[np.ndarray, np.ndarray] | None:
         if id(pose) in self._fresh:  # the first call prints TFLite/absl start-up lines
             self._fresh.discard(id(pose))
-            with _stderr_silenced():
+            with native_stderr_quiet():
                 res = pose.process(rgb)
         else:
             res = pose.process(rgb)

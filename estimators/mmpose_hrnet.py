@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from estimators.base import PoseEstimator, PoseResult, run_stream
+from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box
-from pipeline.errors import BadInput
+from models.contract.errors import BadInput
 
 DEFAULT_CONFIG = "td-hm_hrnet-w32_8xb64-210e_coco-256x192.py"
 # MMPose's published weights for DEFAULT_CONFIG (downloaded only when given as --mmpose-checkpoint and online).
@@ -45,6 +46,15 @@ class MMPoseConfig:
     device: str = "cpu"
     min_person_score: float = 0.2     # a box whose mean keypoint score is below this holds no person
     flip_test: bool | None = None     # None: as the config's test_cfg says
+    threads: int | None = None        # torch intra-op threads (None: torch's default); not part of the cache key
+
+    @staticmethod
+    def tier(quality: str, **overrides) -> MMPoseConfig:
+        """HRNet on every frame (`high`) or on every 4th frame, the rest interpolated (`low`)."""
+        return MMPoseConfig(**{"stride": 1 if quality == "high" else 4, **overrides})
+
+    def build(self) -> MMPoseHRNet:
+        return MMPoseHRNet(self)
 
     def __post_init__(self) -> None:
         if self.box not in ("frame", "mediapipe"):
@@ -128,6 +138,7 @@ class MMPoseHRNet(PoseEstimator):
     def settings(self) -> dict:
         if self._settings is None:
             d = asdict(self.cfg)
+            d.pop("threads")  # how fast, not what: entries made with any thread count are the same
             d["config"] = f"{self.config_path.name}:{_file_digest(self.config_path)}"
             ck = self.cfg.checkpoint
             if ck is not None and not ck.startswith(("http://", "https://")):
@@ -137,6 +148,10 @@ class MMPoseHRNet(PoseEstimator):
             d["mmpose"] = importlib.metadata.version("mmpose")
             self._settings = d
         return self._settings
+
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
 
     def needs_frame(self, t: int) -> bool:
         return t % self.cfg.stride == 0
@@ -152,6 +167,8 @@ class MMPoseHRNet(PoseEstimator):
         from mmpose.datasets.datasets.utils import parse_pose_metainfo
         from mmpose.registry import DATASETS, MODELS
 
+        if self.cfg.threads is not None:
+            torch.set_num_threads(self.cfg.threads)
         try:
             cfg = Config.fromfile(str(self.config_path))
         except Exception as e:
@@ -202,8 +219,6 @@ class MMPoseHRNet(PoseEstimator):
         if self.cfg.box == "frame":
             return [np.array([0, 0, w, h], np.float32)]
         if self._mediapipe is None:
-            from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
-
             self._mediapipe = MediaPipePose(MediaPipeConfig.high(max_persons=self.cfg.max_persons))
             self._mediapipe._reset()
         boxes = []

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from models.layouts import Layout
-from models.stgcn import STGCN, STGCNConfig
-from models.transforms import InputConfig
-from pipeline.atomic import atomic_path
-from pipeline.errors import BadInput
+from models.contract.atomic import atomic_path
+from models.contract.errors import BadInput
+from models.contract.layouts import Layout
+from models.net.stgcn import STGCN, STGCNConfig
+from models.net.transforms import InputConfig
 
 FORMAT = "skd-pipeline/stgcn-checkpoint"
 VERSION = 1

@@ -16,14 +16,14 @@ Implementations, all exact (they agree to rounding):
 - "naive": one backward pass per loss (K+1 passes through the whole network);
 - "batched": one backward of the stacked loss vector with K+1 one-hot cotangents (`is_grads_batched`, vmap);
   the same arithmetic in one call; on a CPU it is slower than the loop (measured in bench/grad_revision_cost.py);
-- "jvp" (global mode; needs a `FeatureSplit`): uses that only the scalar products g_k·g_ce are needed. With the
+- "jvp" (global mode; needs a `FeatureTap`): uses that only the scalar products g_k·g_ce are needed. With the
   shared features F (every loss reaches the backbone only through F) and per-loss feature gradients
   u_k = ∂L_k/∂F (cheap: they stop at F), g_k = b_k + Jᵀu_k (b_k: parameters after F, J = ∂F/∂θ), so
   g_k·g_ce = b_k·g_ce + u_k·(J g_ce): ONE Jacobian-vector product (a forward-mode re-run of the student up to F)
   serves every k. The update is (1 − Σ c_k)·g_ce + Σ_k b_k + Jᵀ(Σ_k u_k): two backward passes through the
   backbone and one forward-mode pass, whatever K, instead of K+1 backward passes.
 
-`split`: a `FeatureSplit` (or a pair `(F, F_leaf)`, `F_leaf = F.detach().requires_grad_()`, from which the caller
+`split`: a `FeatureTap` (or a pair `(F, F_leaf)`, `F_leaf = F.detach().requires_grad_()`, from which the caller
 computed every loss). With a split, per-loss gradients first stop at F, and the backbone is back-propagated from F.
 """
 
@@ -168,7 +168,7 @@ class _Captured(Exception):
     """Stops a forward-mode re-run once the split layer has produced its output."""
 
 
-class FeatureSplit:
+class FeatureTap:
     """Splits the student at its distilled layer, without touching the model's code.
 
     Run the student's training forward through it (`out = splitter(x, return_features=True)` instead of
@@ -231,7 +231,7 @@ class FeatureSplit:
     def rerun(self, params: Sequence[Tensor], tangents: Sequence[Tensor | None]) -> tuple[Tensor, Tensor]:
         """(features recomputed, their tangent): the first equals `split[0]` when the replay is faithful."""
         if self._call is None or self.features is None:
-            raise RuntimeError("jvp needs the student's last training forward to have run through this FeatureSplit")
+            raise RuntimeError("jvp needs the student's last training forward to have run through this FeatureTap")
         args, kwargs, (cpu_rng, cuda_rng), amp = self._call
         _quiet_forward_ad_setup()
         names = {id(p): n for n, p in self.model.named_parameters()}
@@ -269,7 +269,7 @@ class FeatureSplit:
         self._handle.remove()
 
 
-def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: FeatureSplit, names: list[str],
+def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: FeatureTap, names: list[str],
                 reduce: Reduce | None = None) -> tuple[list[Tensor | None], dict[str, float]]:
     feats, f_leaf = splitter.split
     branch, u = _branch_and_feature_grads(losses, params, f_leaf)
@@ -312,7 +312,7 @@ def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: Featur
 
 
 def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence[Tensor], mode: str = "global",
-                        impl: str = "auto", split: FeatureSplit | tuple[Tensor, Tensor] | None = None,
+                        impl: str = "auto", split: FeatureTap | tuple[Tensor, Tensor] | None = None,
                         reduce: Reduce | None = None) -> dict[str, float]:
     """Back-propagate `losses` (weighted scalars, `ce_key` the classification loss) with gradient revision.
 
@@ -321,9 +321,9 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
     per distillation loss: `conflict/<name>` (global: 1.0 if it conflicted with CE this step; per_tensor: the
     fraction of the parameter tensors shared with CE where it did) and, except with "jvp", `cos/<name>` (cosine
     with the CE gradient over all parameters). `impl` and `split`: see the module docstring; "auto" is "jvp" for
-    the global mode when `split` is a FeatureSplit, else "naive" (the fastest of the others on a CPU).
+    the global mode when `split` is a FeatureTap, else "naive" (the fastest of the others on a CPU).
 
-    `reduce` (data-parallel training, see models/distributed.py): averages a list of tensors across ranks. The
+    `reduce` (data-parallel training, see models/training/distributed.py): averages a list of tensors across ranks. The
     per-loss gradients (or, for "jvp", g_ce, the dot products and the distillation sum) are averaged BEFORE the
     projection, so every rank revises the combined batch's gradients; the `.grad` filled is already averaged.
     """
@@ -339,12 +339,12 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
     # A loss that reaches no parameter (e.g. a constant) has a zero gradient: nothing to revise.
     names = [ce_key] + [k for k, v in losses.items() if k != ce_key and v.requires_grad]
     vals = [losses[k] for k in names]
-    splitter = split if isinstance(split, FeatureSplit) else None
-    pair = split.split if isinstance(split, FeatureSplit) else split
+    splitter = split if isinstance(split, FeatureTap) else None
+    pair = split.split if isinstance(split, FeatureTap) else split
     if impl == "auto":
         impl = "jvp" if (mode == "global" and splitter is not None) else "naive"
     if impl == "jvp" and mode == "global" and splitter is None:
-        raise ValueError("the 'jvp' implementation needs split=FeatureSplit(student, layer)")
+        raise ValueError("the 'jvp' implementation needs split=FeatureTap(student, layer)")
 
     stats: dict[str, float] = {}
     if mode == "none" or len(vals) == 1:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.layouts import get_layout
-from pipeline.skeleton import Clip, SkeletonDataset
+from models.contract.layouts import get_layout
+from models.contract.skeleton import Clip, SkeletonDataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

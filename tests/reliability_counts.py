@@ -1,6 +1,6 @@
 """The counts docs/RELIABILITY.md quotes, taken from the test files themselves.
 
-    python tests/reliability_counts.py
+    python -m tests.reliability_counts      (from the repository root)
 
 Prints markdown: tests collected per reliability file, the bad-input catalogue by kind and by command (and which
 commands have not landed), and the hypothesis properties with their examples per run.
@@ -27,11 +27,9 @@ def collected(file: str) -> list[str]:
 
 
 def main() -> None:
-    # The repository first: tests/pipeline (a folder of test files) must not shadow the pipeline package.
-    sys.path[:0] = [str(HERE.parent), str(HERE), str(HERE / "pipeline")]
-    import test_bad_input_catalogue as cat
-    import test_properties as props
-    from cli_support import LANDED
+    from tests import test_bad_input_catalogue as cat
+    from tests import test_properties as props
+    from tests.support.cli_support import LANDED
 
     print("| file | tests collected |\n|---|---|")
     total = 0

@@ -28,14 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_support import LANDED, new_files, one_error_line, run_pipeline, snapshot, visible_lines
-from conftest import make_dataset
 
-from pipeline.pyskl_io import load_dataset, save_dataset
-
-sys.path.insert(0, str(Path(__file__).parent / "pipeline"))  # writers shared with the importer/extract tests
-from native_files import make_ntu_folder  # noqa: E402
-from video_files import stick_figure_frames, truncate, write_video  # noqa: E402
+from pipeline.data.pyskl_io import load_dataset, save_dataset
+from tests.conftest import make_dataset
+from tests.support.cli_support import LANDED, new_files, one_error_line, run_pipeline, snapshot, visible_lines
+from tests.support.native_files import make_ntu_folder
+from tests.support.video_files import stick_figure_frames, truncate, write_video
 
 PWNED = "pwned"  # a code-running payload would create this file in the case folder
 
@@ -73,9 +71,9 @@ def ann(**over) -> dict:
 def checkpoint(path: Path, layout: str = "coco17", num_classes: int = 3) -> Path:
     """A real, untrained checkpoint of a tiny ST-GCN (what `pipeline train` writes, minus the training)."""
     from models.checkpoint import save_checkpoint
-    from models.layouts import get_layout
-    from models.transforms import InputConfig
-    from pipeline.training import ModelOptions, build_model
+    from models.contract.layouts import get_layout
+    from models.net.transforms import InputConfig
+    from pipeline.stages.training import ModelOptions, build_model
 
     lay, icfg = get_layout(layout), InputConfig(length=8, max_persons=1)
     model, mcfg = build_model(lay, num_classes, 2, icfg, ModelOptions(width=0.125, depth=1))
@@ -109,7 +107,7 @@ def labels_csv(d: Path, rows: str = "video,label\nv.mp4,a\n") -> Path:
 
 def corrupt_cache_entry(d: Path) -> None:
     """A video and a damaged cache entry for it (a truncated zip where an .npz entry should be)."""
-    from pipeline.cache import hash_file
+    from pipeline.extract.cache import hash_file
 
     video = d / "v.mp4"
     video.write_bytes(b"any bytes: the cache finds entries by content hash")
@@ -122,7 +120,7 @@ def corrupt_cache_entry(d: Path) -> None:
 
 def pickled_object_cache_entry(d: Path) -> None:
     """A cache entry whose arrays are pickled objects: np.load(allow_pickle=False) must refuse it, not run it."""
-    from pipeline.cache import hash_file
+    from pipeline.extract.cache import hash_file
 
     video = d / "v.mp4"
     video.write_bytes(b"video bytes")

@@ -15,20 +15,17 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_support import LANDED, popen_pipeline, run_pipeline, visible_lines
-from conftest import make_dataset
 
-from pipeline.cache import PoseCache
-from pipeline.pyskl_io import save_dataset
-
-sys.path.insert(0, str(Path(__file__).parent / "pipeline"))
-from video_files import cut  # noqa: E402
+from pipeline.data.pyskl_io import save_dataset
+from pipeline.extract.cache import PoseCache
+from tests.conftest import make_dataset
+from tests.support.cli_support import LANDED, popen_pipeline, run_pipeline, visible_lines
+from tests.support.video_files import cut
 
 VIDEOS = "vidéos à traiter"
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset
 
-from models.distill import train_student
-from models.losses import DistillConfig, build_distill_losses
-from models.train import TrainConfig, train_model
-from models.transforms import InputConfig
-from pipeline.dataset import ClipDataset
-from pipeline.paired import PairedClipDataset
-from pipeline.skeleton import SkeletonDataset
-from pipeline.training import ModelOptions, build_model
+from models.contract.skeleton import SkeletonDataset
+from models.losses.distill import DistillConfig, build_distill_losses
+from models.net.transforms import InputConfig
+from models.training.classifier import train_model
+from models.training.config import TrainConfig
+from models.training.student import train_student
+from pipeline.data.clips import ClipDataset
+from pipeline.data.paired import PairedClipDataset
+from pipeline.stages.training import ModelOptions, build_model
+from tests.conftest import make_dataset
 
 ICFG = InputConfig(length=8, max_persons=1, features=("joint", "bone", "motion"))
 

@@ -4,9 +4,9 @@ Readers: the pyskl pickle, Penn Action `.mat`, NTU `.skeleton`, Kinetics-skeleto
 random and malformed inputs (arbitrary structures, wrong types and shapes, random bytes, truncations and byte
 flips of valid files) must either load or raise `BadInput`; any other exception is a crash that the CLI would
 show as a traceback with exit code 1. Valid inputs must round-trip exactly.
-`pipeline.corrupt.corrupt_dataset` must keep every clip's shape, name and label and never output NaN or inf,
+`pipeline.data.corrupt.corrupt_dataset` must keep every clip's shape, name and label and never output NaN or inf,
 for random specs and random clips, including clips that hold NaN/inf coordinates or scores.
-`models.transforms.make_input` (the model's input transform) must turn any clip, NaN/inf included, into a
+`models.net.transforms.make_input` (the model's input transform) must turn any clip, NaN/inf included, into a
 finite tensor in which every missing joint is zero.
 
 Examples per property are kept modest (see SETTINGS) so the file runs in well under a minute;
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +26,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from models.layouts import BUILTIN, Layout, get_layout
-from pipeline.corrupt import CorruptSpec, corrupt_dataset
-from pipeline.errors import BadInput
-from pipeline.importers.kinetics_json import import_kinetics_json, parse_kinetics_clip
-from pipeline.importers.ntu import read_ntu_clip, read_skeleton_file
-from pipeline.importers.penn_action import FILE_TO_PENN13, PENN_CLASSES, read_penn_mat
-from pipeline.pyskl_io import load_dataset, save_dataset, to_pyskl
-from pipeline.skeleton import Clip, SkeletonDataset
-
-sys.path.insert(0, str(Path(__file__).parent / "pipeline"))  # the native-file writers the importer tests use
-from native_files import ntu_text  # noqa: E402
+from models.contract.errors import BadInput
+from models.contract.layouts import BUILTIN, Layout, get_layout
+from models.contract.skeleton import Clip, SkeletonDataset
+from pipeline.data.corrupt import CorruptSpec, corrupt_dataset
+from pipeline.data.importers.kinetics_json import import_kinetics_json, parse_kinetics_clip
+from pipeline.data.importers.ntu import read_ntu_clip, read_skeleton_file
+from pipeline.data.importers.penn_action import FILE_TO_PENN13, PENN_CLASSES, read_penn_mat
+from pipeline.data.pyskl_io import load_dataset, save_dataset, to_pyskl
+from tests.support.native_files import ntu_text
 
 # CI runs a fixed (derandomized) set of examples; RELIABILITY_EXAMPLES=N explores N fresh random ones per property.
 _EXPLORE = int(os.environ.get("RELIABILITY_EXAMPLES", "0"))
@@ -524,7 +521,7 @@ def test_corrupt_keeps_shape_and_never_outputs_nan(data, spec: CorruptSpec, seed
 @given(data=st.data(), features=st.sets(st.sampled_from(["joint", "bone", "motion"]), min_size=1),
        augment=st.booleans())
 def test_model_input_is_finite_and_masks_missing_joints(data, features: set, augment: bool):
-    from models.transforms import AugmentParams, InputConfig, make_input, sample_indices
+    from models.net.transforms import AugmentParams, InputConfig, make_input, sample_indices
 
     layout = get_layout(data.draw(st.sampled_from(["penn13", "coco17", "ntu25"])))
     clip = data.draw(clips_with_holes(layout))
@@ -539,7 +536,7 @@ def test_model_input_is_finite_and_masks_missing_joints(data, features: set, aug
     kp, score = clip.keypoint[:, idx], clip.scores()[:, idx]
     missing = ~(np.isfinite(kp).all(-1) & np.isfinite(score) & (score > 0))
     if not augment or not aug.flip:
-        from models.transforms import clip_stats
+        from models.net.transforms import clip_stats
 
         persons = clip_stats(clip, layout, cfg.max_persons).persons
         np.testing.assert_array_equal(x[: len(persons), ..., -1][missing[persons]], 0)

@@ -59,7 +59,7 @@ def test_every_torch_load_is_weights_only():
 
 def test_restricted_unpickler_is_the_only_pickle_loader():
     users = [p for p in SOURCES if re.search(r"pickle\.Unpickler\b", p.read_text(encoding="utf-8"))]
-    assert [p.relative_to(ROOT).as_posix() for p in users] == ["pipeline/pyskl_io.py"]
+    assert [p.relative_to(ROOT).as_posix() for p in users] == ["pipeline/data/pyskl_io.py"]
 
 
 def test_every_np_load_refuses_pickles_explicitly():
@@ -133,8 +133,8 @@ def test_the_payloads_are_live(tmp_path: Path):
 
 @pytest.mark.parametrize("name", sorted(payloads(Path("/nonexistent"))))
 def test_restricted_unpickler_refuses_code(tmp_path: Path, name: str):
-    from pipeline.errors import BadInput
-    from pipeline.pyskl_io import load_dataset, safe_load
+    from models.contract.errors import BadInput
+    from pipeline.data.pyskl_io import load_dataset, safe_load
 
     path = tmp_path / "evil.pkl"
     path.write_bytes(payloads(tmp_path)[name])
@@ -147,8 +147,8 @@ def test_restricted_unpickler_refuses_code(tmp_path: Path, name: str):
 
 def test_only_latin1_bytes_pass_the_codecs_rule(tmp_path: Path):
     """Protocols 0-2 carry bytes as _codecs.encode(str, 'latin1'); that call, and no other codec, is admitted."""
-    from pipeline.errors import BadInput
-    from pipeline.pyskl_io import safe_load
+    from models.contract.errors import BadInput
+    from pipeline.data.pyskl_io import safe_load
 
     ok = tmp_path / "ok.pkl"
     ok.write_bytes(pickle.dumps(np.arange(4, dtype=np.float16), protocol=2))
@@ -175,7 +175,7 @@ def test_checkpoints_and_training_states_refuse_code(tmp_path: Path):
     import torch
 
     from models.checkpoint import read_checkpoint
-    from pipeline.errors import BadInput
+    from models.contract.errors import BadInput
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -187,18 +187,19 @@ def test_checkpoints_and_training_states_refuse_code(tmp_path: Path):
     marker.unlink()
     with pytest.raises(BadInput, match="refused to load"):
         read_checkpoint(evil)
-    from models import distill, train
+    from models.training.history import History
+    from models.training.state import CLASSIFIER_STATE, STUDENT_STATE, load_state
 
     with pytest.raises(BadInput, match="cannot resume"):
-        train._load_state(evil, None, None, None, train._History(), None)
+        load_state(evil, CLASSIFIER_STATE, {}, None, None, History())
     with pytest.raises(BadInput, match="cannot resume"):
-        distill._load_state(evil, None, None, None, None, distill.StudentHistory())
+        load_state(evil, STUDENT_STATE, {}, None, None, History())
     assert not marker.exists()
 
 
 def test_npz_cache_entries_refuse_pickled_objects(tmp_path: Path):
-    from pipeline.cache import PoseCache
-    from pipeline.errors import BadInput
+    from models.contract.errors import BadInput
+    from pipeline.extract.cache import PoseCache
 
     marker = tmp_path / "pwned"
     cache = PoseCache(tmp_path / "cache")
@@ -226,10 +227,9 @@ HOSTILE_IDS = ["../../escaped", "/tmp/absolute", "..", ".", "a/../../b", "~/.bas
 
 def test_clip_ids_cannot_escape_the_export_folder(tmp_path: Path):
     """`dataset export` to a folder of .npz: one file per clip, all inside the folder, whatever the ids say."""
-    from cli_support import run_pipeline, snapshot
-    from conftest import make_dataset
-
-    from pipeline.pyskl_io import save_dataset
+    from pipeline.data.pyskl_io import save_dataset
+    from tests.conftest import make_dataset
+    from tests.support.cli_support import run_pipeline, snapshot
 
     ds = make_dataset(n_per_class=5, num_classes=3, t=4)
     for c, name in zip(ds.clips, HOSTILE_IDS):
@@ -257,9 +257,9 @@ def test_clip_ids_cannot_escape_the_export_folder(tmp_path: Path):
 def test_a_layout_path_stored_in_a_pickle_is_never_opened(tmp_path: Path):
     """A pickle may name a built-in layout or hold one; a path it names is refused even when it points at a
     valid layout file (so the refusal is not a read that happened to fail)."""
-    from models.layouts import get_layout
-    from pipeline.errors import BadInput
-    from pipeline.pyskl_io import load_dataset
+    from models.contract.errors import BadInput
+    from models.contract.layouts import get_layout
+    from pipeline.data.pyskl_io import load_dataset
 
     lay = tmp_path / "valid_layout.json"
     lay.write_text(__import__("json").dumps(get_layout("coco17").to_dict()))
@@ -275,7 +275,7 @@ def test_a_layout_path_stored_in_a_pickle_is_never_opened(tmp_path: Path):
 
 def test_cache_entry_names_come_only_from_digests(tmp_path: Path):
     """Whatever a video is called or holds, its cache entry sits under ROOT/poses/<estimator>/<2 hex>/."""
-    from pipeline.cache import PoseCache, hash_file
+    from pipeline.extract.cache import PoseCache, hash_file
 
     cache = PoseCache(tmp_path / "cache")
     video = tmp_path / "..%2F..%2Fevil ü.mp4"

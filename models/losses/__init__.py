@@ -1,14 +1,18 @@
-"""Distillation losses, one per file (graph matching, logit KD, FitNets, RKD, attention transfer)."""
+"""Distillation losses, one per file, and `METHODS`: the one place that lists them.
 
-from models.losses.attention import AttentionLoss, attention_map
-from models.losses.distill import METHODS, REVISION_MODES, DistillConfig, DistillLosses, build_distill_losses
-from models.losses.fitnet import FitNetLoss
-from models.losses.graph_matching import GraphMatchingLoss, edge_matrices, pairwise_node_distances
-from models.losses.kd import KDLoss
-from models.losses.rkd import RKDLoss, pool_embedding
+Adding a method = a new file here defining its loss module and a `LossMethod` (see method.py), plus one line
+below. The CLI's `--method` choices, `DistillConfig`'s fields and `--weights` keys, and the distillation step
+all read this dict.
+"""
 
-__all__ = [
-    "METHODS", "REVISION_MODES", "AttentionLoss", "DistillConfig", "DistillLosses", "FitNetLoss",
-    "GraphMatchingLoss", "KDLoss", "RKDLoss", "attention_map", "build_distill_losses", "edge_matrices",
-    "pairwise_node_distances", "pool_embedding",
-]
+from models.losses import attention, fitnet, kd, rkd, skd
+from models.losses.method import NONE, LossMethod
+
+METHODS: dict[str, LossMethod] = {
+    "none": NONE,
+    "kd": kd.METHOD,
+    "fitnet": fitnet.METHOD,
+    "rkd": rkd.METHOD,
+    "at": attention.METHOD,
+    "skd": skd.METHOD,
+}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.losses.method import LossMethod
+
 
 def attention_map(f: Tensor) -> Tensor:
     """`(B, C, T', V)` → `(B, T'·V)`: mean over channels of the squared activations, L2-normalised per sample."""
@@ -26,3 +28,8 @@ class AttentionLoss(nn.Module):
         if f_s.shape[0] != f_t.shape[0] or f_s.shape[2:] != f_t.shape[2:]:
             raise ValueError(f"attention maps need equal N·M, T', V: {tuple(f_s.shape)} vs {tuple(f_t.shape)}")
         return self.weight * (attention_map(f_s) - attention_map(f_t.detach())).pow(2).mean()
+
+
+METHOD = LossMethod(help="attention transfer", build=lambda cfg, cs, ct: {"at": AttentionLoss(cfg.at_weight)},
+                    terms=lambda m, z_s, f_s, z_t, f_t, persons: {"at": m["at"](f_s, f_t)},
+                    options={"at_weight": 1000.0})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.losses.method import LossMethod
+
 
 class FitNetLoss(nn.Module):
     """`weight · MSE(adapter(F_s), F_t)`, mean over elements, on `(N·M, C, T', V)` features.
@@ -24,3 +26,9 @@ class FitNetLoss(nn.Module):
             raise ValueError(f"adapted student feature {tuple(adapted.shape)} does not match the teacher's "
                              f"{tuple(f_t.shape)}")
         return self.weight * F.mse_loss(adapted, f_t.detach())
+
+
+METHOD = LossMethod(help="feature MSE",
+                    build=lambda cfg, cs, ct: {"fitnet": FitNetLoss(cs, ct, cfg.fitnet_weight)},
+                    terms=lambda m, z_s, f_s, z_t, f_t, persons: {"fitnet": m["fitnet"](f_s, f_t)},
+                    options={"fitnet_weight": 1.0})

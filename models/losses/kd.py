@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.losses.method import LossMethod
+
 
 class KDLoss(nn.Module):
     """`weight · τ² · KL(softmax(z_t/τ) ‖ softmax(z_s/τ))`, batchmean.
@@ -25,3 +27,17 @@ class KDLoss(nn.Module):
         log_p_s = F.log_softmax(z_s / self.tau, dim=1)
         p_t = F.softmax(z_t.detach() / self.tau, dim=1)
         return self.weight * self.tau**2 * F.kl_div(log_p_s, p_t, reduction="batchmean")
+
+
+def check_tau(cfg) -> None:
+    if cfg.tau <= 0:
+        raise ValueError(f"temperature must be > 0, got {cfg.tau}")
+
+
+def kd_terms(m: dict[str, nn.Module], z_s: Tensor, f_s: Tensor, z_t: Tensor, f_t: Tensor,
+             persons: int) -> dict[str, Tensor]:
+    return {"kd": m["kd"](z_s, z_t)} if "kd" in m else {}
+
+
+METHOD = LossMethod(help="Hinton logits", build=lambda cfg, cs, ct: {"kd": KDLoss(cfg.tau, cfg.kd_weight)},
+                    terms=kd_terms, options={"tau": 1.0, "kd_weight": 1.0}, check=check_tau)

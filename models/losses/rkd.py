@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.losses.graph_matching import normalize_by_positive_mean, pairwise_node_distances
+from models.losses.method import LossMethod
 
 
 def pool_embedding(f: Tensor, persons: int = 1) -> Tensor:
@@ -60,3 +61,9 @@ class RKDLoss(nn.Module):
                 a_t = sample_angles(e_t)
             out["rkd_angle"] = self.angle_weight * F.smooth_l1_loss(sample_angles(e_s), a_t, reduction="mean")
         return out
+
+
+METHOD = LossMethod(help="relational",
+                    build=lambda cfg, cs, ct: {"rkd": RKDLoss(cfg.rkd_dist_weight, cfg.rkd_angle_weight)},
+                    terms=lambda m, z_s, f_s, z_t, f_t, persons: m["rkd"](f_s, f_t, persons),
+                    options={"rkd_dist_weight": 25.0, "rkd_angle_weight": 50.0})

@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
+from models.contract.errors import BadInput
 from pipeline import __version__
-from pipeline.cli.dataset import dataset
-from pipeline.cli.demo import demo
-from pipeline.cli.distill import distill
-from pipeline.cli.extract import extract_cmd
-from pipeline.cli.live import live_cmd
-from pipeline.cli.run import export_cmd, run_cmd
-from pipeline.cli.train import eval_cmd, train
-from pipeline.errors import BadInput
+
+# The sub-commands: name -> "module:click command". Adding a command = its module in pipeline/cli/ plus one line
+# here. A command's module is imported only when that command runs (or `--help` lists them all), so a command
+# never pays for another's imports: `pipeline extract` and `pipeline run --onnx` start without torch.
+COMMANDS = {
+    "dataset": "pipeline.cli.dataset:dataset",
+    "extract": "pipeline.cli.extract:extract_cmd",
+    "train": "pipeline.cli.train:train",
+    "eval": "pipeline.cli.train:eval_cmd",
+    "distill": "pipeline.cli.distill:distill",
+    "demo": "pipeline.cli.demo:demo",
+    "run": "pipeline.cli.run:run_cmd",
+    "export": "pipeline.cli.run:export_cmd",
+    "live": "pipeline.cli.live:live_cmd",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class LazyGroup(click.Group):
+    """A click group whose commands are the COMMANDS table, imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[cmd_name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="pipeline")
 def cli() -> None:
     """Skeleton action recognition that stays accurate on fast pose estimators.
@@ -26,17 +48,6 @@ def cli() -> None:
     skeletons of the same clips (structural knowledge distillation). At inference only the fast estimator
     and the student run.
     """
-
-
-cli.add_command(dataset)
-cli.add_command(extract_cmd)
-cli.add_command(train)
-cli.add_command(eval_cmd)
-cli.add_command(distill)
-cli.add_command(demo)
-cli.add_command(run_cmd)
-cli.add_command(export_cmd)
-cli.add_command(live_cmd)
 
 
 def main() -> None:

@@ -6,6 +6,12 @@ from pathlib import Path
 
 import click
 
+from pipeline.data.catalog import export_dataset, import_dataset, summarize
+from pipeline.data.corrupt import corrupt_dataset, parse_spec
+from pipeline.data.importers import IMPORTERS
+from pipeline.data.pyskl_io import load_dataset, save_dataset
+from pipeline.extract.build import build_paired
+
 LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a custom layout .json file."
 
 
@@ -15,7 +21,7 @@ def dataset() -> None:
 
 
 @dataset.command("import")
-@click.argument("kind", type=click.Choice(["penn-action", "ntu", "kinetics-json", "pyskl"]))
+@click.argument("kind", type=click.Choice(list(IMPORTERS)))
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output pickle (.pkl).")
 @click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
@@ -23,17 +29,7 @@ def dataset() -> None:
               help="NTU only: which official split becomes train/test (xset: NTU-120 only). All are kept as "
                    "<benchmark>_train/_val splits too.")
 def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: str) -> None:
-    """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT.
-
-    \b
-    penn-action    the Penn Action `labels` folder of .mat files (official split, 15 classes)
-    ntu            a folder of NTU RGB+D `.skeleton` files (3D, 25 joints, X-Sub/X-View splits)
-    kinetics-json  a folder of ST-GCN Kinetics-skeleton .json files (+ optional label json beside them)
-    pyskl          an existing pyskl pickle (validated and re-written, e.g. to change layout)
-    """
-    from pipeline.datasets import import_dataset
-    from pipeline.pyskl_io import save_dataset
-
+    """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT (KIND: see below)."""
     ds = import_dataset(kind, src, layout=layout, benchmark=benchmark)
     save_dataset(ds, out)
     n = {k: len(v) for k, v in ds.split.items()}
@@ -50,9 +46,6 @@ def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: s
 def info_cmd(file: Path, layout: str | None, as_json: bool) -> None:
     """Classes, clips per split and class, frame-count statistics, layout and 2D/3D of FILE."""
     import json
-
-    from pipeline.datasets import summarize
-    from pipeline.pyskl_io import load_dataset
 
     summary = summarize(load_dataset(file, layout))
     if as_json:
@@ -80,9 +73,6 @@ def info_cmd(file: Path, layout: str | None, as_json: bool) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output LQ pickle.")
 def corrupt_cmd(hq: Path, spec: str, seed: int, out: Path) -> None:
     """Simulate low-quality skeletons from the HQ pickle (same clip ids and frame counts)."""
-    from pipeline.corrupt import corrupt_dataset, parse_spec
-    from pipeline.pyskl_io import load_dataset, save_dataset
-
     s = parse_spec(spec)
     ds = load_dataset(hq)
     save_dataset(corrupt_dataset(ds, s, seed), out)
@@ -96,8 +86,6 @@ def corrupt_cmd(hq: Path, spec: str, seed: int, out: Path) -> None:
 @click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
 def export_cmd(file: Path, out: Path, layout: str | None) -> None:
     """Export a pyskl pickle: to another pickle (e.g. in another layout) or one .npz per clip."""
-    from pipeline.datasets import export_dataset
-
     n = export_dataset(file, out, layout)
     click.echo(f"wrote {out}: {n} clips")
 
@@ -117,10 +105,12 @@ def export_cmd(file: Path, out: Path, layout: str | None) -> None:
 def build_cmd(cache_dir: Path, labels: Path, out_hq: Path, out_lq: Path, layout: str | None, estimator: str,
               test_every: int) -> None:
     """Pair the HQ and LQ cache entries of the labelled videos into two pyskl pickles (same clips and frames)."""
-    from pipeline.build import build_paired
-
     hq, _ = build_paired(cache_dir, labels, out_hq, out_lq, layout=layout, estimator=estimator,
                          test_every=test_every)
     n = {k: len(v) for k, v in hq.split.items()}
     click.echo(f"wrote {out_hq} and {out_lq}: {len(hq.clips)} clips, {hq.num_classes} classes, layout "
                f"{hq.layout.name}, splits {n}")
+
+
+# The kinds, listed from IMPORTERS (a docstring cannot be built from the dict).
+import_cmd.help += "\n\n\b\n" + "\n".join(f"{k:<14} {imp.help}" for k, imp in IMPORTERS.items())

@@ -6,15 +6,20 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import BadInput
+from estimators import ESTIMATORS, QUALITIES
+from models.contract.errors import BadInput
+from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.extract.driver import ExtractOptions, extract
+from pipeline.extract.ray_extract import extract_ray
+from pipeline.extract.shard import parse_shard
 
 
 @click.command("extract")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--quality", required=True, type=click.Choice(["high", "low"]),
+@click.option("--quality", required=True, type=click.Choice(QUALITIES),
               help="high: per-frame detection on every frame (teacher input); low: tracking on every 4th frame, "
                    "gaps interpolated (student input).")
-@click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(["mediapipe", "mmpose"]),
+@click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(list(ESTIMATORS)),
               help="mmpose needs the optional extra (see README) and --mmpose-checkpoint.")
 @click.option("--cache", "cache_dir", default="data_cache", show_default=True, type=click.Path(path_type=Path),
               help="Cache folder.")
@@ -42,19 +47,18 @@ from pipeline.errors import BadInput
 @click.option("--mmpose-checkpoint", default=None, help="MMPose checkpoint: a .pth path or an http(s) URL.")
 @click.option("--mmpose-box", default="frame", show_default=True, type=click.Choice(["frame", "mediapipe"]),
               help="Person box for MMPose: the whole frame, or MediaPipe's pose box.")
+@click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1),
+              help=THREADS_HELP + " Only estimators that run torch (mmpose) use it.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_dir: Path, workers: int | None,
                 shard_spec: str | None, backend: str, ray_address: str | None, retries: int,
                 max_persons: int, flip_average: bool, smooth: int, stride: int | None, mmpose_config: str | None,
-                mmpose_checkpoint: str | None, mmpose_box: str, no_progress: bool) -> None:
+                mmpose_checkpoint: str | None, mmpose_box: str, threads: int, no_progress: bool) -> None:
     """Extract skeletons from VIDEOS (files or folders) into the cache, one entry per video and settings.
 
     Videos already in the cache are skipped; a bad file is reported in the summary and the others go on.
     Exit code 2 when any video failed.
     """
-    from pipeline.extract import ExtractOptions, extract
-    from pipeline.shard import parse_shard
-
     if estimator == "mmpose" and mmpose_checkpoint is None:
         raise BadInput("--estimator mmpose needs --mmpose-checkpoint (a .pth path or URL)")
     if ray_address is not None and backend != "ray":
@@ -63,10 +67,9 @@ def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_di
     opts = ExtractOptions(quality=quality, estimator=estimator, cache_dir=cache_dir,
                           workers=1 if backend == "ray" or workers is None else workers,
                           max_persons=max_persons, flip_average=flip_average, smooth=smooth, stride=stride,
-                          mmpose_config=mmpose_config, mmpose_checkpoint=mmpose_checkpoint, mmpose_box=mmpose_box)
+                          mmpose_config=mmpose_config, mmpose_checkpoint=mmpose_checkpoint, mmpose_box=mmpose_box,
+                          threads=threads)
     if backend == "ray":
-        from pipeline.ray_extract import extract_ray
-
         s = extract_ray([str(v) for v in videos], opts, address=ray_address, shard=shard, retries=retries,
                         max_in_flight=workers, show_progress=not no_progress)
     else:

@@ -8,6 +8,11 @@ from pathlib import Path
 
 import click
 
+from estimators.base import native_stderr_quiet
+from pipeline.infer.live import LiveOptions, check_display, json_line, open_source, run_live
+from pipeline.infer.prediction import RunOptions, load_predictor
+from pipeline.infer.runner import default_estimator
+
 
 @click.command("live")
 @click.argument("source")
@@ -46,10 +51,7 @@ def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: fl
     Prints one JSON line per person and window: {"t", "person", "box", "labels", "latency_ms", "frames"}.
     Ctrl-C or the end of the stream prints a summary on stderr (frames read, processed, dropped; latency).
     """
-    import cv2
-
-    from pipeline.live import LiveOptions, check_display, json_line, open_source, run_live
-    from pipeline.runner import RunOptions, default_estimator, load_predictor, native_stderr_quiet
+    import cv2  # (here: `pipeline --help` lists the commands without loading OpenCV)
 
     opts = LiveOptions(window=window, stride=stride, max_persons=max_persons, topk=topk, realtime=realtime,
                        queue=queue_size, drop=drop, render=render, show=show)

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import BadInput
+from models.contract.errors import BadInput
+from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.infer.onnx_export import export_onnx
+from pipeline.infer.prediction import RunOptions
+from pipeline.infer.runner import format_json, format_text, run_videos
 
 
 @click.command("run")
@@ -18,7 +22,8 @@ from pipeline.errors import BadInput
                    "the file carries the layout and classes).")
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(1), help="Labels to print.")
 @click.option("--json", "as_json", is_flag=True,
-              help='One JSON object per video: {"video", "frames", "persons", "labels", "seconds"} (+ "windows").')
+              help='One JSON object per video: {"video", "frames", "persons", "labels", "seconds"} (+ "windows", '
+                   '"tracks").')
 @click.option("--render", type=click.Path(path_type=Path),
               help="Write the video with the skeleton and the running label drawn (OUT.mp4; a folder when several "
                    "clips are given).")
@@ -26,13 +31,12 @@ from pipeline.errors import BadInput
               help="Classify in sliding windows of this length [whole clip up to 10 s, else 4 s].")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Step between windows [2 s; half of --window when --window is given].")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
-              help="CPU threads for the model (the student is small: more threads rarely help).")
+@click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1), help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda or cuda:N for the PyTorch model (the pose estimator runs on the CPU).")
 @click.option("--max-persons", default=1, show_default=True, type=click.IntRange(1),
-              help='Track up to N persons and classify each on its own; N > 1 adds "persons": [{"id", "frames": '
-                   '[first, last], "labels"}...] to the JSON.')
+              help='Track up to N persons and classify each on its own; N > 1 adds "tracks": [{"id", "frames": '
+                   '[first, last], "labels"}...] to the JSON ("persons" stays a count).')
 @click.option("--no-progress", is_flag=True, help="No progress bar (it shows on a terminal only anyway).")
 def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None, topk: int, as_json: bool,
             render: Path | None, window: float | None, stride: float | None, threads: int, device: str,
@@ -43,10 +47,8 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
     Prints the top-k labels with scores per clip (and the top label of each window for long clips). A bad
     clip is reported in one line and the others go on; the exit code is 2 when any clip failed.
     """
-    from pipeline.runner import RunOptions, format_json, format_text, run_videos
-
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
-        from models.distributed import resolve_device
+        from models.training.runtime import resolve_device
 
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
@@ -68,8 +70,6 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(13), help="ONNX opset.")
 def export_cmd(model: Path, onnx_file: Path, opset: int) -> None:
     """Export a checkpoint to ONNX (batch axis dynamic, metadata inside) and check onnxruntime against PyTorch."""
-    from pipeline.onnx_export import export_onnx
-
     r = export_onnx(model, onnx_file, opset=opset)
     click.echo(f"wrote {r['path']} ({r['bytes'] / 1e6:.2f} MB); onnxruntime vs PyTorch max abs diff "
                f"{r['max_abs_diff']:.2g} on random input; {r['seconds']:.1f} s")

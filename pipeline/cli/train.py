@@ -6,6 +6,11 @@ from pathlib import Path
 
 import click
 
+from models.training.distributed import check_sync_bn, distributed
+from models.training.policy import PRECISIONS, THREADS_HELP
+from models.training.runtime import resolve_device, set_threads
+from pipeline.stages.training import eval_from_pickle, request_from_options, train_from_pickle
+
 LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a custom layout .json file."
 
 
@@ -38,10 +43,10 @@ LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a cust
 @click.option("--eval-every", type=int, default=None, help="Evaluate the test split every N epochs [1].")
 @click.option("--train-split", default=None, help="Split to train on [train].")
 @click.option("--test-split", default=None, help="Split to test on [test].")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Training forward precision; bf16 is ~2x faster on CPUs with AVX-512 BF16 [fp32].")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes [0].")
-@click.option("--threads", type=int, default=None, help="Torch CPU threads [all cores].")
+@click.option("--threads", type=click.IntRange(1), default=None, help=THREADS_HELP)
 @click.option("--device", default=None,
               help="cpu, cuda or cuda:N [cpu]; under torchrun, cuda means one GPU per rank (cuda:LOCAL_RANK).")
 @click.option("--amp/--no-amp", default=None,
@@ -62,11 +67,7 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
     """
     import json
 
-    from models.distributed import check_sync_bn, distributed, resolve_device
-    from models.perf import configure_cpu
-    from pipeline.training import request_from_options, train_from_pickle
-
-    configure_cpu(threads)
+    set_threads(threads)
     with distributed(options["device"]) as dist:
         if dist is not None:
             options["device"] = str(dist.device)
@@ -91,7 +92,7 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
 @click.option("--layout", default=None, help=LAYOUT_HELP + " Default: the pickle's own.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--test-clips", type=int, default=None, help="Windows per clip, averaged [as trained].")
-@click.option("--threads", type=int, default=None, help="Torch CPU threads [all cores].")
+@click.option("--threads", type=click.IntRange(1), default=None, help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"top1", "top5", "n"} as JSON.')
 def eval_cmd(model_path: Path, data: Path, split: str, layout: str | None, batch_size: int,
@@ -99,11 +100,7 @@ def eval_cmd(model_path: Path, data: Path, split: str, layout: str | None, batch
     """Top-1 and top-5 accuracy of a checkpoint on a split of a pickle."""
     import json
 
-    from models.distributed import resolve_device
-    from models.perf import configure_cpu
-    from pipeline.training import eval_from_pickle
-
-    configure_cpu(threads)
+    set_threads(threads)
     res = eval_from_pickle(model_path, data, split=split, layout=layout, batch_size=batch_size,
                            num_test_clips=test_clips, device=str(resolve_device(device)))
     if as_json:

@@ -11,9 +11,9 @@ import pytest
 
 from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 from estimators.tracking import box_iou, keypoint_box
-from pipeline.skeleton import body_scale
-from pipeline.video import VideoReader
-from tests.pipeline.video_files import stick_figure_frames, write_video
+from models.contract.skeleton import body_scale
+from pipeline.extract.video import VideoReader
+from tests.support.video_files import stick_figure_frames, write_video
 
 
 def run(cfg: MediaPipeConfig, video: Path, n: int | None = None):

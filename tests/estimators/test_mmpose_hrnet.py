@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from estimators.mmpose_hrnet import MMPoseConfig, MMPoseHRNet, mmpose_available
-from pipeline.errors import BadInput
-from pipeline.video import VideoReader
+from models.contract.errors import BadInput
+from pipeline.extract.video import VideoReader
 
 OK, WHY = mmpose_available()
 pytestmark = pytest.mark.skipif(not OK, reason=f"optional mmpose extra not importable ({WHY}); install it as the "

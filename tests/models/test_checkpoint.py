@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from models.layouts import Layout, get_layout
-from models.stgcn import STGCN, STGCNConfig
-from models.transforms import InputConfig, in_channels
-from pipeline.errors import BadInput
+from models.contract.errors import BadInput
+from models.contract.layouts import Layout, get_layout
+from models.net.stgcn import STGCN, STGCNConfig
+from models.net.transforms import InputConfig, in_channels
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.grad_revision import FeatureSplit, RevisionMeter, revise_and_backward
-from models.losses import DistillConfig, build_distill_losses
+from models.grad_revision import FeatureTap, RevisionMeter, revise_and_backward
+from models.losses.distill import DistillConfig, build_distill_losses
 
 
 def two_scalars() -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,7 +87,7 @@ def test_bad_arguments():
         revise_and_backward(worked_losses(x, y, "a"), "ce", [x, y], "sometimes")
     with pytest.raises(ValueError, match="not among"):
         revise_and_backward(worked_losses(x, y, "a"), "xent", [x, y], "global")
-    with pytest.raises(ValueError, match="FeatureSplit"):
+    with pytest.raises(ValueError, match="FeatureTap"):
         revise_and_backward(worked_losses(x, y, "a"), "ce", [x, y], "global", impl="jvp")
 
 
@@ -132,7 +132,7 @@ def losses_of(student, distill, x, y, f_t, z_t, split: str = "none"):
     """Losses of one training forward (dropout seeded, so every call sees the same masks) and the split to use."""
     torch.manual_seed(123)
     if split == "hook":
-        splitter = FeatureSplit(student, student.body)
+        splitter = FeatureTap(student, student.body)
         try:
             z, f = splitter(x)
         finally:
@@ -228,7 +228,7 @@ def test_jvp_rerun_leaves_batchnorm_statistics_and_rng_alone():
 
 def test_feature_split_hook():
     student, distill, x, y, f_t, z_t, params = setup(1.0)
-    splitter = FeatureSplit(student, student.body)
+    splitter = FeatureTap(student, student.body)
     try:
         z, f = splitter(x)
         assert f.is_leaf and f.requires_grad and splitter.split[0].grad_fn is not None
@@ -237,7 +237,7 @@ def test_feature_split_hook():
         with pytest.raises(RuntimeError, match="no split"):
             _ = splitter.split
         student(x)  # called directly, not through the splitter: the split works, a re-run is refused
-        with pytest.raises(RuntimeError, match="through this FeatureSplit"):
+        with pytest.raises(RuntimeError, match="through this FeatureTap"):
             splitter.jvp(params, [None] * len(params))
     finally:
         splitter.remove()
@@ -250,7 +250,7 @@ def test_rerun_replays_the_forward_exactly(amp):
     student = TinyGCNLike()
     x = torch.randn(4, 3, 8, 5)
     params = list(student.parameters())
-    splitter = FeatureSplit(student, student.body)
+    splitter = FeatureTap(student, student.body)
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             splitter(x)

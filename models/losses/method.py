@@ -1,0 +1,34 @@
+"""What a distillation method is, for the `METHODS` dict (models/losses/__init__.py): its options and its terms.
+
+A method names the `DistillConfig` fields it reads (with their defaults; a field ending in `_weight` is also a
+`--weights` key without the suffix), builds its loss modules from the config, and turns the two networks'
+outputs into weighted scalar terms. Every method's `check` runs on every config (fields are shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+# (modules by name, student logits, student features, teacher logits, teacher features, persons) -> terms
+Terms = Callable[[dict[str, nn.Module], Tensor, Tensor, Tensor, Tensor, int], dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class LossMethod:
+    help: str  # one phrase for `--method`'s help
+    build: Callable[[Any, int, int], dict[str, nn.Module]]  # (DistillConfig, C_s, C_t) -> modules, in term order
+    terms: Terms
+    options: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields this method reads -> default
+    check: Callable[[Any], None] | None = None  # raises ValueError on a bad value of its options
+
+
+def no_terms(modules: dict[str, nn.Module], z_s: Tensor, f_s: Tensor, z_t: Tensor, f_t: Tensor,
+             persons: int) -> dict[str, Tensor]:
+    return {}
+
+
+NONE = LossMethod(help="student on labels only", build=lambda cfg, cs, ct: {}, terms=no_terms)

@@ -1,0 +1,217 @@
+"""The model's input transform: temporal sampling, normalisation, augmentation, joint/bone/motion features.
+
+Normalisation belongs to the model, not the data file, so one model works on pixels, normalised image
+coordinates or metres alike:
+- centre: the mean position of the layout's centre joint over every valid (person, frame) of the clip. One shared
+  centre per clip (not per frame) keeps global motion (a jump, a squat) and where the people stand relative to
+  each other; if the centre joint is never valid, the mean of all valid joints stands in.
+- scale: the median over valid (person, frame) of the diagonal of the bounding box of the valid joints. The median
+  ignores the odd frame where a detector found only two joints or a far-flung outlier.
+Missing joints (non-finite coordinates or score 0) become zeros after normalisation and in every feature that
+depends on them, and their score channel is 0.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.contract.layouts import Layout
+from models.contract.skeleton import Clip
+from models.net.graph import center_distance
+
+FEATURES = ("joint", "bone", "motion")
+
+
+@dataclass
+class InputConfig:
+    length: int = 64
+    features: tuple[str, ...] = ("joint",)  # any of joint, bone, motion, concatenated on channels
+    use_score: bool = True  # append the keypoint score as a channel
+    max_persons: int = 2
+    # Training augmentation, drawn per sample by `draw_augment`.
+    aug_scale: float = 0.1  # each axis scaled by a factor in [1 - s, 1 + s]
+    aug_rotation: float = 10.0  # degrees; 2D: in the image plane, 3D: about the vertical (y) axis
+    aug_flip: bool = True  # left-right mirror with joints swapped by name, half of the time
+
+    def __post_init__(self) -> None:
+        self.features = tuple(self.features)
+        bad = [f for f in self.features if f not in FEATURES]
+        if bad or not self.features:
+            raise ValueError(f"features must be a non-empty subset of {FEATURES}, got {self.features}")
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"duplicate features in {self.features}")
+        if self.length < 1 or self.max_persons < 1:
+            raise ValueError("length and max_persons must be >= 1")
+
+    def to_dict(self) -> dict:
+        return {"length": self.length, "features": list(self.features), "use_score": self.use_score,
+                "max_persons": self.max_persons, "aug_scale": self.aug_scale, "aug_rotation": self.aug_rotation,
+                "aug_flip": self.aug_flip}
+
+    @staticmethod
+    def from_dict(d: dict) -> InputConfig:
+        known = set(InputConfig.__dataclass_fields__)
+        kw = {k: v for k, v in d.items() if k in known}
+        if "features" in kw:
+            kw["features"] = tuple(kw["features"])
+        return InputConfig(**kw)
+
+
+def in_channels(cfg: InputConfig, coord_dims: int) -> int:
+    return len(cfg.features) * coord_dims + (1 if cfg.use_score else 0)
+
+
+def sample_indices(total: int, length: int, train: bool, rng: np.random.Generator | None = None,
+                   num_clips: int = 1) -> np.ndarray:
+    """`[num_clips, length]` frame indices: the clip cut into `length` equal segments, one frame from each.
+
+    Training picks a random frame in each segment; test picks, for clip j of `num_clips`, the frame at fraction
+    (j + 0.5) / num_clips of each segment (the centre when there is one clip). A clip shorter than `length`
+    repeats frames in order, so the whole action is always seen.
+    """
+    if total < 1 or length < 1:
+        raise ValueError("total and length must be >= 1")
+    seg = total / length
+    starts = np.arange(length) * seg
+    if train:
+        rng = rng if rng is not None else np.random.default_rng()
+        frac = rng.random((num_clips, length))
+    else:
+        frac = np.repeat(((np.arange(num_clips) + 0.5) / num_clips)[:, None], length, axis=1)
+    idx = np.floor(starts[None] + frac * seg).astype(np.int64)
+    return np.clip(idx, 0, total - 1)
+
+
+@dataclass
+class AugmentParams:
+    scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    rotation: float = 0.0  # radians
+    flip: bool = False
+
+
+def draw_augment(rng: np.random.Generator, cfg: InputConfig) -> AugmentParams | None:
+    """One draw of augmentation parameters; share it between an HQ and an LQ view of the same clip."""
+    if cfg.aug_scale <= 0 and cfg.aug_rotation <= 0 and not cfg.aug_flip:
+        return None
+    scale = tuple(float(s) for s in rng.uniform(1 - cfg.aug_scale, 1 + cfg.aug_scale, 3)) \
+        if cfg.aug_scale > 0 else (1.0, 1.0, 1.0)
+    rot = float(np.deg2rad(rng.uniform(-cfg.aug_rotation, cfg.aug_rotation))) if cfg.aug_rotation > 0 else 0.0
+    flip = bool(rng.random() < 0.5) if cfg.aug_flip else False
+    return AugmentParams(scale, rot, flip)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=64)
+def bone_parents(layout: Layout) -> np.ndarray:
+    """For each joint, its neighbour one hop nearer the centre (lowest index on ties); -1 for the centre and
+    for joints with no nearer neighbour (their bone feature is 0)."""
+    dist = center_distance(layout)
+    parent = np.full(layout.num_joints, -1, dtype=np.int64)
+    for i, j in sorted(layout.edges):
+        for child, par in ((i, j), (j, i)):
+            if dist[par] < dist[child] and (parent[child] < 0 or par < parent[child]):
+                parent[child] = par
+    parent.flags.writeable = False  # cached and shared
+    return parent
+
+
+@functools.lru_cache(maxsize=64)
+def _flip_perm(layout: Layout) -> np.ndarray:
+    return layout.flip_permutation()
+
+
+@dataclass
+class ClipStats:
+    """Per-clip normalisation: persons kept (best first), centre `[C]` and body scale."""
+
+    persons: np.ndarray
+    center: np.ndarray
+    scale: float
+
+
+def clip_stats(clip: Clip, layout: Layout, max_persons: int) -> ClipStats:
+    kp = np.asarray(clip.keypoint, dtype=np.float32)
+    valid = _valid_mask(kp, clip.keypoint_score)
+    # Keep the persons with the most valid joints (a pose estimator's spurious extra people have few).
+    order = np.argsort(-valid.reshape(valid.shape[0], -1).sum(1), kind="stable")[:max_persons]
+    kp, valid = kp[order], valid[order]
+    c = layout.center
+    cv = valid[:, :, c]
+    if cv.any():
+        center = kp[:, :, c][cv].mean(0)
+    elif valid.any():
+        center = kp[valid].mean(0)
+    else:
+        center = np.zeros(kp.shape[-1], np.float32)
+    # Bounding-box diagonal per (person, frame) over valid joints, vectorised.
+    big = np.float32(np.inf)
+    lo = np.where(valid[..., None], kp, big).min(2)
+    hi = np.where(valid[..., None], kp, -big).max(2)
+    enough = valid.sum(2) >= 2
+    diag = np.linalg.norm(np.where(enough[..., None], hi - lo, 0), axis=-1)
+    diag = diag[enough & (diag > 0)]
+    scale = float(np.median(diag)) if diag.size else 1.0
+    return ClipStats(np.sort(order), center.astype(np.float32), scale if np.isfinite(scale) and scale > 0 else 1.0)
+
+
+def _valid_mask(kp: np.ndarray, score: np.ndarray | None) -> np.ndarray:
+    valid = np.isfinite(kp).all(-1)
+    if score is not None:
+        score = np.asarray(score)
+        valid &= np.isfinite(score) & (score > 0)  # an infinite score is as broken as a NaN one
+    return valid
+
+
+def make_input(clip: Clip, layout: Layout, cfg: InputConfig, indices: np.ndarray,
+               augment: AugmentParams | None = None, stats: ClipStats | None = None) -> np.ndarray:
+    """float32 `[max_persons, len(indices), V, in_channels]` for the frames `indices` of `clip`."""
+    v = layout.num_joints
+    if clip.keypoint.shape[2] != v:
+        raise ValueError(f"clip {clip.frame_dir!r} has {clip.keypoint.shape[2]} joints, layout {layout.name} {v}")
+    stats = stats if stats is not None else clip_stats(clip, layout, cfg.max_persons)
+    indices = np.asarray(indices, dtype=np.int64)
+    kp = np.asarray(clip.keypoint[stats.persons][:, indices], dtype=np.float32)  # [M', T, V, C]
+    score = clip.scores()[stats.persons][:, indices].astype(np.float32)
+    valid = np.isfinite(kp).all(-1) & np.isfinite(score) & (score > 0)
+    kp = np.where(valid[..., None], (kp - stats.center) / stats.scale, 0).astype(np.float32)
+    cdim = kp.shape[-1]
+    if augment is not None:
+        if augment.flip:
+            perm = _flip_perm(layout)
+            kp, valid, score = kp[:, :, perm], valid[:, :, perm], score[:, :, perm]
+            kp[..., 0] = -kp[..., 0]
+        if augment.rotation:
+            kp = kp @ _rotation(augment.rotation, cdim).T
+        kp = kp * np.asarray(augment.scale[:cdim], np.float32)
+        kp = np.where(valid[..., None], kp, 0).astype(np.float32)
+    feats = []
+    for name in cfg.features:
+        if name == "joint":
+            feats.append(kp)
+        elif name == "bone":
+            parent = bone_parents(layout)
+            has = parent >= 0
+            p = np.where(has, parent, 0)
+            ok = valid & valid[:, :, p] & has
+            feats.append(np.where(ok[..., None], kp - kp[:, :, p], 0))
+        else:  # motion: to the next sampled frame; 0 at the end and where either end is missing
+            mo = np.zeros_like(kp)
+            ok = valid[:, 1:] & valid[:, :-1]
+            mo[:, :-1] = np.where(ok[..., None], kp[:, 1:] - kp[:, :-1], 0)
+            feats.append(mo)
+    if cfg.use_score:
+        feats.append(np.where(valid, score, 0)[..., None])
+    x = np.concatenate(feats, axis=-1).astype(np.float32)
+    out = np.zeros((cfg.max_persons,) + x.shape[1:], np.float32)
+    out[: x.shape[0]] = x
+    return out
+
+
+def _rotation(theta: float, dims: int) -> np.ndarray:
+    c, s = np.cos(theta), np.sin(theta)
+    if dims == 2:
+        return np.array([[c, -s], [s, c]], np.float32)
+    # 3D: about the vertical (y) axis, a change of viewpoint.
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], np.float32)

@@ -1,0 +1,102 @@
+"""The optimisation settings every training run shares: `TrainConfig`, the optimizer, the LR schedule, the loader."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from models.training.policy import PRECISIONS
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 5.0  # linear warm-up, per iteration
+    schedule: str = "cosine"  # "cosine" (to 0 at the end) or "step" (x gamma at each milestone epoch)
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "cpu"
+    amp: bool = True  # mixed precision (bfloat16 autocast) on CUDA; ignored on a CPU
+    sync_bn: bool = False  # under torchrun on CUDA: BatchNorm statistics of the whole batch (SyncBatchNorm)
+    label_smoothing: float = 0.0
+    eval_every: int = 1  # test-set evaluation every N epochs (and always after the last)
+    num_test_clips: int = 1  # windows per test clip, softmax-averaged
+    grad_clip: float = 0.0  # 0: no clipping (the gradient norm is still checked for inf/NaN)
+    plot_every: int = 1  # redraw the curves every N epochs (0: only at the end); the CSV is always written
+    precision: str = "fp32"  # "bf16": autocast the training forward to bfloat16 (weights, grads, eval stay fp32)
+
+    def __post_init__(self) -> None:
+        self.milestones = tuple(int(m) for m in self.milestones)
+        if self.schedule not in ("cosine", "step"):
+            raise ValueError(f"schedule must be 'cosine' or 'step', got {self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.num_test_clips < 1:
+            raise ValueError("epochs, batch_size, eval_every and num_test_clips must be >= 1")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> TrainConfig:
+        known = set(TrainConfig.__dataclass_fields__)
+        return TrainConfig(**{k: (tuple(v) if k == "milestones" else v) for k, v in d.items() if k in known})
+
+
+def make_optimizer(model_params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(list(model_params), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, cfg: TrainConfig, iters_per_epoch: int) -> float:
+    """The learning-rate multiplier at iteration `step` (0-based): linear warm-up, then cosine or step."""
+    warm = int(round(cfg.warmup_epochs * iters_per_epoch))
+    total = cfg.epochs * iters_per_epoch
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.schedule == "cosine":
+        progress = (step - warm) / max(1, total - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    epoch = step // max(1, iters_per_epoch)
+    return cfg.gamma ** sum(1 for m in cfg.milestones if epoch >= m)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iters_per_epoch: int
+                   ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration schedule: call `.step()` after every optimizer step (skipped steps included)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, iters_per_epoch))
+
+
+def train_loader(dataset, cfg: TrainConfig, epoch: int) -> DataLoader:
+    """The epoch's shuffled loader: order depends only on (seed, epoch), so a resumed run sees the same batches."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    g = torch.Generator()
+    g.manual_seed(cfg.seed * 1_000_003 + epoch)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=g, num_workers=cfg.num_workers,
+                        drop_last=len(dataset) > cfg.batch_size)
+    # Under torchrun (models.training.distributed.ShardedTrainSet): this rank's slice of each of these batches.
+    return dataset.shard_loader(loader) if hasattr(dataset, "shard_loader") else loader
+
+
+def test_loader(dataset, cfg: TrainConfig) -> DataLoader:
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+
+
+test_loader.__test__ = False  # not a pytest test, whatever module imports it

@@ -1,0 +1,123 @@
+"""Distillation: a frozen teacher on HQ, the student on LQ of the same clips, in the shared loop (`fit`).
+
+Per step: the teacher (eval mode, no gradient) gives logits and last-block features on the HQ window; the student
+gives the same on the LQ window (same frames, same augmentation); CE on labels plus the method's distillation
+terms; with gradient revision the distillation gradients that conflict with CE's are projected (see
+models/grad_revision.py), otherwise the weighted sum is back-propagated once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.grad_revision import FeatureTap, revise_and_backward
+from models.losses.distill import DistillConfig, DistillLosses
+from models.net.stgcn import STGCN
+from models.training.config import TrainConfig
+from models.training.distributed import DistContext, sync_batchnorm
+from models.training.fit import RunFiles, Step, StepOut, fit
+from models.training.history import History, plot_student_curves, student_line
+from models.training.runtime import amp_active, autocast, cpu_autocast
+from models.training.state import STUDENT_STATE
+
+
+def distill_step(teacher: STGCN, student: STGCN, losses: DistillLosses, x_hq: torch.Tensor, x_lq: torch.Tensor,
+                 y: torch.Tensor, dcfg: DistillConfig, params: list[torch.Tensor],
+                 tap: FeatureTap | None, label_smoothing: float = 0.0, *, dist: DistContext | None = None,
+                 amp: bool = False, precision: str = "fp32") -> tuple[dict[str, torch.Tensor], dict]:
+    """Forward both nets, compute every loss, fill `.grad` of `params`; returns (losses, revision stats).
+
+    A step whose losses are not all finite fills nothing and returns `{"skipped": 1.0}` in the stats. With `dist`
+    the `.grad` filled is the ranks' average (weighted by batch slice), taken before the revision's projection,
+    and a step is skipped on every rank when any rank's losses are not finite. `amp`: bfloat16 forwards on CUDA;
+    `precision` "bf16": bfloat16 forwards on a CPU (the losses stay float32).
+    """
+    with torch.no_grad(), autocast(x_hq.device, amp), cpu_autocast(precision, x_hq.device):
+        z_t, f_t = teacher(x_hq, return_features=True)
+    # Through the tap when revising: it cuts the student at the distilled layer (see FeatureTap).
+    with autocast(x_lq.device, amp), cpu_autocast(precision, x_lq.device):
+        z_s, f_s = (tap if tap is not None else student)(x_lq, return_features=True)
+    if amp_active(x_lq.device, amp) or precision == "bf16":  # the losses in float32
+        z_t, f_t, z_s, f_s = z_t.float(), f_t.float(), z_s.float(), f_s.float()
+    terms: dict[str, torch.Tensor] = {"ce": dcfg.ce_weight * F.cross_entropy(z_s, y, label_smoothing=label_smoothing)}
+    if dcfg.method != "none":
+        persons = f_s.shape[0] // x_lq.shape[0]  # the model pads persons up to its max_persons
+        terms.update(losses(z_s, f_s, z_t, f_t, persons=persons))
+    finite = all(bool(torch.isfinite(v)) for v in terms.values())
+    if dist is not None:
+        finite = dist.all_true(finite)
+    if not finite:
+        return terms, {"skipped": 1.0}
+    stats: dict = {}
+    if tap is not None and len(terms) > 1:
+        stats = revise_and_backward(terms, "ce", params, mode=dcfg.grad_revision, impl=dcfg.revision_impl,
+                                    split=tap, reduce=dist.reducer(len(y)) if dist is not None else None)
+    else:
+        torch.stack(list(terms.values())).sum().backward()
+        if dist is not None:
+            dist.average_gradients(params, len(y))
+    terms["_logits"] = z_s.detach()
+    return terms, stats
+
+
+def student_step(teacher: STGCN, student: STGCN, losses: DistillLosses, cfg: TrainConfig, dcfg: DistillConfig,
+                 params: list[Tensor], tap: FeatureTap | None, dist: DistContext | None = None) -> Step:
+    """`distill_step` as the loop's step function (batches of HQ window, LQ window, label)."""
+    device = torch.device(cfg.device)
+
+    def step(batch: tuple[Tensor, ...]) -> StepOut:
+        x_hq, x_lq, y = (t.to(device) for t in batch)
+        terms, stats = distill_step(teacher, student, losses, x_hq, x_lq, y, dcfg, params, tap,
+                                    cfg.label_smoothing, dist=dist, amp=cfg.amp, precision=cfg.precision)
+        logits = terms.pop("_logits", None)  # absent when the step was skipped
+        return StepOut({k: v.detach() for k, v in terms.items()}, logits, y, stats)
+
+    return step
+
+
+def _row(r: dict, ev: dict | None) -> dict:
+    return {**r, **({"test_top1": ev["top1"], "test_top5": ev["top5"]} if ev else {})}
+
+
+def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_set, test_set, cfg: TrainConfig,
+                  dcfg: DistillConfig, out: Path, *, resume: bool = False, progress: bool = True,
+                  num_classes: int, dist: DistContext | None = None,
+                  stop_after_epoch: int | None = None) -> tuple[History, dict | None]:
+    """Train `student` (and the losses' adapters) for `cfg.epochs`; evaluates on `test_set` (LQ clips).
+
+    Writes `out/student_metrics.csv`, `out/student_curves.png` and `out/student_last.pt` each epoch (resumable).
+    `dist` (under torchrun; `train_set` sharded with `dist.shard`): gradients averaged across ranks, epoch
+    metrics summed over ranks, evaluation sharded, files written by rank 0 only.
+    """
+    device = torch.device(cfg.device)
+    teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student.to(device)
+    losses.to(device)
+    params = [p for p in list(student.parameters()) + list(losses.parameters()) if p.requires_grad]
+    if cfg.sync_bn:
+        student = sync_batchnorm(student, dist)
+        if dcfg.revision_impl in ("auto", "jvp"):  # forward-mode AD does not go through SyncBatchNorm
+            dcfg = replace(dcfg, revision_impl="naive")
+    revise = dcfg.method != "none" and dcfg.grad_revision != "none"
+    tap = FeatureTap(student, student.blocks[-1]) if revise else None
+    files = RunFiles(state=out / "student_last.pt", state_format=STUDENT_STATE, csv=out / "student_metrics.csv",
+                     plot=out / "student_curves.png", plot_fn=plot_student_curves, line=student_line, row=_row)
+    try:
+        hist, last_eval, _ = fit(student_step(teacher, student, losses, cfg, dcfg, params, tap, dist),
+                                 {"student": student, "losses": losses}, params, train_set, test_set, cfg, files,
+                                 eval_model=student, num_classes=num_classes,
+                                 resume=resume and files.state.exists(), progress=progress,
+                                 desc=f"student ({dcfg.method})", dist=dist, stop_after_epoch=stop_after_epoch)
+    finally:
+        if tap is not None:
+            tap.remove()
+    student.cpu()
+    losses.cpu()
+    return hist, last_eval

@@ -1,0 +1,108 @@
+"""Dataset-level operations behind `pipeline dataset`: import dispatch, layout conversion, summary, export."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from models.contract.atomic import atomic_path
+from models.contract.errors import BadInput
+from models.contract.layouts import Layout, convert, get_layout
+from models.contract.skeleton import SkeletonDataset
+from pipeline.data.importers import IMPORTERS
+from pipeline.data.pyskl_io import load_dataset, save_dataset
+
+
+def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
+                   benchmark: str = "xsub") -> SkeletonDataset:
+    src = Path(src)
+    dst = get_layout(layout) if layout is not None else None  # a bad --layout fails before a long import
+    if not src.exists():
+        raise BadInput("not found", src)
+    if kind not in IMPORTERS:
+        raise BadInput(f"unknown dataset kind {kind!r}")
+    imp = IMPORTERS[kind]
+    given = {"benchmark": benchmark}
+    ds = imp.load(src, **{k: v for k, v in given.items() if k in imp.options})
+    if dst is not None:
+        ds = convert_dataset(ds, dst)
+    return ds
+
+
+def convert_dataset(ds: SkeletonDataset, dst: Layout) -> SkeletonDataset:
+    """Every clip mapped onto `dst` by joint name (joints `dst` has and the source lacks get score 0)."""
+    if dst == ds.layout:
+        return ds
+    clips = []
+    for c in ds.clips:
+        kp, sc = convert(c.keypoint, c.keypoint_score, ds.layout, dst)
+        extra = {k: v for k, v in c.extra.items() if not _is_per_joint(v, c)}
+        clips.append(replace(c, keypoint=kp, keypoint_score=sc, extra=extra))
+    return replace(ds, clips=clips, layout=dst)
+
+
+def _is_per_joint(v: object, clip) -> bool:
+    # Per-joint extras (Penn's visibility flags) no longer line up after a layout change.
+    return isinstance(v, np.ndarray) and v.shape[:3] == clip.keypoint.shape[:3]
+
+
+def summarize(ds: SkeletonDataset) -> dict:
+    frames = np.array([c.total_frames for c in ds.clips])
+    labels = np.array([c.label for c in ds.clips])
+    index = {c.frame_dir: c.label for c in ds.clips}
+    per_split = {}
+    for name, members in ds.split.items():
+        counts = np.bincount([index[m] for m in members if m in index], minlength=ds.num_classes)
+        per_split[name] = [int(x) for x in counts]
+    per_split["all"] = [int(x) for x in np.bincount(labels, minlength=ds.num_classes)]
+    return {
+        "clips": len(ds.clips),
+        "classes": list(ds.classes),
+        "layout": ds.layout.name,
+        "joints": ds.layout.num_joints,
+        "dims": ds.num_channels,
+        "max_persons": int(max(c.num_persons for c in ds.clips)),
+        "splits": {k: len(v) for k, v in ds.split.items()},
+        "per_split": per_split,
+        "frames": {"min": int(frames.min()), "median": float(np.median(frames)), "mean": float(frames.mean()),
+                   "max": int(frames.max())},
+    }
+
+
+def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str | None = None) -> int:
+    """Write `src` to a pickle (optionally in another layout) or a folder of one `.npz` per clip."""
+
+    dst = get_layout(layout) if layout is not None else None
+    ds = load_dataset(src)
+    if dst is not None:
+        ds = convert_dataset(ds, dst)
+    out = Path(out)
+    if out.suffix == ".pkl":
+        save_dataset(ds, out)
+        return len(ds.clips)
+    if out.exists() and not out.is_dir():
+        raise BadInput("exists and is not a folder (use a .pkl name for a pickle)", out)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for c in ds.clips:
+        name = _safe_name(c.frame_dir)
+        if name.lower() in used:  # two ids that clean to one name ("a/b", "a_b"): neither may overwrite the other
+            name = f"{name}_{hashlib.blake2b(c.frame_dir.encode('utf-8', 'surrogatepass'), digest_size=6).hexdigest()}"
+        used.add(name.lower())  # lower case: a case-insensitive file system would merge "A" and "a"
+        with atomic_path(out / f"{name}.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, keypoint=c.keypoint, keypoint_score=c.scores(), label=c.label,
+                                class_name=ds.classes[c.label], layout=ds.layout.name, frame_dir=c.frame_dir)
+    return len(ds.clips)
+
+
+def _safe_name(name: str, limit: int = 120) -> str:
+    """A file name that cannot leave its folder, whatever the data file says (and not too long for one)."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).lstrip(".")
+    if len(cleaned.encode("utf-8")) > limit:
+        digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+        cleaned = cleaned.encode("utf-8")[:limit].decode("utf-8", "ignore") + "_" + digest
+    return cleaned or "clip"

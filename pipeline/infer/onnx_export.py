@@ -1,0 +1,135 @@
+"""`pipeline export`: a checkpoint to ONNX (the legacy TorchScript-based exporter), runnable in onnxruntime.
+
+The graph takes `skeleton` float32 `[batch, M, T, V, C]` (batch dynamic; persons, frames, joints, channels as
+the checkpoint's input configuration says) and returns `logits` `[batch, K]`. The checkpoint's metadata (layout,
+classes, coordinate dimensions, input and model configuration) is stored as JSON in the model's
+`metadata_props` under `METADATA_KEY`, so `pipeline run --onnx FILE` needs no checkpoint. ONNX files are
+protobuf: reading one runs no code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from models.contract.atomic import atomic_path
+from models.contract.errors import BadInput
+from models.contract.layouts import Layout
+from models.net.transforms import InputConfig, in_channels
+
+METADATA_KEY = "skd_pipeline"
+FORMAT = "skd-pipeline/stgcn-onnx"
+OPSET = 17
+MAX_DIFF = 1e-4  # max |onnxruntime - PyTorch| on the logits accepted by export
+
+
+def input_shape(meta: dict, batch: int = 1) -> tuple[int, ...]:
+    icfg: InputConfig = meta["input_config"]
+    layout: Layout = meta["layout"]
+    return (batch, icfg.max_persons, icfg.length, layout.num_joints, in_channels(icfg, meta["coord_dims"]))
+
+
+def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET) -> dict:
+    """Export `checkpoint` to `out` (atomically) and check onnxruntime against PyTorch on random input.
+
+    Returns `{"path", "bytes", "max_abs_diff", "seconds"}`.
+    """
+    import onnx
+    import torch
+
+    from models.checkpoint import load_checkpoint
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise BadInput("is a folder; --onnx takes a file name", out)
+    model, meta = load_checkpoint(checkpoint)
+    example = torch.from_numpy(np.random.default_rng(0).normal(size=input_shape(meta, 2)).astype(np.float32))
+    props = {
+        "format": FORMAT,
+        "layout": meta["layout"].to_dict(),
+        "classes": meta["classes"],
+        "coord_dims": meta["coord_dims"],
+        "input_config": meta["input_config"].to_dict(),
+        "model_config": meta["model_config"].to_dict(),
+        "source": Path(checkpoint).name,
+    }
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings():  # the legacy exporter's deprecation notice: chosen on purpose
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["skeleton"], output_names=["logits"],
+                              dynamic_axes={"skeleton": {0: "batch"}, "logits": {0: "batch"}})
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(props)
+        proto.producer_name = "skd-pipeline"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        diff = parity(model, _session(str(tmp)), meta)
+        if not diff <= MAX_DIFF:  # a wrong graph is an internal error, and leaves no file behind
+            raise RuntimeError(f"onnxruntime's logits differ from PyTorch's by {diff:.3g} (> {MAX_DIFF})")
+    return {"path": str(out), "bytes": out.stat().st_size, "max_abs_diff": diff,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def parity(model, session, meta: dict, batch: int = 4, seed: int = 1) -> float:
+    """Max |onnxruntime - PyTorch| over the logits of a random batch."""
+    import torch
+
+    x = np.random.default_rng(seed).normal(size=input_shape(meta, batch)).astype(np.float32)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x)).numpy()
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    return float(np.abs(ref - got).max())
+
+
+def _session(path: str, threads: int | None = None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3  # warnings about unused initializers etc. are not the user's business
+    if threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    return ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def load_onnx(path: str | os.PathLike, threads: int | None = None) -> tuple[object, dict]:
+    """An onnxruntime session for a file written by `export_onnx`, and its metadata (as `load_checkpoint`'s)."""
+    import onnx
+
+    p = Path(path)
+    if p.is_dir():
+        raise BadInput("is a folder, expected an .onnx file", p)
+    if not p.is_file():
+        raise BadInput("ONNX file not found", p)
+    if p.stat().st_size == 0:
+        raise BadInput("empty file (0 bytes), not an ONNX model", p)
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
+        raise BadInput(f"not a readable ONNX model ({type(e).__name__})", p) from None
+    props = {e.key: e.value for e in proto.metadata_props}
+    if METADATA_KEY not in props:
+        raise BadInput("ONNX model without this pipeline's metadata (layout, classes); export it with "
+                       "`pipeline export`", p)
+    try:
+        d = json.loads(props[METADATA_KEY])
+        if d.get("format") != FORMAT:
+            raise ValueError(f"format {d.get('format')!r}")
+        meta = {"layout": Layout.from_dict(d["layout"], str(p)), "classes": [str(c) for c in d["classes"]],
+                "coord_dims": int(d["coord_dims"]), "input_config": InputConfig.from_dict(d["input_config"]),
+                "model_config": d.get("model_config", {})}
+    except (ValueError, KeyError, TypeError) as e:
+        raise BadInput(f"ONNX metadata is invalid ({e})", p) from None
+    try:
+        session = _session(str(p), threads)
+    except Exception as e:  # onnxruntime's own Fail/InvalidGraph exceptions
+        raise BadInput(f"onnxruntime cannot load it ({str(e).splitlines()[0][:200]})", p) from None
+    return session, meta

@@ -1,0 +1,218 @@
+"""The model part of `pipeline run`: options, a checkpoint (PyTorch) or an exported file (onnxruntime), windowing
+and classification of one pose sequence.
+
+Windows: a clip of at most `AUTO_WHOLE_S` seconds is classified whole (as the model was trained on whole
+clips); a longer one, or any clip when `--window`/`--stride` is given, in sliding windows. Each window is
+normalised and sampled on its own, exactly like one training clip, and the overall label is the mean of the
+probabilities of the windows in which a person was found.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from estimators.base import PoseResult
+from models.contract.errors import BadInput
+from models.contract.layouts import BLAZEPOSE33, Layout, coverage
+from models.contract.skeleton import Clip
+from models.net.transforms import InputConfig, make_input, sample_indices
+from pipeline.infer.onnx_export import load_onnx
+
+# models/zoo is package data: found through importlib.resources, wherever the package is installed.
+BUNDLED_MODEL = Path(str(resources.files("models") / "zoo" / "student_penn13.pt"))
+AUTO_WHOLE_S = 10.0       # clips up to this long are classified whole
+DEFAULT_WINDOW_S = 4.0
+DEFAULT_STRIDE_S = 2.0
+MIN_COVERAGE = 0.8        # fraction of the model's joints the estimator must supply
+MAX_BATCH = 64            # windows per forward pass (bounds memory on hour-long videos)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: Path | None = None      # checkpoint; None: the bundled model (unless onnx is given)
+    onnx: Path | None = None       # run the model part in onnxruntime from this exported file
+    topk: int = 5
+    window: float | None = None    # seconds; None: whole clip up to AUTO_WHOLE_S, else DEFAULT_WINDOW_S
+    stride: float | None = None    # seconds; None: DEFAULT_STRIDE_S, or window / 2 when window is given
+    render: Path | None = None     # one video: the output file; several: a folder
+    progress: bool = True
+    threads: int | None = None     # CPU threads of the model part (None: leave the runtime's default). The CLI
+                                   # passes 1: the student is small, and more threads fight MediaPipe and other
+                                   # processes for the cores (see docs/RESULTS.md)
+    device: str = "cpu"            # the PyTorch model's device (cpu, cuda, cuda:N); the pose estimator is CPU
+    max_persons: int = 1           # > 1: track this many persons and classify each on its own ("tracks")
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise BadInput("--threads must be >= 1")
+        if self.topk < 1:
+            raise BadInput("--topk must be >= 1")
+        if self.window is not None and not (np.isfinite(self.window) and self.window > 0):
+            raise BadInput("--window must be a positive number of seconds")
+        if self.stride is not None and not (np.isfinite(self.stride) and self.stride > 0):
+            raise BadInput("--stride must be a positive number of seconds")
+        if self.max_persons < 1:
+            raise BadInput("--max-persons must be >= 1")
+        if self.model is not None and self.onnx is not None:
+            raise BadInput("give --model or --onnx, not both (an exported file carries the model's metadata)")
+
+
+# --------------------------------------------------------------------------------------------- the model part
+
+@dataclass
+class ModelInfo:
+    """What the runner needs to know about a model, whichever runtime executes it."""
+
+    layout: Layout
+    classes: list[str]
+    input_config: InputConfig
+    coord_dims: int
+    source: str
+
+
+class TorchPredictor:
+    """A checkpoint run in PyTorch (eval mode, no autograd)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, device: str = "cpu"):
+        import torch
+
+        from models.checkpoint import load_checkpoint
+
+        if threads:
+            torch.set_num_threads(threads)  # process-wide: the CLI's choice, not the library's default
+        self.model, meta = load_checkpoint(path)
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.info = ModelInfo(meta["layout"], list(meta["classes"]), meta["input_config"], meta["coord_dims"],
+                              str(path))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities `[N, K]` for inputs `[N, M, T, V, C]`."""
+        import torch
+
+        with torch.inference_mode():
+            return torch.softmax(self.model(torch.from_numpy(x).to(self.device)), dim=-1).float().cpu().numpy()
+
+
+class OnnxPredictor:
+    """A file written by `pipeline export`, run in onnxruntime; its metadata stands in for the checkpoint."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        self.session, meta = load_onnx(path, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.info = ModelInfo(meta["layout"], list(meta["classes"]), meta["input_config"], meta["coord_dims"],
+                              str(path))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})[0]
+        z = logits - logits.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+Predictor = TorchPredictor | OnnxPredictor
+
+
+def load_predictor(opts: RunOptions) -> Predictor:
+    if opts.onnx is not None:
+        pred: Predictor = OnnxPredictor(opts.onnx, opts.threads)
+    else:
+        path = opts.model if opts.model is not None else BUNDLED_MODEL
+        if opts.model is None and not path.is_file():
+            raise BadInput("the bundled model is missing from this install; pass --model CKPT", path)
+        pred = TorchPredictor(path, opts.threads, opts.device)
+    check_feedable(pred.info)
+    return pred
+
+
+def check_feedable(info: ModelInfo, estimator_layout: Layout = BLAZEPOSE33) -> None:
+    """Refuse a model whose input the fast estimator cannot supply (its joints, 2D coordinates)."""
+    cov = coverage(estimator_layout, info.layout)
+    if cov < MIN_COVERAGE:
+        have = round(cov * info.layout.num_joints)
+        raise BadInput(f"the model is for layout {info.layout.name}: the fast estimator ({estimator_layout.name}) "
+                       f"supplies only {have} of its {info.layout.num_joints} joints", info.source)
+    if info.coord_dims != 2:
+        raise BadInput(f"the model takes {info.coord_dims}D coordinates; the fast estimator gives 2D", info.source)
+
+
+# --------------------------------------------------------------------------------------------------- windows
+
+def window_bounds(total: int, fps: float, window: float | None = None, stride: float | None = None
+                  ) -> list[tuple[int, int]]:
+    """Frame ranges `[start, end)` to classify.
+
+    No window/stride given: the whole clip when it lasts at most AUTO_WHOLE_S, else DEFAULT_WINDOW_S windows
+    every DEFAULT_STRIDE_S. Windows start every stride; one more window ends at the last frame when the
+    stride does not reach it, so the tail is always covered. A clip no longer than one window is one window.
+    """
+    if total < 1:
+        raise ValueError("total must be >= 1")
+    fps = fps if fps > 0 else 30.0
+    if window is None and stride is None and total / fps <= AUTO_WHOLE_S:
+        return [(0, total)]
+    win_s = window if window is not None else DEFAULT_WINDOW_S
+    str_s = stride if stride is not None else (win_s / 2 if window is not None else DEFAULT_STRIDE_S)
+    wf = max(2, int(round(win_s * fps)))
+    sf = max(1, int(round(str_s * fps)))
+    if total <= wf:
+        return [(0, total)]
+    bounds = [(s, s + wf) for s in range(0, total - wf + 1, sf)]
+    if bounds[-1][1] < total:
+        bounds.append((total - wf, total))
+    return bounds
+
+
+@dataclass
+class Classification:
+    bounds: list[tuple[int, int]]
+    probs: np.ndarray            # [W, K] per window
+    has_person: np.ndarray       # [W] bool: a person was found in some frame of the window
+    overall: np.ndarray          # [K] mean over windows with a person
+    seconds: float = 0.0
+
+
+def classify(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor, window: float | None = None,
+             stride: float | None = None) -> Classification:
+    """Classify `[M, T, V, C]` keypoints (already in the model's layout) window by window."""
+    t0 = time.perf_counter()
+    info = predictor.info
+    total = kp.shape[1]
+    bounds = window_bounds(total, fps, window, stride)
+    found = (score > 0).any(axis=(0, 2))  # [T]
+    xs = []
+    for s, e in bounds:
+        clip = Clip("window", 0, kp[:, s:e], score[:, s:e])
+        idx = sample_indices(e - s, info.input_config.length, train=False)[0]
+        xs.append(make_input(clip, info.layout, info.input_config, idx))
+    x = np.stack(xs)
+    probs = np.concatenate([predictor.predict(x[i:i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)])
+    has = np.array([bool(found[s:e].any()) for s, e in bounds])
+    overall = probs[has].mean(0) if has.any() else probs.mean(0)
+    return Classification(bounds, probs, has, overall, time.perf_counter() - t0)
+
+
+def top_labels(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [{"label": classes[i], "score": round(float(probs[i]), 4)} for i in order]
+
+
+@dataclass
+class VideoRun:
+    """Everything `run_video` found, plus the JSON-ready summary (`record`)."""
+
+    record: dict
+    pose: PoseResult
+    keypoint: np.ndarray         # [M, T, V, C] in the model's layout
+    score: np.ndarray
+    result: Classification
+    fps: float
+    extra: dict = field(default_factory=dict)
+
+

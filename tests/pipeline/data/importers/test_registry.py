@@ -1,0 +1,30 @@
+"""IMPORTERS is the one list of dataset importers: `dataset import` reads its choices and help from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.contract.errors import BadInput
+from pipeline.cli.dataset import import_cmd
+from pipeline.data.catalog import import_dataset
+from pipeline.data.importers import IMPORTERS
+from pipeline.data.pyskl_io import save_dataset
+from tests.conftest import make_dataset
+
+
+def test_cli_choices_and_help_are_the_dict():
+    kind = next(p for p in import_cmd.params if p.name == "kind")
+    assert list(kind.type.choices) == list(IMPORTERS)
+    for name, imp in IMPORTERS.items():
+        assert f"{name:<14} {imp.help}" in import_cmd.help
+
+
+def test_dispatch_through_the_dict(tmp_path: Path):
+    p = tmp_path / "d.pkl"
+    save_dataset(make_dataset(), p)
+    ds = import_dataset("pyskl", p)
+    assert len(ds.clips) == 12
+    with pytest.raises(BadInput, match="unknown dataset kind"):
+        import_dataset("nope", p)

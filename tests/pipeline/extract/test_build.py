@@ -1,0 +1,124 @@
+"""`pipeline dataset build`: cache entries -> paired HQ/LQ pickles (entries written directly, no estimator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from estimators.base import PoseResult
+from models.contract.errors import BadInput
+from pipeline.data.pyskl_io import load_dataset
+from pipeline.extract.build import build_paired, read_labels
+from pipeline.extract.cache import PoseCache, hash_file
+
+V = 33
+
+
+def add_entry(cache: PoseCache, video: Path, quality: str, t: int, m: int = 1, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    kp = rng.uniform(0, 300, (m, t, V, 2)).astype(np.float32)
+    sc = rng.uniform(0.5, 1, (m, t, V)).astype(np.float32)
+    h = hash_file(video)
+    settings = {"quality": quality}
+    cache.save(cache.entry_path(h, "mediapipe", settings), PoseResult(kp, sc, "blazepose33", (240, 320), 25.0),
+               {"video_hash": h, "estimator": "mediapipe", "settings": settings, "quality": quality,
+                "source": video.name})
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    cache = PoseCache(tmp_path / "cache")
+    frames = {"jump1": 10, "jump2": 12, "wave1": 8}
+    for i, (name, t) in enumerate(frames.items()):
+        v = vids / f"{name}.mp4"
+        v.write_bytes(f"video bytes {name}".encode())  # build only hashes the files
+        add_entry(cache, v, "high", t, m=2 if name == "jump2" else 1, seed=i)
+        add_entry(cache, v, "low", t, seed=10 + i)
+    return tmp_path, vids, cache, frames
+
+
+def test_round_trip_with_layout_conversion(setup):
+    root, vids, cache, frames = setup
+    labels = root / "labels.csv"
+    labels.write_text("videos/jump1.mp4,jump,train\nvideos/wave1.mp4,wave,test\n"
+                      f"{vids / 'jump2.mp4'},jump,test\n")
+    hq, lq = build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl", layout="penn13")
+    for ds in (load_dataset(root / "hq.pkl"), load_dataset(root / "lq.pkl")):
+        assert [c.frame_dir for c in ds.clips] == ["jump1", "wave1", "jump2"]
+        assert [c.total_frames for c in ds.clips] == [10, 8, 12]
+        assert ds.classes == ["jump", "wave"] and [c.label for c in ds.clips] == [0, 1, 0]
+        assert ds.split == {"train": ["jump1"], "test": ["wave1", "jump2"]}
+        assert ds.layout.name == "penn13" and ds.clips[0].keypoint.shape == (1, 10, 13, 2)
+        assert ds.clips[0].img_shape == (240, 320) and ds.clips[0].fps == 25.0
+    # HQ found two persons in jump2, LQ one: both are padded to the same shape (the extra person missing).
+    h2, l2 = load_dataset(root / "hq.pkl").clips[2], load_dataset(root / "lq.pkl").clips[2]
+    assert h2.keypoint.shape == l2.keypoint.shape == (2, 12, 13, 2)
+    assert not l2.keypoint_score[1].any()
+    # penn13 head comes from BlazePose's nose (joint 0), by name.
+    high = [cache.load(e) for e in cache.entries_for(hash_file(vids / "jump1.mp4"))]
+    src = next(e.result for e in high if e.meta["quality"] == "high")
+    np.testing.assert_allclose(hq.clips[0].keypoint[0, :, 0], src.keypoint[0, :, 0])
+
+
+def test_found_by_recorded_name_when_the_video_is_gone(setup):
+    root, vids, cache, frames = setup
+    labels = root / "labels.csv"
+    labels.write_text("video,label\nvideos/jump1.mp4,jump\nvideos/wave1.mp4,wave\n")
+    (vids / "jump1.mp4").unlink()
+    hq, lq = build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
+    assert [c.total_frames for c in hq.clips] == [10, 8] and hq.layout.name == "blazepose33"
+    assert hq.split == {"train": ["jump1", "wave1"]}
+
+
+def test_default_split_every_nth_clip_per_class(tmp_path: Path):
+    vids = tmp_path / "v"
+    vids.mkdir()
+    cache = PoseCache(tmp_path / "cache")
+    rows = []
+    for i in range(6):
+        v = vids / f"c{i}.mp4"
+        v.write_bytes(bytes([i]) * 10)
+        add_entry(cache, v, "high", 4)
+        add_entry(cache, v, "low", 4)
+        rows.append(f"v/c{i}.mp4,{i % 2}")
+    (tmp_path / "l.csv").write_text("\n".join(rows))
+    hq, _ = build_paired(tmp_path / "cache", tmp_path / "l.csv", tmp_path / "h.pkl", tmp_path / "l.pkl",
+                         test_every=3)
+    assert hq.classes == ["0", "1"]  # numeric labels are class indices
+    assert hq.split == {"train": ["c0", "c1", "c2", "c3"], "test": ["c4", "c5"]}
+
+
+def test_missing_entry_or_mismatched_frames_write_nothing(setup):
+    root, vids, cache, frames = setup
+    extra = vids / "new.mp4"
+    extra.write_bytes(b"never extracted")
+    labels = root / "labels.csv"
+    labels.write_text("videos/jump1.mp4,jump\nvideos/new.mp4,jump\n")
+    with pytest.raises(BadInput, match=r"1 video\(s\) have no mediapipe cache entry: new.mp4 \(HQ/LQ\)"):
+        build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
+    add_entry(cache, extra, "high", 5)
+    add_entry(cache, extra, "low", 6)
+    with pytest.raises(BadInput, match="HQ has 5 frames and LQ 6"):
+        build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
+    assert not (root / "hq.pkl").exists() and not (root / "lq.pkl").exists()
+
+
+def test_bad_labels(tmp_path: Path):
+    p = tmp_path / "l.csv"
+    p.write_text("a.mp4\n")
+    with pytest.raises(BadInput, match="line 1: expected video,label"):
+        read_labels(p)
+    p.write_text("a.mp4,x,train\nb.mp4,y\n")
+    with pytest.raises(BadInput, match="some rows have a split"):
+        read_labels(p)
+    p.write_text("video,label\n")
+    with pytest.raises(BadInput, match="no rows"):
+        read_labels(p)
+    with pytest.raises(BadInput, match="not found"):
+        read_labels(tmp_path / "none.csv")
+    with pytest.raises(BadInput, match="same file"):
+        build_paired(tmp_path, p, tmp_path / "x.pkl", tmp_path / "x.pkl")

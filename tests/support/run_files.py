@@ -1,0 +1,37 @@
+"""Checkpoints the `pipeline run` / `pipeline export` tests make themselves (tiny, untrained or scrambled)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import save_checkpoint
+from models.contract.layouts import Layout, get_layout
+from models.net.transforms import InputConfig
+from pipeline.stages.training import ModelOptions, build_model
+
+CLASSES = ["wave", "squat", "jump", "spin"]
+
+
+def tiny_checkpoint(path: Path, layout: str | Layout = "penn13", coord_dims: int = 2, length: int = 16,
+                    seed: int = 0, scramble: bool = True) -> Path:
+    """A small ST-GCN checkpoint. `scramble` draws every weight and BatchNorm statistic at random so the
+    logits are far from uniform (an untrained head outputs near-zero logits, which would hide any mismatch)."""
+    lay = get_layout(layout)
+    icfg = InputConfig(length=length, max_persons=1)
+    torch.manual_seed(seed)
+    model, cfg = build_model(lay, len(CLASSES), coord_dims, icfg, ModelOptions(width=0.25, depth=4))
+    if scramble:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+                if not t.is_floating_point():
+                    continue
+                if name.endswith("running_var"):
+                    t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+                else:
+                    t.add_(torch.randn(t.shape, generator=g) * 0.2)
+    model.eval()
+    save_checkpoint(path, model, layout=lay, classes=CLASSES, model_config=cfg, input_config=icfg)
+    return path
