@@ -213,6 +213,15 @@ def test_track_window_matches_finalize():
         np.testing.assert_array_equal(c, sc[0, s:e])
 
 
+def test_tracker_memory_follows_the_estimator_stride(ckpt: Path):
+    """The tracker keeps a lost person as long as the estimator's own `estimate()` would: max(60, 4 * stride)
+    frames, with the stride read through `PoseEstimator.stride` (the stand-in has no `cfg`)."""
+    pred = TorchPredictor(ckpt, threads=1)
+    for stride, age in ((2, 60), (25, 100)):
+        engine = LiveEngine(StickFigures(stride=stride), pred, LiveOptions(), 25.0, lambda ev: None)
+        assert engine.tracker.cfg.max_age == age
+
+
 def test_state_does_not_grow_with_the_stream(ckpt: Path):
     """A long stream: the tracker keeps only what the next windows need; labels keep coming."""
     est = StickFigures(stride=2)
