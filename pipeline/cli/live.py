@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from estimators.base import native_stderr_quiet
+from models.training.policy import DEFAULT_THREADS, THREADS_HELP
 from pipeline.infer.live import LiveOptions, check_display, json_line, open_source, run_live
 from pipeline.infer.prediction import RunOptions, load_predictor
 from pipeline.infer.runner import default_estimator
@@ -38,8 +39,8 @@ from pipeline.infer.runner import default_estimator
               help="Write the frames with skeletons and labels to OUT.mp4 (atomically; a file source stopped "
                    "part-way writes nothing; a camera or stream stopped with Ctrl-C is written).")
 @click.option("--show", is_flag=True, help="Show the frames in a window (q or Esc stops; needs a display).")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
-              help="CPU threads for the model and OpenCV.")
+@click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1),
+              help=THREADS_HELP + " Also OpenCV's threads.")
 @click.option("--open-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               metavar="SECONDS", help="Give up on a stream that does not open (or stalls) this long.")
 def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: float | None, stride: float | None,
