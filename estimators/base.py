@@ -58,6 +58,11 @@ class PoseEstimator(abc.ABC):
         `detect()` frame by frame (`pipeline live`) size the tracker's memory and drawing from it."""
         return 1
 
+    def load(self) -> None:
+        """Load the models now instead of on the first frame: a live source streams from the start, and a first
+        frame that waits for loading makes the frame queue drop frames (`pipeline live` calls this first)."""
+        return None
+
     def needs_frame(self, t: int) -> bool:
         """Whether frame `t` must be decoded. Frames answered False may arrive as `None`."""
         return True

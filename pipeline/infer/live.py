@@ -504,9 +504,10 @@ def run_live(source: Source, estimator: PoseEstimator, predictor: Predictor, opt
     engine.arrival = lambda t: float(reader.arrival[t % ARRIVAL_RING])
     window = Window(source.name) if opts.show else None
     render = Render(opts.render, source.fps) if opts.render is not None else None
-    cpu0, t0 = _cpu_seconds(), time.perf_counter()
     ok = False
     try:
+        estimator.load()  # before the source starts: graphs built on the first frame cost ~1 s of dropped frames
+        cpu0, t0 = _cpu_seconds(), time.perf_counter()
         reader.start()
         while not stop.is_set():
             got, item = q.get(0.1)
