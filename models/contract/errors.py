@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 
 class BadInput(Exception):
@@ -15,3 +16,8 @@ class BadInput(Exception):
         if path is not None:
             message = f"{os.fspath(path)}: {message}"
         super().__init__(message)
+
+
+def notice(message: str) -> None:
+    """One line on stderr about a choice made for the user (never on stdout, which may carry JSON)."""
+    print(f"note: {message}", file=sys.stderr, flush=True)

@@ -20,6 +20,8 @@ from models.contract.atomic import atomic_write_text
 from models.contract.layouts import Layout
 from models.net.stgcn import STGCN, STGCNConfig, count_params
 from models.net.transforms import InputConfig
+from models.openset import RULE
+from models.training.calibration import rule_for
 from models.training.config import TrainConfig
 from models.training.distributed import DistContext, sync_batchnorm
 from models.training.fit import RunFiles, Step, StepOut, fit
@@ -86,6 +88,7 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
     files = RunFiles(state=out / "last.pt", state_format=CLASSIFIER_STATE, csv=out / "metrics.csv",
                      plot=out / "curves.png", plot_fn=plot_classifier_curves, line=classifier_line, row=_row,
                      csv_fields=CSV_FIELDS,
+                     hint="fewer --epochs, a shorter --length (32), a smaller --width, or a GPU (--device cuda)",
                      config={"train_config": cfg.to_dict(), "model_config": model_config.to_dict(),
                              "input_config": input_config.to_dict()},
                      # the same model; the rest may change on resume (e.g. more epochs)
@@ -112,6 +115,12 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
         "layout": layout.name,
     }
     model.cpu().eval()  # handed back ready to use
+    open_set: dict = {}
+    if main and last_eval is not None and hasattr(train_set, "clips") and hasattr(test_set, "clips"):
+        rule = rule_for(model, train_set.clips, test_set.clips, layout, input_config, len(classes))
+        open_set = {"open_set": rule.to_dict()}
+        metrics["open_set"] = {"rule": RULE, "threshold": round(rule.threshold, 3), "keep": rule.keep,
+                               "calibrated_on": "test split"}
     if main:
         if hist.rows:
             plot_classifier_curves(out / "curves.png", hist.rows)
@@ -121,7 +130,7 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
                         input_config=input_config,
                         extra={"metrics": {k: metrics[k] for k in ("test_top1", "test_top5", "n_test", "epochs",
                                                                    "train_seconds", "seed")},
-                               "train_config": cfg.to_dict(), **(extra or {})})
+                               "train_config": cfg.to_dict(), **open_set, **(extra or {})})
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if dist is not None:
         dist.barrier()  # model.pt is on disk before any rank reads it

@@ -52,7 +52,27 @@ class RunFiles:
     row: Callable[[dict, dict | None], dict]  # (the loop's row, the evaluation or None) -> the row kept
     csv_fields: list[str] | None = None  # None: every key of the rows
     config: dict = field(default_factory=dict)  # stored in the state
+    hint: str = ""  # how to make the run cheaper, said when the estimate is long
     must_match: dict = field(default_factory=dict)  # entries of `config` a resumed run must have been started with
+
+
+ESTIMATE_AFTER_STEPS = 3   # steps timed before the run says how long it will take
+LONG_RUN_S = 15 * 60       # beyond this the estimate comes with the hint of a cheaper run
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def estimate_line(desc: str, step_s: float, iters: int, epochs_left: int, hint: str = "") -> str:
+    """What the first steps say about the run's length (they include start-up, so it errs long)."""
+    total = step_s * iters * epochs_left
+    line = (f"{desc}: ~{step_s:.2f} s/step on this machine: ~{_duration(step_s * iters)} per epoch, "
+            f"~{_duration(total)} for the {epochs_left} epoch(s) left")
+    if total > LONG_RUN_S and hint:
+        line += f"; for a quicker run: {hint}"
+    return line
 
 
 def fit(step: Step, modules: dict[str, nn.Module], params: list[Tensor], train_set, test_set, cfg: TrainConfig,
@@ -92,7 +112,10 @@ def fit(step: Step, modules: dict[str, nn.Module], params: list[Tensor], train_s
             meter = RevisionMeter()
             sums: dict[str, float] = {}
             correct = seen = skipped = 0
-            for batch in train_loader(train_set, cfg, epoch):
+            for i, batch in enumerate(train_loader(train_set, cfg, epoch)):
+                if bar is not None and epoch == start and i == ESTIMATE_AFTER_STEPS:
+                    bar.write(estimate_line(desc, (time.perf_counter() - t0) / i, iters, cfg.epochs - start,
+                                            files.hint))
                 optimizer.zero_grad(set_to_none=True)
                 out = step(batch)
                 ok = "skipped" not in out.stats

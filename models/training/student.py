@@ -108,7 +108,8 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
     revise = dcfg.method != "none" and dcfg.grad_revision != "none"
     tap = FeatureTap(student, student.blocks[-1]) if revise else None
     files = RunFiles(state=out / "student_last.pt", state_format=STUDENT_STATE, csv=out / "student_metrics.csv",
-                     plot=out / "student_curves.png", plot_fn=plot_student_curves, line=student_line, row=_row)
+                     plot=out / "student_curves.png", plot_fn=plot_student_curves, line=student_line, row=_row,
+                     hint="fewer --epochs, a shorter --length (32), --no-grad-revision, or a GPU (--device cuda)")
     try:
         hist, last_eval, _ = fit(student_step(teacher, student, losses, cfg, dcfg, params, tap, dist),
                                  {"student": student, "losses": losses}, params, train_set, test_set, cfg, files,

@@ -22,6 +22,7 @@ COMMANDS = {
     "demo": "pipeline.cli.demo:demo",
     "run": "pipeline.cli.run:run_cmd",
     "export": "pipeline.cli.run:export_cmd",
+    "calibrate": "pipeline.cli.calibrate:calibrate_cmd",
     "live": "pipeline.cli.live:live_cmd",
 }
 

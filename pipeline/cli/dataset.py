@@ -53,7 +53,7 @@ def info_cmd(file: Path, layout: str | None, as_json: bool) -> None:
         return
     click.echo(f"{file}: {summary['clips']} clips, {len(summary['classes'])} classes, layout "
                f"{summary['layout']} ({summary['joints']} joints, {summary['dims']}D), up to "
-               f"{summary['max_persons']} persons")
+               f"{summary['max_persons']} person{'s' if summary['max_persons'] != 1 else ''}")
     f = summary["frames"]
     click.echo(f"frames per clip: min {f['min']}, median {f['median']}, mean {f['mean']:.1f}, max {f['max']}")
     splits = list(summary["per_split"])

@@ -9,12 +9,12 @@ import click
 from models.contract.errors import BadInput
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
 from pipeline.infer.onnx_export import export_onnx
-from pipeline.infer.prediction import RunOptions
+from pipeline.infer.prediction import RunOptions, load_predictor
 from pipeline.infer.runner import format_json, format_text, run_videos
 
 
 @click.command("run")
-@click.argument("clips", nargs=-1, required=True, type=click.Path(path_type=Path))  # files or folders
+@click.argument("clips", nargs=-1, type=click.Path(path_type=Path))  # files or folders
 @click.option("--model", type=click.Path(path_type=Path),
               help="Student checkpoint (.pt) [default: the bundled Penn Action student, models/zoo/student_penn13.pt].")
 @click.option("--onnx", "onnx_file", type=click.Path(path_type=Path),
@@ -38,13 +38,17 @@ from pipeline.infer.runner import format_json, format_text, run_videos
               help='Track up to N persons and classify each on its own; N > 1 adds "tracks": [{"id", "frames": '
                    '[first, last], "labels"}...] to the JSON ("persons" stays a count).')
 @click.option("--no-progress", is_flag=True, help="No progress bar (it shows on a terminal only anyway).")
+@click.option("--classes", "list_classes", is_flag=True,
+              help="Print the actions the model knows (its whole vocabulary) and exit.")
 def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None, topk: int, as_json: bool,
             render: Path | None, window: float | None, stride: float | None, threads: int, device: str,
-            max_persons: int, no_progress: bool) -> None:
+            max_persons: int, no_progress: bool, list_classes: bool) -> None:
     """Recognise the action in CLIPS (video files, or folders searched for them) with the fast pose estimator
     and a distilled student.
 
-    Prints the top-k labels with scores per clip (and the top label of each window for long clips). A bad
+    Prints the top-k labels with scores per clip (and the top label of each window for long clips). A clip
+    unlike any action the model knows (its open-set rule, see `pipeline calibrate`) is reported as "not one of
+    the N actions this model knows" with the closest label; the JSON keeps the scores and adds "open_set". A bad
     clip is reported in one line and the others go on; the exit code is 2 when any clip failed.
     """
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
@@ -53,8 +57,22 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
                       progress=not no_progress, threads=threads, device=device, max_persons=max_persons)
+    if list_classes:
+        info = load_predictor(opts).info
+        click.echo(f"{len(info.classes)} actions ({info.source}):")
+        for name in info.classes:
+            click.echo(f"  {name}")
+        return
+    if not clips:
+        raise BadInput("give one or more CLIPS (video files or folders), or --classes")
     fmt = format_json if as_json else format_text
-    done, failures = run_videos(list(clips), opts, on_result=lambda r: click.echo(fmt(r)),
+
+    def show(r) -> None:
+        click.echo(fmt(r))
+        if "render" in r.extra:
+            click.echo(f"wrote {r.extra['render']}", err=True)
+
+    done, failures = run_videos(list(clips), opts, on_result=show,
                                 on_failure=lambda f: click.echo(f"Error: {f.reason}", err=True))
     if failures and len(done) + len(failures) == 1:
         # Its one-line error is already printed. SystemExit, not click's Exit: with standalone_mode=False

@@ -55,3 +55,8 @@ class ClipDataset(Dataset):
             xs = [make_input(clip, self.layout, self.cfg, row, None, self.stats[index]) for row in idx]
             x = xs[0] if self.num_test_clips == 1 else np.stack(xs)
         return torch.from_numpy(x), int(clip.label)
+
+
+def constant_scores(clips: list[Clip]) -> bool:
+    """True when every keypoint score of every clip is exactly 1.0 (ground truth)."""
+    return all(c.keypoint_score is None or bool(np.all(c.keypoint_score == 1)) for c in clips)

@@ -22,6 +22,7 @@ from models.contract.errors import BadInput
 from models.contract.layouts import BLAZEPOSE33, Layout, coverage
 from models.contract.skeleton import Clip
 from models.net.transforms import InputConfig, make_input, sample_indices
+from models.openset import OpenSetRule
 from pipeline.infer.onnx_export import load_onnx
 
 # models/zoo is package data: found through importlib.resources, wherever the package is installed.
@@ -31,6 +32,7 @@ DEFAULT_WINDOW_S = 4.0
 DEFAULT_STRIDE_S = 2.0
 MIN_COVERAGE = 0.8        # fraction of the model's joints the estimator must supply
 MAX_BATCH = 64            # windows per forward pass (bounds memory on hour-long videos)
+MIN_SECONDS = 0.5         # open-set: a clip with a person in fewer frames than this is not called known
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class ModelInfo:
     input_config: InputConfig
     coord_dims: int
     source: str
+    open_set: OpenSetRule | None = None  # None: the model carries no rejection rule (older or ONNX models)
 
 
 class TorchPredictor:
@@ -89,15 +92,32 @@ class TorchPredictor:
         self.model, meta = load_checkpoint(path)
         self.device = torch.device(device)
         self.model.to(self.device)
+        rule = None
+        if "open_set" in meta["extra"]:
+            try:
+                rule = OpenSetRule.from_dict(meta["extra"]["open_set"], len(meta["classes"]),
+                                             self.model.feature_channels)
+            except (KeyError, TypeError, ValueError) as e:
+                raise BadInput(f"the checkpoint's open-set rule is unusable ({e})", path) from None
         self.info = ModelInfo(meta["layout"], list(meta["classes"]), meta["input_config"], meta["coord_dims"],
-                              str(path))
+                              str(path), rule)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities `[N, K]` for inputs `[N, M, T, V, C]`."""
+        return self.predict_with_distance(x)[0]
+
+    def predict_with_distance(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities `[N, K]`, open-set distances `[N]` or None when the model has no rule)."""
         import torch
 
         with torch.inference_mode():
-            return torch.softmax(self.model(torch.from_numpy(x).to(self.device)), dim=-1).float().cpu().numpy()
+            xb = torch.from_numpy(x).to(self.device)
+            logits, f = self.model(xb, return_features=True)
+            probs = torch.softmax(logits, dim=-1).float().cpu().numpy()
+            n = xb.shape[0]  # pooled as the head pools: over (T', V), then persons
+            feats = f.float().mean(dim=(2, 3)).view(n, f.shape[0] // n, -1).mean(dim=1).cpu().numpy()
+        rule = self.info.open_set
+        return probs, (rule.distance(feats) if rule is not None else None)
 
 
 class OnnxPredictor:
@@ -114,6 +134,9 @@ class OnnxPredictor:
         z = logits - logits.max(axis=-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
+
+    def predict_with_distance(self, x: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.predict(x), None  # the exported graph has no feature output: no open-set rule
 
 
 Predictor = TorchPredictor | OnnxPredictor
@@ -176,6 +199,8 @@ class Classification:
     has_person: np.ndarray       # [W] bool: a person was found in some frame of the window
     overall: np.ndarray          # [K] mean over windows with a person
     seconds: float = 0.0
+    distance: np.ndarray | None = None  # [W] open-set distance per window (None: the model has no rule)
+    known: bool | None = None    # the clip is one of the model's actions (None: no rule to tell)
 
 
 def classify(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor, window: float | None = None,
@@ -192,10 +217,24 @@ def classify(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor
         idx = sample_indices(e - s, info.input_config.length, train=False)[0]
         xs.append(make_input(clip, info.layout, info.input_config, idx))
     x = np.stack(xs)
-    probs = np.concatenate([predictor.predict(x[i:i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)])
+    parts = [predictor.predict_with_distance(x[i:i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)]
+    probs = np.concatenate([p for p, _ in parts])
+    dist = None if parts[0][1] is None else np.concatenate([d for _, d in parts])
     has = np.array([bool(found[s:e].any()) for s, e in bounds])
     overall = probs[has].mean(0) if has.any() else probs.mean(0)
-    return Classification(bounds, probs, has, overall, time.perf_counter() - t0)
+    known = None
+    seen = int(found.sum())
+    if info.open_set is not None and seen < min_frames(fps):
+        known = False  # a glimpse: too little motion to tell any action apart, whatever the scores say
+    elif dist is not None and info.open_set is not None:
+        # The clip is known when most of its windows with a person are (the median window's distance).
+        known = bool(np.median(dist[has] if has.any() else dist) <= info.open_set.threshold)
+    return Classification(bounds, probs, has, overall, time.perf_counter() - t0, dist, known)
+
+
+def min_frames(fps: float) -> int:
+    """Frames with a person below which a clip is too short to be called one of the known actions."""
+    return max(8, int(round(MIN_SECONDS * (fps if fps > 0 else 30.0))))
 
 
 def top_labels(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:

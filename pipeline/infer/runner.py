@@ -34,6 +34,7 @@ from pipeline.infer.prediction import (
     VideoRun,
     classify,
     load_predictor,
+    min_frames,
     top_labels,
 )
 from pipeline.infer.rendering import render_video
@@ -65,14 +66,23 @@ def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Pred
     model_s = time.perf_counter() - tm
     info = predictor.info
     persons = int((pose.keypoint_score > 0).any(axis=(1, 2)).sum())
-    run = VideoRun({}, pose, kp, sc, result, fps)
+    run = VideoRun({}, pose, kp, sc, result, fps, {"classes": list(info.classes)})
     if render_to is not None:
         render_video(path, render_to, run, info)
+        run.extra["render"] = str(render_to)
     # The design's schema; "windows" only when the clip was classified in more than one window.
     run.record = {"video": str(path), "frames": pose.total_frames, "persons": persons,
                   "labels": top_labels(result.overall, info.classes, opts.topk),
                   "seconds": {"pose": round(pose_s, 3), "model": round(model_s, 3),
                               "total": round(time.perf_counter() - t0, 3)}}
+    if result.known is not None and info.open_set is not None:
+        dist = result.distance if result.distance is not None else []
+        seen = int((sc > 0).any(axis=(0, 2)).sum())
+        run.record["open_set"] = {"known": result.known, "threshold": round(info.open_set.threshold, 2),
+                                  "distance": round(float(np.median(dist)), 2) if len(dist) else None}
+        if seen < min_frames(fps):
+            run.record["open_set"]["reason"] = f"too short: a person in {seen} frames"
+
     if len(result.bounds) > 1:
         run.record["windows"] = window_records(result, fps, info.classes, opts.topk)
     if tracks is not None:
@@ -188,7 +198,14 @@ def format_text(run: VideoRun) -> str:
     dur = r["frames"] / run.fps
     lines = [f"{r['video']}: {r['frames']} frames ({dur:.1f} s), {r['persons']} person(s); "
              f"pose {secs['pose']:.2f} s, model {secs['model']:.3f} s, total {secs['total']:.2f} s"]
-    lines += [f"  {lab['score']:.3f}  {lab['label']}" for lab in r["labels"]]
+    if r.get("open_set", {}).get("known") is False:
+        top = r["labels"][0]
+        why = r["open_set"].get("reason")
+        lines.append(f"  not one of the {len(run_classes(run))} actions this model knows"
+                     + (f" ({why})" if why else "")
+                     + f" (closest: {top['label']} {top['score']:.3f}; `pipeline run --classes` lists them)")
+    else:
+        lines += [f"  {lab['score']:.3f}  {lab['label']}" for lab in r["labels"]]
     if "windows" in r:
         lines.append(f"  {len(r['windows'])} windows:")
         for w in r["windows"]:
@@ -199,6 +216,10 @@ def format_text(run: VideoRun) -> str:
         lines.append(f"  person {tr['id']} (frames {tr['frames'][0]}-{tr['frames'][1]}): "
                      f"{top['label']} ({top['score']:.2f})")
     return "\n".join(lines)
+
+
+def run_classes(run: VideoRun) -> list[str]:
+    return list(run.extra.get("classes", []))
 
 
 def format_json(run: VideoRun) -> str:

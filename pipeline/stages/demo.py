@@ -63,16 +63,21 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool = T
                "students": {k: v["student"]["lq_top1"] for k, v in results.items()},
                "seconds": round(time.perf_counter() - t0, 1), "config": cfg.__dict__}
     echo("")
-    echo(f"{'model':<34}{'input':<7}{'top-1':>7}")
-    echo(f"{'teacher':<34}{'HQ':<7}{summary['teacher_hq_top1']:>7.3f}")
-    echo(f"{'teacher':<34}{'LQ':<7}{summary['teacher_lq_top1']:>7.3f}")
-    for k, v in summary["students"].items():
-        name = {"none": "student, labels only", "skd": "student, SKD (graph matching + GR)"}.get(k, f"student, {k}")
-        echo(f"{name:<34}{'LQ':<7}{v:>7.3f}")
+    rows = [("teacher", "HQ", summary["teacher_hq_top1"]), ("teacher", "LQ", summary["teacher_lq_top1"])]
+    rows += [(f"student, {student_name(k)}", "LQ", v) for k, v in summary["students"].items()]
+    w = max(len(r[0]) for r in rows) + 2  # the columns never run together, whatever the names
+    echo(f"{'model':<{w}}{'input':<7}{'top-1':>6}")
+    for name, inp, v in rows:
+        echo(f"{name:<{w}}{inp:<7}{v:>6.3f}")
     _plot(out / "demo.png", summary)
     atomic_write_text(out / "demo.json", json.dumps(summary, indent=2) + "\n")
     echo(f"\nsaved {out / 'demo.png'} and {out / 'demo.json'} ({summary['seconds']:.0f} s)")
     return summary
+
+
+def student_name(method: str) -> str:
+    """How the table and the plot call a student, by its distillation method."""
+    return {"none": "labels only", "skd": "SKD (graph matching + GR)"}.get(method, method)
 
 
 def _plot(path: Path, s: dict) -> None:
@@ -80,7 +85,7 @@ def _plot(path: Path, s: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["teacher\nHQ", "teacher\nLQ"] + [f"student {k}\nLQ" for k in s["students"]]
+    names = ["teacher\nHQ", "teacher\nLQ"] + [f"student\n{student_name(k)}\nLQ" for k in s["students"]]
     vals = [s["teacher_hq_top1"], s["teacher_lq_top1"], *s["students"].values()]
     fig, ax = plt.subplots(figsize=(7, 4))
     bars = ax.bar(names, vals, color=["#4c72b0", "#8c8c8c"] + ["#dd8452", "#55a868", "#c44e52", "#8172b2"][

@@ -17,20 +17,22 @@ import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.atomic import atomic_path, atomic_savefig, atomic_write_text
-from models.contract.errors import BadInput
+from models.contract.errors import BadInput, notice
 from models.contract.layouts import get_layout
 from models.contract.skeleton import Clip
 from models.losses.distill import WEIGHT_FIELDS, DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
+from models.openset import RULE
+from models.training.calibration import rule_for
 from models.training.classifier import train_model
 from models.training.config import TrainConfig
 from models.training.evaluation import evaluate_on
 from models.training.student import train_student
-from pipeline.data.clips import ClipDataset
+from pipeline.data.clips import ClipDataset, constant_scores
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.paired import PairedClipDataset, PairedData, pair_datasets
 from pipeline.data.pyskl_io import load_dataset
-from pipeline.stages.training import ModelOptions, build_model
+from pipeline.stages.training import ModelOptions, build_model, default_warmup
 
 # What a distillation run leaves in its folder as it goes (any one of them means there is something to resume).
 RUN_FILES = ("teacher_run", "teacher.pt", "student_last.pt", "metrics.json")
@@ -69,11 +71,6 @@ def load_pair(hq_path: str | os.PathLike, lq_path: str | os.PathLike | None, cor
     return pair_datasets(hq, lq, lay, allow_unpaired=allow_unpaired, names=names), source
 
 
-def constant_scores(clips: list[Clip]) -> bool:
-    """True when every keypoint score of every clip is exactly 1.0 (ground truth)."""
-    return all(c.keypoint_score is None or bool(np.all(c.keypoint_score == 1)) for c in clips)
-
-
 def stratified_fraction(clips: list[Clip], fraction: float, seed: int) -> np.ndarray:
     """Indices of a class-stratified `fraction` of `clips` (at least one clip per class)."""
     if fraction >= 1.0:
@@ -102,6 +99,9 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
         raise BadInput("already holds a finished run: pass --resume, or another --out", out)
     if resume and not any((out / name).exists() for name in RUN_FILES):
         raise BadInput("nothing to resume: no distillation run in this folder", out)
+    if resume and (out / "metrics.json").exists():
+        notice(f"{out}: the run already finished: re-evaluating its teacher and student only (give --epochs N "
+               "to train the student further)")
     seed = req.student_train.seed
     data, lq_source = load_pair(hq_path, lq_path, corrupt, layout, seed, req.allow_unpaired)
     tr_hq, tr_lq = data.subset("train")
@@ -185,12 +185,19 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
         "pairing": data.report.describe(),
         "request": req.to_dict(),
     }
+    open_set: dict = {}
+    if is_main:
+        student.cpu().eval()
+        rule = rule_for(student, tr_lq, te_lq, data.layout, s_icfg, len(data.classes))
+        open_set = {"open_set": rule.to_dict()}
+        metrics["open_set"] = {"rule": RULE, "threshold": round(rule.threshold, 3), "keep": rule.keep,
+                               "calibrated_on": "test split (LQ)"}
     if is_main:
         save_checkpoint(out / "student.pt", student, layout=data.layout, classes=data.classes,
                         model_config=smodel_cfg, input_config=s_icfg,
                         extra={"role": "student", "metrics": {k: metrics[k] for k in ("method", "seed", "epochs")}
                                | {"lq_top1": ev_s["top1"], "lq_top5": ev_s["top5"]},
-                               "lq_source": lq_source, "train_config": scfg.to_dict()})
+                               "lq_source": lq_source, "train_config": scfg.to_dict(), **open_set})
         _plot_comparison(out / "comparison.png", metrics)
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
@@ -240,14 +247,14 @@ def make_request(*, method: str = "skd", grad_revision: str = "global", epochs: 
                  warmup_epochs: float | None = None, amp: bool = True, sync_bn: bool = False,
                  precision: str = "fp32", eval_every: int = 1) -> DistillRequest:
     """A DistillRequest from the command-line options (the same names a config file may use)."""
-    warm = min(5.0, epochs / 6) if warmup_epochs is None else warmup_epochs
+    warm = default_warmup(epochs) if warmup_epochs is None else warmup_epochs
     try:
         dcfg = DistillConfig(method=method, tau=tau, grad_revision=grad_revision, **parse_weights(weights))
         scfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_workers=workers,
                            device=device, warmup_epochs=warm, amp=amp, sync_bn=sync_bn,
                            precision=precision, eval_every=eval_every)
         t_epochs = teacher_epochs or epochs
-        tcfg = replace(scfg, epochs=t_epochs, warmup_epochs=min(5.0, t_epochs / 6))
+        tcfg = replace(scfg, epochs=t_epochs, warmup_epochs=default_warmup(t_epochs))
         icfg = InputConfig(length=length, features=tuple(features))
     except (TypeError, ValueError) as e:
         raise BadInput(f"invalid distillation options: {e}") from None

@@ -11,7 +11,7 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.contract.atomic import atomic_write_text
-from models.contract.errors import BadInput
+from models.contract.errors import BadInput, notice
 from models.contract.layouts import Layout
 from models.contract.skeleton import SkeletonDataset
 from models.net.stgcn import STGCN, STGCNConfig
@@ -19,7 +19,7 @@ from models.net.transforms import InputConfig, in_channels
 from models.training.classifier import train_model
 from models.training.config import TrainConfig, test_loader
 from models.training.evaluation import evaluate
-from pipeline.data.clips import ClipDataset
+from pipeline.data.clips import ClipDataset, constant_scores
 from pipeline.data.pyskl_io import load_dataset
 
 # The STGCNConfig fields the data decides; the others are the user's model-size knobs, `ModelOptions`.
@@ -76,6 +76,10 @@ def train_from_dataset(ds: SkeletonDataset, out: str | os.PathLike, req: TrainRe
         raise BadInput("exists and is not a folder", out)
     if resume:
         req = merge_resume(_stored_request(out), req, explicit)
+        done = _finished_epochs(out)
+        if done is not None and done >= req.train.epochs:
+            notice(f"{out}: the run already finished its {done} epochs: re-evaluating the saved model only (give "
+                   "--epochs N to train further)")
     elif not overwrite and ((out / "last.pt").exists() or (out / "model.pt").exists()):
         raise BadInput("already holds a run: pass --resume to continue it, --overwrite to start over, or another "
                        "--out", out)
@@ -87,6 +91,13 @@ def train_from_dataset(ds: SkeletonDataset, out: str | os.PathLike, req: TrainRe
     if not resume and icfg.max_persons > persons:
         icfg = replace(icfg, max_persons=persons)
         req = replace(req, input=icfg)
+    if not resume and icfg.use_score and constant_scores(train_clips):
+        # Ground truth (every score 1.0): a constant channel teaches nothing and collapses the input BatchNorm, after
+        # which any real estimator's scores wreck the model. Trained without it, as `distill` does for its teacher.
+        icfg = replace(icfg, use_score=False)
+        req = replace(req, input=icfg)
+        notice("every keypoint score in the training split is 1.0 (ground truth): training without the score "
+               "channel, so the model also works on an estimator's skeletons")
     torch.manual_seed(tcfg.seed)
     model, mcfg = build_model(ds.layout, ds.num_classes, ds.num_channels, icfg, req.model)
     train_set = ClipDataset(train_clips, ds.layout, icfg, train=True, seed=tcfg.seed)
@@ -99,6 +110,14 @@ def train_from_dataset(ds: SkeletonDataset, out: str | os.PathLike, req: TrainRe
                        model_config=mcfg, input_config=icfg, resume=resume, progress=progress,
                        extra={"data": str(data_path), "model_options": _asdict(req.model)},
                        stop_after_epoch=stop_after_epoch, dist=dist)
+
+
+def _finished_epochs(out: Path) -> int | None:
+    """Epochs of the finished run in `out` (from its metrics.json), None when there is none."""
+    try:
+        return int(json.loads((out / "metrics.json").read_text())["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _asdict(obj) -> dict:
@@ -221,7 +240,17 @@ def request_from_options(options: dict, config_file: str | os.PathLike | None = 
         raise BadInput(f"invalid training options: {e}", config_file) from None
     if req.model.width <= 0 or req.model.depth < 1:
         raise BadInput("--width must be > 0 and --depth >= 1")
+    if "warmup_epochs" not in explicit:  # the default warm-up scales with the run, so short runs reach their lr
+        req = replace(req, train=replace(req.train, warmup_epochs=default_warmup(req.train.epochs)))
+    elif req.train.warmup_epochs >= req.train.epochs:
+        raise BadInput(f"--warmup {req.train.warmup_epochs:g} is not shorter than --epochs {req.train.epochs}: "
+                       "the learning rate would never reach --lr")
     return req, explicit
+
+
+def default_warmup(epochs: int) -> float:
+    """5 warm-up epochs, or a sixth of a shorter run."""
+    return min(5.0, epochs / 6)
 
 
 def _read_config(path: Path) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.layouts import Layout
 from tests.support.run_files import CLASSES, tiny_checkpoint
 from tests.support.video_files import cut, stick_figure_frames, truncate, write_video
@@ -123,3 +124,45 @@ def test_model_and_onnx_together_is_a_usage_error(five: Path, ckpt: Path, tmp_pa
     proc = run_pipeline("run", five, "--model", ckpt, "--onnx", tmp_path / "m.onnx")
     assert proc.returncode == 2 and error_lines(proc) == [
         "Error: give --model or --onnx, not both (an exported file carries the model's metadata)"]
+
+
+def with_rule(src: Path, dst: Path, threshold: float) -> Path:
+    """`src` with an open-set rule whose threshold is `threshold` (class means at 0, identity precision)."""
+    model, meta = load_checkpoint(src)
+    c = model.feature_channels
+    rule = {"rule": "mahalanobis-tied", "means": [[0.0] * c] * len(meta["classes"]),
+            "precision": [[float(i == j) for j in range(c)] for i in range(c)], "threshold": threshold,
+            "keep": 0.95, "n_fit": 1, "n_calib": 1}
+    save_checkpoint(dst, model, layout=meta["layout"], classes=meta["classes"], model_config=meta["model_config"],
+                    input_config=meta["input_config"], extra={"open_set": rule})
+    return dst
+
+
+def test_open_set_flags_clips_the_model_does_not_know(shared_data: Path, ckpt: Path, tmp_path: Path):
+    video = cut(shared_data / "videos" / "tai_chi.mp4", tmp_path / "tai_chi.mp4", 40)
+    strict = with_rule(ckpt, tmp_path / "strict.pt", threshold=-1.0)  # no distance is below: nothing is known
+    lax = with_rule(ckpt, tmp_path / "lax.pt", threshold=1e12)        # every distance is below: all known
+    proc = run_pipeline("run", video, "--model", strict)
+    assert proc.returncode == 0, proc.stderr
+    assert f"not one of the {len(CLASSES)} actions this model knows (closest: " in proc.stdout
+    r = json.loads(run_pipeline("run", video, "--model", strict, "--json").stdout)
+    assert r["open_set"]["known"] is False and r["open_set"]["distance"] > -1.0
+    assert r["labels"][0]["label"] in CLASSES  # the scores are kept
+    r = json.loads(run_pipeline("run", video, "--model", lax, "--json").stdout)
+    assert r["open_set"]["known"] is True
+    proc = run_pipeline("run", video, "--model", lax)
+    assert "not one of" not in proc.stdout and any(c in proc.stdout for c in CLASSES)
+
+
+def test_a_glimpse_is_never_called_known(five: Path, ckpt: Path, tmp_path: Path):
+    lax = with_rule(ckpt, tmp_path / "lax.pt", threshold=1e12)
+    r = json.loads(run_pipeline("run", five, "--model", lax, "--json").stdout)
+    assert r["open_set"]["known"] is False and r["open_set"]["reason"].startswith("too short")
+
+
+def test_classes_lists_the_vocabulary(ckpt: Path):
+    proc = run_pipeline("run", "--classes", "--model", ckpt)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1:] == [f"  {c}" for c in CLASSES]
+    proc = run_pipeline("run")
+    assert proc.returncode == 2 and "--classes" in proc.stderr
