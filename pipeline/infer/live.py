@@ -43,6 +43,7 @@ from models.contract.layouts import Layout, convert, get_layout
 from pipeline.extract.video import VideoReader
 from pipeline.infer.prediction import DEFAULT_WINDOW_S, Classification, Predictor, classify, top_labels
 from pipeline.infer.rendering import draw_skeleton
+from pipeline.infer.runner import open_set_record
 
 DEFAULT_LIVE_STRIDE_S = 1.0    # a label per person every second: live output should not lag by whole windows
 ARRIVAL_RING = 1 << 16         # frames whose read time is remembered (for latency); windows are far shorter
@@ -378,19 +379,25 @@ class LiveEngine:
             if not (sc_m > 0).any():
                 continue
             i = min(bisect.bisect_left(tr.frames, e), len(tr.frames)) - 1
-            found.append((tr, keypoint_box(tr.keypoints[i], tr.scores[i]), self.classify(kp_m, sc_m)))
+            found.append((tr, keypoint_box(tr.keypoints[i], tr.scores[i]), sc_m, self.classify(kp_m, sc_m)))
         if not found:
             return
         latency = (time.perf_counter() - self.arrival(e - 1)) * 1000
-        for tr, box, res in found:
+        for tr, box, sc_m, res in found:
             labels = top_labels(res.overall, self.info.classes, self.opts.topk)
             pid = self.person_id(tr)
-            self.captions[id(tr)] = f"{pid}: {labels[0]['label']} {labels[0]['score']:.2f}"
+            verdict = open_set_record(res, self.info, sc_m, self.fps)
+            top = f"{labels[0]['label']} {labels[0]['score']:.2f}"
+            unknown = verdict is not None and verdict["known"] is False
+            self.captions[id(tr)] = f"{pid}: not known (closest {top})" if unknown else f"{pid}: {top}"
             self.stats.labels += 1
             self.stats.latencies_ms.append(latency)
-            self.on_event({"t": round(e / self.fps, 3), "person": pid,
-                           "box": [int(round(v)) for v in box] if box is not None else None,
-                           "labels": labels, "latency_ms": round(latency, 1), "frames": [s, e - 1]})
+            event = {"t": round(e / self.fps, 3), "person": pid,
+                     "box": [int(round(v)) for v in box] if box is not None else None,
+                     "labels": labels, "latency_ms": round(latency, 1), "frames": [s, e - 1]}
+            if verdict is not None:
+                event["open_set"] = verdict  # as `pipeline run` reports it, for this person and window
+            self.on_event(event)
 
     def classify(self, kp: np.ndarray, score: np.ndarray) -> Classification:
         """One person's window (`[1, T, V, C]`, the model's layout) through `classify`, as one window: the same

@@ -35,7 +35,7 @@ from tests.support.cli_support import (
     run_pipeline,
     visible_lines,
 )
-from tests.support.run_files import tiny_checkpoint
+from tests.support.run_files import tiny_checkpoint, with_rule
 from tests.support.video_files import cut, stick_figure_frames, write_video
 
 NUM_JOINTS = 33  # blazepose33, the layout of the real fast estimator
@@ -219,6 +219,29 @@ def test_run_labels_each_person_on_its_own(tmp_path: Path, ckpt: Path):
     assert "2 person(s)" in text[0]
     assert text[-2:] == [f"  person {p['id']} (frames 0-39): {p['labels'][0]['label']} "
                          f"({p['labels'][0]['score']:.2f})" for p in tracks]
+
+
+def test_the_open_set_rule_reaches_tracks_and_live_events(tmp_path: Path, ckpt: Path):
+    """A model with an open-set rule: `run --max-persons` gives each track its verdict, `live` each event; both
+    come from `classify`, so a strict rule (nothing known) and a lax one (all known) flip every verdict."""
+    video = two_figures(tmp_path, 40)
+    for threshold, known in ((-1.0, False), (1e12, True)):
+        model = with_rule(ckpt, tmp_path / f"rule{threshold:g}.pt", threshold)
+        (run,), _ = run_videos([video], RunOptions(model=model, topk=2, progress=False, threads=1, max_persons=2),
+                               estimator=StickFigures(stride=2, max_persons=2))
+        assert run.record["open_set"]["known"] is known
+        assert [tr["open_set"]["known"] for tr in run.record["tracks"]] == [known, known]
+        assert ("not a known action" in format_text(run)) is not known
+        events, _ = live_events(video, StickFigures(stride=2, max_persons=2), model, window=0.8, stride=0.4,
+                                max_persons=2, realtime=False)
+        assert len(events) == 6 and all(ev["open_set"]["known"] is known for ev in events)
+    # A 0.4 s window (10 frames at 25 fps) is a glimpse: never called known, as in `pipeline run`.
+    events, _ = live_events(video, StickFigures(stride=2, max_persons=2), model, window=0.4, stride=0.2,
+                            max_persons=2, realtime=False)
+    assert events and all(ev["open_set"]["reason"].startswith("too short") for ev in events)
+    (plain,), _ = run_videos([video], RunOptions(model=ckpt, progress=False, threads=1, max_persons=2),
+                             estimator=StickFigures(stride=2, max_persons=2))
+    assert all("open_set" not in tr for tr in plain.record["tracks"])  # no rule: no verdict
 
 
 def test_track_window_matches_finalize():
