@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import platform
+import re
 import statistics
 import sys
 import time
@@ -96,7 +97,9 @@ def collect(out: Path) -> list[dict]:
     rows = []
     for p in sorted((out / "runs").glob("*/*/metrics.json")):
         m = json.loads(p.read_text())
-        rows.append({"spec": m["lq_source"].removeprefix("corrupt:"), "method": m["method"],
+        # metrics record the seed the corruption used (",seed=N"); runs of one spec over seeds group together
+        spec = re.sub(r",seed=\d+", "", m["lq_source"].removeprefix("corrupt:"))
+        rows.append({"spec": spec, "method": m["method"],
                      "revision": m["grad_revision"], "seed": m["seed"], "teacher_hq": m["teacher"]["hq_top1"],
                      "teacher_lq": m["teacher"]["lq_top1"], "student": m["student"]["lq_top1"],
                      "sec_per_step": m.get("seconds_per_step"), "revision_stats": m.get("revision", {})})

@@ -236,7 +236,7 @@ CASES = [
     Case("layout-json-wrong-joint-count", ("dataset", "info", "{d}/ok.pkl", "--layout", "{d}/l.json"),
          lambda d: (tiny_pkl(d / "ok.pkl"), (d / "l.json").write_text(json.dumps(
              {"name": "five", "joints": list("abcde"), "edges": [[0, 1]], "center": 0}))),
-         "layout five has 5 joints but the clips have 17", "{d}/ok.pkl", "unknown layout"),
+         "layout five (5 joints) shares no joint name with the clips' layout coco17", "{d}/ok.pkl", "unknown layout"),
     Case("layout-stored-unknown", ("dataset", "info", "{d}/s.pkl"),
          lambda d: write_pickle(d / "s.pkl", {"annotations": [ann()], "layout": "../../etc/passwd.json"}),
          "neither a built-in layout name nor a layout dict", "{d}/s.pkl", "unknown layout"),
@@ -502,8 +502,11 @@ def test_unicode_and_spaces_in_every_path_work(tmp_path: Path):
     assert len(list(npz.glob("*.npz"))) == 4
     proc = run_pipeline("dataset", "info", out, "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["clips"] == 4
-    # A custom layout file whose path and joint names are not ASCII: refused for the wrong joint count, by name.
+    # A custom layout file whose path and joint names are not ASCII: refused (no joint in common), by name.
     line = one_error_line(run_pipeline("dataset", "info", out, "--layout", lay))
+    assert line == (f"Error: {out}: layout tête (2 joints) shares no joint name with the clips' layout ntu25 "
+                    f"(25 joints, stored in the file): nothing to convert"), line
+    line = one_error_line(run_pipeline("dataset", "info", out, "--source-layout", lay))
     assert line == f"Error: {out}: layout tête has 2 joints but the clips have 25", line
 
 

@@ -160,18 +160,33 @@ OPENPOSE18 = Layout("openpose18", _OPENPOSE, ((4, 3), (3, 2), (7, 6), (6, 5), (1
                                               (9, 8), (11, 5), (8, 2), (5, 1), (2, 1), (0, 1), (15, 0),
                                               (14, 0), (17, 15), (16, 14)), center=1)
 
-BUILTIN: dict[str, Layout] = {lay.name: lay for lay in (COCO17, BLAZEPOSE33, PENN13, NTU25, OPENPOSE18)}
+# OpenPose BODY_25: the COCO-18 body plus the hip midpoint and three points per foot, in OpenPose's order.
+_BODY25 = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+           "left_wrist", "mid_hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+           "right_eye", "left_eye", "right_ear", "left_ear", "left_big_toe", "left_small_toe", "left_heel",
+           "right_big_toe", "right_small_toe", "right_heel")
+BODY25 = Layout("body25", _BODY25, ((1, 8), (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10),
+                                    (10, 11), (8, 12), (12, 13), (13, 14), (1, 0), (0, 15), (15, 17), (0, 16),
+                                    (16, 18), (14, 19), (19, 20), (14, 21), (11, 22), (22, 23), (11, 24)), center=1)
+
+BUILTIN: dict[str, Layout] = {lay.name: lay for lay in (COCO17, BLAZEPOSE33, PENN13, NTU25, OPENPOSE18, BODY25)}
 
 # Joints of different estimators that mean the same body point.
 ALIASES: dict[str, tuple[str, ...]] = {
     "head": ("nose",), "nose": ("head",),
     "left_hand": ("left_wrist",), "right_hand": ("right_wrist",),
+    # BODY_25's joints (only aliases that name one of its joints, so older conversions stay as they were)
+    "mid_hip": ("spine_base",), "spine_base": ("mid_hip",),
+    "left_big_toe": ("left_foot_index", "left_foot"), "right_big_toe": ("right_foot_index", "right_foot"),
+    "left_foot_index": ("left_big_toe",), "right_foot_index": ("right_big_toe",),
+    "left_foot": ("left_big_toe",), "right_foot": ("right_big_toe",),
 }
 # Joints some layouts lack but that are midpoints of joints they have.
 MIDPOINTS: dict[str, tuple[str, str]] = {
     "neck": ("left_shoulder", "right_shoulder"),
     "spine_shoulder": ("left_shoulder", "right_shoulder"),
     "spine_base": ("left_hip", "right_hip"),
+    "mid_hip": ("left_hip", "right_hip"),
 }
 
 

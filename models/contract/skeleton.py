@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from models.contract.layouts import Layout
+from models.contract.layouts import Layout, convert
 
 
 @dataclass
@@ -48,6 +48,8 @@ class SkeletonDataset:
     classes: list[str]
     layout: Layout
     extra: dict = field(default_factory=dict)  # other top-level keys of the pickle
+    layout_from: str = ""  # how the layout was decided (stored, given, guessed); shown by `dataset info`, not saved
+    warnings: list[str] = field(default_factory=list)  # importers' notes for the user; not saved
 
     def by_name(self) -> dict[str, Clip]:
         return {c.frame_dir: c for c in self.clips}
@@ -82,3 +84,20 @@ def body_scale(keypoint: np.ndarray, score: np.ndarray | None = None) -> float:
                 if d > 0:
                     sizes.append(d)
     return float(np.median(sizes)) if sizes else 1.0
+
+
+def convert_dataset(ds: SkeletonDataset, dst: Layout) -> SkeletonDataset:
+    """Every clip mapped onto `dst` by joint name (joints `dst` has and the source lacks get score 0)."""
+    if dst == ds.layout:
+        return ds
+    clips = []
+    for c in ds.clips:
+        kp, sc = convert(c.keypoint, c.keypoint_score, ds.layout, dst)
+        extra = {k: v for k, v in c.extra.items() if not _is_per_joint(v, c)}
+        clips.append(replace(c, keypoint=kp, keypoint_score=sc, extra=extra))
+    return replace(ds, clips=clips, layout=dst)
+
+
+def _is_per_joint(v: object, clip) -> bool:
+    # Per-joint extras (Penn's visibility flags) no longer line up after a layout change.
+    return isinstance(v, np.ndarray) and v.shape[:3] == clip.keypoint.shape[:3]

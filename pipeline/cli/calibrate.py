@@ -8,6 +8,7 @@ import click
 
 from models.training.policy import THREADS_HELP
 from models.training.runtime import set_threads
+from pipeline.cli.layout_opts import layout_option, source_layout_option
 from pipeline.stages.calibrate import calibrate_checkpoint
 
 
@@ -20,15 +21,17 @@ from pipeline.stages.calibrate import calibrate_checkpoint
               help="Simulate LQ first (as `distill --corrupt`): calibrate a student on the input it will see.")
 @click.option("--keep", default=0.95, show_default=True, type=float,
               help="Fraction of in-class test clips the threshold keeps; the rest of the distance range is flagged.")
-@click.option("--layout", default=None, help="Layout to read the pickle as, when it stores none.")
+@layout_option
+@source_layout_option
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --corrupt draw.")
 @click.option("--threads", type=click.IntRange(1), default=None, help=THREADS_HELP)
 def calibrate_cmd(model_path: Path, data: Path, out: Path | None, corrupt: str | None, keep: float,
-                  layout: str | None, seed: int, threads: int | None) -> None:
+                  layout: str | None, source_layout: str | None, seed: int, threads: int | None) -> None:
     """Fit the open-set rule of a checkpoint (Mahalanobis distance of its pooled features to the nearest class
     mean; threshold at the --keep quantile of held-out in-class clips) and store it in the checkpoint, so that
     `pipeline run` flags clips of actions the model does not know. `train` and `distill` do this themselves."""
     set_threads(threads)
-    r = calibrate_checkpoint(model_path, data, out or model_path, layout=layout, corrupt=corrupt, keep=keep, seed=seed)
+    r = calibrate_checkpoint(model_path, data, out or model_path, layout=layout, source_layout=source_layout,
+                             corrupt=corrupt, keep=keep, seed=seed)
     click.echo(f"wrote {r['out']}: threshold {r['threshold']} keeps {keep:.0%} of {r['n_calib']} test clips "
                f"({r['train_kept']:.1%} of {r['n_fit']} training clips)")

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli.layout_opts import NAMES, layout_option, source_layout_option
 from pipeline.data.catalog import export_dataset, import_dataset, summarize
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.importers import IMPORTERS
 from pipeline.data.pyskl_io import load_dataset, save_dataset
 from pipeline.extract.build import build_paired
 
-LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a custom layout .json file."
+LAYOUT_HELP = f"Layout: {NAMES}."
 
 
 @click.group()
@@ -24,13 +25,24 @@ def dataset() -> None:
 @click.argument("kind", type=click.Choice(list(IMPORTERS)))
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output pickle (.pkl).")
-@click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
+@layout_option
+@source_layout_option
 @click.option("--benchmark", default="xsub", show_default=True, type=click.Choice(["xsub", "xview", "xset"]),
               help="NTU only: which official split becomes train/test (xset: NTU-120 only). All are kept as "
                    "<benchmark>_train/_val splits too.")
-def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: str) -> None:
+@click.option("--labels", default=None, type=click.Path(path_type=Path),
+              help="openpose-json only: CSV rows video,label[,split] (label: class name or 0-based index).")
+@click.option("--keypoints", default=None, type=click.Path(path_type=Path),
+              help="pyskl only: folder of PYSKL kpfiles for split-keypoint annotations (K400 HRNet release).")
+@click.option("--max-persons", default=2, show_default=True, type=click.IntRange(1),
+              help="openpose-json and split-keypoint pyskl: persons kept per clip.")
+def import_cmd(kind: str, src: Path, out: Path, layout: str | None, source_layout: str | None,
+               benchmark: str, labels: Path | None, keypoints: Path | None, max_persons: int) -> None:
     """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT (KIND: see below)."""
-    ds = import_dataset(kind, src, layout=layout, benchmark=benchmark)
+    ds = import_dataset(kind, src, layout=layout, benchmark=benchmark, source_layout=source_layout,
+                        labels=labels, keypoints=keypoints, max_persons=max_persons)
+    for w in ds.warnings:
+        click.echo(f"warning: {w}", err=True)
     save_dataset(ds, out)
     n = {k: len(v) for k, v in ds.split.items()}
     click.echo(f"wrote {out}: {len(ds.clips)} clips, {ds.num_classes} classes, layout {ds.layout.name}, "
@@ -41,19 +53,21 @@ def import_cmd(kind: str, src: Path, out: Path, layout: str | None, benchmark: s
 
 @dataset.command("info")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--layout", default=None, help=LAYOUT_HELP)
+@layout_option
+@source_layout_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def info_cmd(file: Path, layout: str | None, as_json: bool) -> None:
+def info_cmd(file: Path, layout: str | None, source_layout: str | None, as_json: bool) -> None:
     """Classes, clips per split and class, frame-count statistics, layout and 2D/3D of FILE."""
     import json
 
-    summary = summarize(load_dataset(file, layout))
+    summary = summarize(load_dataset(file, layout, source_layout))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(f"{file}: {summary['clips']} clips, {len(summary['classes'])} classes, layout "
                f"{summary['layout']} ({summary['joints']} joints, {summary['dims']}D), up to "
-               f"{summary['max_persons']} person{'s' if summary['max_persons'] != 1 else ''}")
+               f"{summary['max_persons']} person{'s' if summary['max_persons'] != 1 else ''}; layout "
+               f"{summary['layout_from']}")
     f = summary["frames"]
     click.echo(f"frames per clip: min {f['min']}, median {f['median']}, mean {f['mean']:.1f}, max {f['max']}")
     splits = list(summary["per_split"])
@@ -69,24 +83,27 @@ def info_cmd(file: Path, layout: str | None, as_json: bool) -> None:
 @click.argument("hq", type=click.Path(path_type=Path))
 @click.option("--spec", required=True,
               help="Corruption, e.g. drop=0.6,impute=3,jitter=0.02,framedrop=0.1[,profile=FILE.json].")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (a seed= in --spec wins).")
+@layout_option
+@source_layout_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output LQ pickle.")
-def corrupt_cmd(hq: Path, spec: str, seed: int, out: Path) -> None:
+def corrupt_cmd(hq: Path, spec: str, seed: int, layout: str | None, source_layout: str | None, out: Path) -> None:
     """Simulate low-quality skeletons from the HQ pickle (same clip ids and frame counts)."""
     s = parse_spec(spec)
-    ds = load_dataset(hq)
+    ds = load_dataset(hq, layout, source_layout)
     save_dataset(corrupt_dataset(ds, s, seed), out)
-    click.echo(f"wrote {out}: {len(ds.clips)} clips corrupted with {s} (seed {seed})")
+    click.echo(f"wrote {out}: {len(ds.clips)} clips corrupted with {s} (seed {s.effective_seed(seed)})")
 
 
 @dataset.command("export")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Output: a .pkl (pyskl pickle, optionally converted with --layout) or a folder of .npz files.")
-@click.option("--layout", default=None, help=LAYOUT_HELP + " Converts the clips to it by joint name.")
-def export_cmd(file: Path, out: Path, layout: str | None) -> None:
+@layout_option
+@source_layout_option
+def export_cmd(file: Path, out: Path, layout: str | None, source_layout: str | None) -> None:
     """Export a pyskl pickle: to another pickle (e.g. in another layout) or one .npz per clip."""
-    n = export_dataset(file, out, layout)
+    n = export_dataset(file, out, layout, source_layout)
     click.echo(f"wrote {out}: {n} clips")
 
 

@@ -10,7 +10,7 @@ from models.losses import METHODS
 from models.training.distributed import check_sync_bn, distributed
 from models.training.policy import PRECISIONS, THREADS_HELP
 from models.training.runtime import resolve_device, set_threads
-from pipeline.cli.dataset import LAYOUT_HELP
+from pipeline.cli.layout_opts import NAMES, source_layout_option
 from pipeline.stages.distilling import make_request, run_distill
 
 
@@ -19,7 +19,10 @@ from pipeline.stages.distilling import make_request, run_distill
 @click.option("--lq", type=click.Path(path_type=Path), help="Low-quality skeletons of the same clips (pickle).")
 @click.option("--corrupt", "corrupt_spec", metavar="SPEC",
               help="Simulate LQ from HQ instead of --lq, e.g. drop=0.6,impute=3,jitter=0.02,framedrop=0.1.")
-@click.option("--layout", default=None, help=LAYOUT_HELP + " Both sides are converted to it (default: HQ's).")
+@click.option("--layout", default=None, metavar="NAME|FILE.json",
+              help=f"Layout to work in ({NAMES}); both sides are converted to it by joint name, and a pickle that "
+                   "stores no layout and has this joint count is read as it (default: HQ's).")
+@source_layout_option
 @click.option("--method", default="skd", show_default=True,
               type=click.Choice(list(METHODS)), help="; ".join(f"{k} = {m.help}" for k, m in METHODS.items()) + ".")
 @click.option("--grad-revision/--no-grad-revision", default=True, show_default=True,
@@ -60,7 +63,8 @@ from pipeline.stages.distilling import make_request, run_distill
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
-def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | None, method: str,
+def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | None, source_layout: str | None,
+            method: str,
             grad_revision: bool, revision_mode: str, teacher_ckpt: Path | None, epochs: int,
             teacher_epochs: int | None, student_width: float, teacher_width: float, depth: int, length: int,
             batch_size: int, lr: float, tau: float, weights: str, train_fraction: float, allow_unpaired: bool,
@@ -86,7 +90,8 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
                            train_fraction=train_fraction, allow_unpaired=allow_unpaired, seed=seed,
                            workers=workers, device=str(dev), amp=amp, sync_bn=sync_bn,
                            precision=precision, eval_every=eval_every)
-        m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout, teacher_ckpt=teacher_ckpt,
+        m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout,
+                        source_layout=source_layout, teacher_ckpt=teacher_ckpt,
                         resume=resume, progress=not quiet and (dist is None or dist.is_main), dist=dist)
     if dist is not None and not dist.is_main:
         return

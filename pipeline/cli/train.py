@@ -9,15 +9,15 @@ import click
 from models.training.distributed import check_sync_bn, distributed
 from models.training.policy import PRECISIONS, THREADS_HELP
 from models.training.runtime import resolve_device, set_threads
+from pipeline.cli.layout_opts import layout_option, source_layout_option
 from pipeline.stages.training import eval_from_pickle, request_from_options, train_from_pickle
-
-LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a custom layout .json file."
 
 
 @click.command("train")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Training data: a pyskl pickle.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder for model.pt, metrics, plots.")
-@click.option("--layout", default=None, help=LAYOUT_HELP + " Default: the pickle's own.")
+@layout_option
+@source_layout_option
 @click.option("--config", "config_file", default=None, type=click.Path(path_type=Path),
               help="TOML file setting any of these options by name (command-line options win).")
 @click.option("--epochs", type=int, default=None, help="Epochs [60].")
@@ -56,8 +56,8 @@ LAYOUT_HELP = "Layout: coco17, blazepose33, penn13, ntu25, openpose18, or a cust
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (from its last.pt).")
 @click.option("--overwrite", is_flag=True, help="Start over in an --out that already holds a run.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data: Path, out: Path, layout: str | None, config_file: Path | None, resume: bool, overwrite: bool,
-          quiet: bool, threads: int | None, **options) -> None:
+def train(data: Path, out: Path, layout: str | None, source_layout: str | None, config_file: Path | None,
+          resume: bool, overwrite: bool, quiet: bool, threads: int | None, **options) -> None:
     """Train an ST-GCN classifier on the train split of DATA; test on its test split.
 
     Writes OUT/model.pt (checkpoint with layout, classes and configuration), OUT/metrics.json
@@ -76,8 +76,9 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
         if options["sync_bn"]:
             check_sync_bn(dist)  # before anything is written
         req, explicit = request_from_options(options, config_file)
-        metrics = train_from_pickle(data, out, req, layout=layout, resume=resume, overwrite=overwrite,
-                                    progress=not quiet and (dist is None or dist.is_main), explicit=explicit,
+        metrics = train_from_pickle(data, out, req, layout=layout, source_layout=source_layout, resume=resume,
+                                    overwrite=overwrite, progress=not quiet and (dist is None or dist.is_main),
+                                    explicit=explicit,
                                     dist=dist)
     if dist is not None and not dist.is_main:
         return
@@ -89,19 +90,21 @@ def train(data: Path, out: Path, layout: str | None, config_file: Path | None, r
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="Checkpoint (.pt).")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="A pyskl pickle.")
 @click.option("--split", default="test", show_default=True, help="Split of DATA to score.")
-@click.option("--layout", default=None, help=LAYOUT_HELP + " Default: the pickle's own.")
+@layout_option
+@source_layout_option
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--test-clips", type=int, default=None, help="Windows per clip, averaged [as trained].")
 @click.option("--threads", type=click.IntRange(1), default=None, help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"top1", "top5", "n"} as JSON.')
-def eval_cmd(model_path: Path, data: Path, split: str, layout: str | None, batch_size: int,
+def eval_cmd(model_path: Path, data: Path, split: str, layout: str | None, source_layout: str | None, batch_size: int,
              test_clips: int | None, threads: int | None, device: str, as_json: bool) -> None:
     """Top-1 and top-5 accuracy of a checkpoint on a split of a pickle."""
     import json
 
     set_threads(threads)
-    res = eval_from_pickle(model_path, data, split=split, layout=layout, batch_size=batch_size,
+    res = eval_from_pickle(model_path, data, split=split, layout=layout, source_layout=source_layout,
+                           batch_size=batch_size,
                            num_test_clips=test_clips, device=str(resolve_device(device)))
     if as_json:
         click.echo(json.dumps(res))

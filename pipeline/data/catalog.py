@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
-from models.contract.layouts import Layout, convert, get_layout
-from models.contract.skeleton import SkeletonDataset
+from models.contract.layouts import get_layout
+from models.contract.skeleton import SkeletonDataset, convert_dataset
 from pipeline.data.importers import IMPORTERS
 from pipeline.data.pyskl_io import load_dataset, save_dataset
 
 
 def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
-                   benchmark: str = "xsub") -> SkeletonDataset:
+                   benchmark: str = "xsub", source_layout: str | None = None, labels: str | os.PathLike | None = None,
+                   keypoints: str | os.PathLike | None = None, max_persons: int = 2) -> SkeletonDataset:
+    """Import `src` with the importer of `kind`, which gets those of the options it declares; then convert to
+    `layout` (an importer that declares "layout" reads it itself: pyskl, whose file may store none)."""
     src = Path(src)
     dst = get_layout(layout) if layout is not None else None  # a bad --layout fails before a long import
     if not src.exists():
@@ -26,28 +28,16 @@ def import_dataset(kind: str, src: str | os.PathLike, layout: str | None = None,
     if kind not in IMPORTERS:
         raise BadInput(f"unknown dataset kind {kind!r}")
     imp = IMPORTERS[kind]
-    given = {"benchmark": benchmark}
+    given = {"benchmark": benchmark, "layout": dst, "source_layout": source_layout, "labels": labels,
+             "keypoints": keypoints, "max_persons": max_persons}
+    for name in ("source_layout", "labels", "keypoints"):  # unset unless asked for: wrong for this kind is a mistake
+        if given[name] is not None and name not in imp.options:
+            takers = ", ".join(k for k, i in IMPORTERS.items() if name in i.options)
+            raise BadInput(f"--{name.replace('_', '-')} is for {takers}, not {kind}")
     ds = imp.load(src, **{k: v for k, v in given.items() if k in imp.options})
     if dst is not None:
         ds = convert_dataset(ds, dst)
     return ds
-
-
-def convert_dataset(ds: SkeletonDataset, dst: Layout) -> SkeletonDataset:
-    """Every clip mapped onto `dst` by joint name (joints `dst` has and the source lacks get score 0)."""
-    if dst == ds.layout:
-        return ds
-    clips = []
-    for c in ds.clips:
-        kp, sc = convert(c.keypoint, c.keypoint_score, ds.layout, dst)
-        extra = {k: v for k, v in c.extra.items() if not _is_per_joint(v, c)}
-        clips.append(replace(c, keypoint=kp, keypoint_score=sc, extra=extra))
-    return replace(ds, clips=clips, layout=dst)
-
-
-def _is_per_joint(v: object, clip) -> bool:
-    # Per-joint extras (Penn's visibility flags) no longer line up after a layout change.
-    return isinstance(v, np.ndarray) and v.shape[:3] == clip.keypoint.shape[:3]
 
 
 def summarize(ds: SkeletonDataset) -> dict:
@@ -63,6 +53,7 @@ def summarize(ds: SkeletonDataset) -> dict:
         "clips": len(ds.clips),
         "classes": list(ds.classes),
         "layout": ds.layout.name,
+        "layout_from": ds.layout_from or "given",
         "joints": ds.layout.num_joints,
         "dims": ds.num_channels,
         "max_persons": int(max(c.num_persons for c in ds.clips)),
@@ -73,13 +64,11 @@ def summarize(ds: SkeletonDataset) -> dict:
     }
 
 
-def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str | None = None) -> int:
+def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str | None = None,
+                   source_layout: str | None = None) -> int:
     """Write `src` to a pickle (optionally in another layout) or a folder of one `.npz` per clip."""
 
-    dst = get_layout(layout) if layout is not None else None
-    ds = load_dataset(src)
-    if dst is not None:
-        ds = convert_dataset(ds, dst)
+    ds = load_dataset(src, layout, source_layout)
     out = Path(out)
     if out.suffix == ".pkl":
         save_dataset(ds, out)

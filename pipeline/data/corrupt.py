@@ -36,9 +36,19 @@ class CorruptSpec:
     def __str__(self) -> str:
         parts = [f"drop={self.drop:g}", f"impute={self.impute}", f"jitter={self.jitter:g}",
                  f"framedrop={self.framedrop:g}"]
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
         if self.profile:
             parts.append(f"profile={self.profile}")
         return ",".join(parts)
+
+    def effective_seed(self, run_seed: int | None) -> int:
+        """The seed a corruption uses: the spec's `seed=` wins over the run's seed."""
+        return self.seed if self.seed is not None else (0 if run_seed is None else run_seed)
+
+    def with_seed(self, run_seed: int | None) -> CorruptSpec:
+        """This spec with the seed it is applied with written in (what metrics and files record)."""
+        return replace(self, seed=self.effective_seed(run_seed))
 
 
 def parse_spec(text: str) -> CorruptSpec:
@@ -139,9 +149,9 @@ def corrupt_clip(clip: Clip, spec: CorruptSpec, rng: np.random.Generator,
 
 
 def corrupt_dataset(ds: SkeletonDataset, spec: CorruptSpec, seed: int | None = None) -> SkeletonDataset:
-    """A new dataset with every clip corrupted; reproducible from (seed, clip order)."""
-    seed = spec.seed if seed is None else seed
-    rng = np.random.default_rng(0 if seed is None else seed)
+    """A new dataset with every clip corrupted; reproducible from (seed, clip order). `spec.seed` wins."""
+    spec = spec.with_seed(seed)
+    rng = np.random.default_rng(spec.seed)
     profile = load_profile(spec.profile, ds.layout.num_joints) if spec.profile else None
     clips = [corrupt_clip(c, spec, rng, profile) for c in ds.clips]
     extra = dict(ds.extra)

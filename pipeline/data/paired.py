@@ -14,9 +14,8 @@ import torch
 
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
-from models.contract.skeleton import Clip, SkeletonDataset
+from models.contract.skeleton import Clip, SkeletonDataset, convert_dataset
 from models.net.transforms import InputConfig, draw_augment, make_input, sample_indices
-from pipeline.data.catalog import convert_dataset
 
 
 @dataclass

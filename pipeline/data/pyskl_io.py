@@ -9,14 +9,15 @@ from __future__ import annotations
 import io
 import os
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
-from models.contract.layouts import BUILTIN, Layout, get_layout
-from models.contract.skeleton import Clip, SkeletonDataset
+from models.contract.layouts import BUILTIN, Layout, coverage, get_layout
+from models.contract.skeleton import Clip, SkeletonDataset, convert_dataset
 
 # (module, name) pairs the unpickler may resolve. numpy 1.x says numpy.core, numpy 2.x numpy._core.
 _ALLOWED = {
@@ -95,14 +96,22 @@ _KNOWN_ANN_KEYS = {"frame_dir", "label", "total_frames", "keypoint", "keypoint_s
                    "original_shape", "fps"}
 
 
-def load_dataset(path: str | os.PathLike, layout: str | Layout | None = None) -> SkeletonDataset:
-    """Load a pyskl annotation pickle into a SkeletonDataset.
+def load_dataset(path: str | os.PathLike, layout: str | Layout | None = None,
+                 source_layout: str | Layout | None = None) -> SkeletonDataset:
+    """Load a pyskl annotation pickle into a SkeletonDataset, in `layout` when one is given.
 
-    The layout comes from `layout`, else the file's own `layout` key, else is guessed from the joint count.
-    Non-finite coordinates are masked (set to 0 with score 0) so they never reach a model or a loss.
+    What the clips ARE: `source_layout`, else the file's own `layout` key, else (PYSKL/MMAction2 files store
+    none) `layout` when its joint count fits, else a guess from the joint count. Clips in another layout than
+    `layout` are then converted to it by joint name. Non-finite coordinates are masked (set to 0 with score 0)
+    so they never reach a model or a loss.
     """
     p = Path(path)
-    obj = safe_load(p)
+    return dataset_from_object(safe_load(p), p, layout, source_layout)
+
+
+def dataset_from_object(obj: object, p: Path, layout: str | Layout | None = None,
+                        source_layout: str | Layout | None = None) -> SkeletonDataset:
+    """`load_dataset` on an already unpickled object (`p` names the file in messages)."""
     if isinstance(obj, list):  # a bare annotation list, as some mmaction2 files are
         obj = {"annotations": obj, "split": {}}
     if not isinstance(obj, dict) or "annotations" not in obj:
@@ -118,6 +127,8 @@ def load_dataset(path: str | os.PathLike, layout: str | Layout | None = None) ->
             raise BadInput(f"annotation {n} is {type(a).__name__}, expected a dict", p)
         for k in ("frame_dir", "label", "keypoint"):
             if k not in a:
+                if k == "keypoint" and "frame_inds" in a:
+                    raise BadInput(split_keypoint_message(a, n), p)
                 raise BadInput(f"annotation {n} lacks '{k}'", p)
         name = a["frame_dir"]
         if not isinstance(name, str) or not name:
@@ -182,20 +193,43 @@ def load_dataset(path: str | os.PathLike, layout: str | Layout | None = None) ->
         raise BadInput("'classes' must be a list of names", p)
     elif max_label >= len(classes):
         raise BadInput(f"label {max_label} but only {len(classes)} classes", p)
-    lay = _resolve_layout(layout, obj.get("layout"), v_seen.pop(), p)
+    dst = get_layout(layout) if layout is not None else None
+    src = get_layout(source_layout) if source_layout is not None else None
+    lay, origin = _resolve_layout(dst, src, obj.get("layout"), v_seen.pop(), p)
     extra = {k: v for k, v in obj.items() if k not in ("annotations", "split", "classes", "layout")}
-    return SkeletonDataset(clips, {str(k): [str(x) for x in v] for k, v in split.items()}, list(classes),
-                           lay, extra)
+    ds = SkeletonDataset(clips, {str(k): [str(x) for x in v] for k, v in split.items()}, list(classes),
+                         lay, extra, layout_from=origin)
+    if dst is not None and dst != lay:
+        if coverage(lay, dst) == 0:
+            hint = (f"; if the file IS in {dst.name}, say so with --source-layout" if dst.num_joints == lay.num_joints
+                    else ": nothing to convert")
+            raise BadInput(f"layout {dst.name} ({dst.num_joints} joints) shares no joint name with the clips' "
+                           f"layout {lay.name} ({lay.num_joints} joints, {origin}){hint}", p)
+        ds = replace(convert_dataset(ds, dst), layout_from=f"converted from {lay.name} ({origin})")
+    return ds
+
+
+def split_keypoint_message(a: dict, n: int) -> str:
+    """What is missing from a PYSKL split-keypoint annotation (K400 HRNet: keypoints in separate kpfiles)."""
+    name = a.get("frame_dir", f"annotation {n}")
+    raw = a.get("raw_file")
+    where = f"the kpfile {str(raw)!r} (its 'raw_file')" if isinstance(raw, str) else "a separate kpfile"
+    return (f"annotation {n} ({name!r}) holds no 'keypoint' but 'frame_inds': a PYSKL split-keypoint annotation "
+            f"whose skeletons are in {where}; import it with `pipeline dataset import pyskl FILE --keypoints DIR` "
+            f"(DIR: the folder of kpfiles)")
 
 
 _MAX_UNNAMED_CLASSES = 100_000
 _DEFAULT_BY_JOINTS = {13: "penn13", 17: "coco17", 18: "openpose18", 25: "ntu25", 33: "blazepose33"}
 
 
-def _resolve_layout(arg, stored, num_joints: int, path: Path) -> Layout:
-    if arg is not None:
-        lay = get_layout(arg)
-    elif stored is not None:
+def _resolve_layout(dst: Layout | None, src: Layout | None, stored, num_joints: int, path: Path
+                    ) -> tuple[Layout, str]:
+    """The layout the clips ARE in, and where that came from (for `dataset info`)."""
+    fits = dst is not None and dst.num_joints == num_joints
+    if src is not None:
+        lay, origin = src, "given by --source-layout"
+    elif stored is not None and not (fits and not _valid_stored(stored)):
         # A name the file stores is only looked up among the built-ins: a data file must not make us read
         # another file (get_layout would open a path).
         if isinstance(stored, str) and stored in BUILTIN:
@@ -204,14 +238,26 @@ def _resolve_layout(arg, stored, num_joints: int, path: Path) -> Layout:
             lay = Layout.from_dict(stored, f"{path} (stored layout)")
         else:
             raise BadInput(f"stored 'layout' {str(stored)[:40]!r} is neither a built-in layout name nor a layout "
-                           f"dict; pass --layout", path)
+                           f"dict; pass --source-layout", path)
+        origin = "stored in the file"
+    elif fits:
+        lay, origin = dst, "given by --layout (the file stores none)"
     elif num_joints in _DEFAULT_BY_JOINTS:
-        lay = get_layout(_DEFAULT_BY_JOINTS[num_joints])
+        lay, origin = get_layout(_DEFAULT_BY_JOINTS[num_joints]), f"guessed from {num_joints} joints (none stored)"
+    elif dst is not None:
+        raise BadInput(f"clips have {num_joints} joints and no layout is stored, and --layout {dst.name} has "
+                       f"{dst.num_joints}: say what the file is with --source-layout NAME|FILE.json naming a "
+                       f"{num_joints}-joint layout", path)
     else:
-        raise BadInput(f"clips have {num_joints} joints and no layout is stored; pass --layout", path)
+        raise BadInput(f"clips have {num_joints} joints and no layout is stored; pass --layout (or "
+                       f"--source-layout) NAME|FILE.json naming a {num_joints}-joint layout", path)
     if lay.num_joints != num_joints:
         raise BadInput(f"layout {lay.name} has {lay.num_joints} joints but the clips have {num_joints}", path)
-    return lay
+    return lay, origin
+
+
+def _valid_stored(stored: object) -> bool:
+    return (isinstance(stored, str) and stored in BUILTIN) or isinstance(stored, dict)
 
 
 def to_pyskl(ds: SkeletonDataset) -> dict:

@@ -8,10 +8,8 @@ each class (in CSV order) goes to `test`, the rest to `train`.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,57 +17,9 @@ import numpy as np
 from models.contract.errors import BadInput
 from models.contract.layouts import convert, get_layout
 from models.contract.skeleton import Clip, SkeletonDataset
+from pipeline.data.labels import LabelRow, class_index, read_labels
 from pipeline.data.pyskl_io import save_dataset
 from pipeline.extract.cache import CacheEntry, PoseCache, hash_file
-
-
-@dataclass
-class LabelRow:
-    video: Path
-    label: str
-    split: str | None
-    line: int
-
-
-def read_labels(path: str | os.PathLike) -> list[LabelRow]:
-    p = Path(path)
-    if p.is_dir():
-        raise BadInput("is a folder, expected a labels .csv file", p)
-    if not p.is_file():
-        raise BadInput("labels CSV not found", p)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadInput("labels CSV is not UTF-8 text", p) from None
-    except OSError as e:  # no permission, an I/O error
-        raise BadInput(f"cannot read ({e.strerror or type(e).__name__})", p) from None
-    rows: list[LabelRow] = []
-    for n, rec in enumerate(csv.reader(text.splitlines()), start=1):
-        rec = [c.strip() for c in rec]
-        if not rec or not any(rec) or rec[0].startswith("#"):
-            continue
-        if n == 1 and rec[0].lower() == "video":
-            continue
-        if len(rec) not in (2, 3) or not rec[0] or not rec[1]:
-            raise BadInput(f"line {n}: expected video,label[,split], got {','.join(rec)!r}", p)
-        v = Path(rec[0])
-        rows.append(LabelRow(v if v.is_absolute() else p.parent / v, rec[1], rec[2] if len(rec) == 3 else None, n))
-    if not rows:
-        raise BadInput("labels CSV has no rows", p)
-    if len({r.split is None for r in rows}) > 1:
-        raise BadInput("some rows have a split column and some do not", p)
-    return rows
-
-
-def _classes(rows: list[LabelRow]) -> tuple[list[str], list[int]]:
-    labels = [r.label for r in rows]
-    if all(lab.isdigit() for lab in labels):  # numeric labels are class indices already
-        idx = [int(lab) for lab in labels]
-        if max(idx) >= 100_000:  # a class is named for every index below the largest: refuse absurd ones
-            raise BadInput(f"numeric label {max(idx)} is too large to be a class index (use class names)")
-        return [str(i) for i in range(max(idx) + 1)], idx
-    classes = sorted(set(labels))
-    return classes, [classes.index(lab) for lab in labels]
 
 
 class _Finder:
@@ -107,7 +57,7 @@ def build_paired(cache_dir: str | os.PathLike, labels_csv: str | os.PathLike, ou
         raise BadInput("cache folder not found", cache_dir)
     cache = PoseCache(cache_dir)
     rows = read_labels(labels_csv)
-    classes, labels = _classes(rows)
+    classes, labels = class_index(rows)
     finder = _Finder(cache, estimator)
     missing: list[str] = []
     pairs: list[tuple[CacheEntry, CacheEntry]] = []

@@ -217,7 +217,10 @@ def classify(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor
         idx = sample_indices(e - s, info.input_config.length, train=False)[0]
         xs.append(make_input(clip, info.layout, info.input_config, idx))
     x = np.stack(xs)
-    parts = [predictor.predict_with_distance(x[i:i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)]
+    if info.open_set is None:  # no rule to apply: the features are not needed
+        parts = [(predictor.predict(x[i:i + MAX_BATCH]), None) for i in range(0, len(x), MAX_BATCH)]
+    else:
+        parts = [predictor.predict_with_distance(x[i:i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)]
     probs = np.concatenate([p for p, _ in parts])
     dist = None if parts[0][1] is None else np.concatenate([d for _, d in parts])
     has = np.array([bool(found[s:e].any()) for s, e in bounds])

@@ -23,14 +23,14 @@ from pipeline.stages.training import split_clips
 
 def calibrate_checkpoint(model_path: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
                          layout: str | Layout | None = None, corrupt: str | None = None, keep: float = 0.95,
-                         seed: int = 0) -> dict:
+                         seed: int = 0, source_layout: str | Layout | None = None) -> dict:
     """Fit on the pickle's train split, set the threshold on its test split, write the checkpoint to `out`.
 
     Returns `{"threshold", "keep", "test_kept", "train_kept", "n_fit", "n_calib"}`.
     """
     if not 0.5 <= keep < 1:
         raise BadInput(f"--keep must be in [0.5, 1), got {keep}")
-    ds = load_dataset(data, layout)
+    ds = load_dataset(data, layout, source_layout)
     model, meta = load_checkpoint(model_path, expect_layout=ds.layout, expect_classes=ds.num_classes,
                                   expect_channels=ds.num_channels)
     if corrupt:

@@ -54,19 +54,21 @@ class DistillRequest:
 
 
 def load_pair(hq_path: str | os.PathLike, lq_path: str | os.PathLike | None, corrupt: str | None,
-              layout: str | None, seed: int, allow_unpaired: bool) -> tuple[PairedData, str]:
+              layout: str | None, seed: int, allow_unpaired: bool, source_layout: str | None = None
+              ) -> tuple[PairedData, str]:
     """The paired data, and a description of where LQ came from."""
     if (lq_path is None) == (corrupt is None):
         raise BadInput("give exactly one of --lq FILE.pkl or --corrupt SPEC")
     lay = get_layout(layout) if layout is not None else None
-    hq = load_dataset(hq_path)
+    # Each side is read in --layout (as it, when a file stores none and the joint count fits; else converted).
+    hq = load_dataset(hq_path, lay, source_layout)
     if lq_path is not None:
-        lq = load_dataset(lq_path)
+        lq = load_dataset(lq_path, lay, source_layout)
         source = str(lq_path)
     else:
         spec = parse_spec(corrupt)
         lq = corrupt_dataset(hq, spec, seed)
-        source = f"corrupt:{spec}"
+        source = f"corrupt:{spec.with_seed(seed)}"
     names = (f"HQ {hq_path}", f"LQ {lq_path}") if lq_path is not None else ("HQ", "LQ")  # name the files
     return pair_datasets(hq, lq, lay, allow_unpaired=allow_unpaired, names=names), source
 
@@ -86,7 +88,7 @@ def stratified_fraction(clips: list[Clip], fraction: float, seed: int) -> np.nda
 
 def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path=None, corrupt: str | None = None,
                 layout: str | None = None, teacher_ckpt=None, resume: bool = False, progress: bool = True,
-                dist=None) -> dict:
+                dist=None, source_layout: str | None = None) -> dict:
     """Everything `pipeline distill` does; returns the metrics.json dict.
 
     `dist` (a `models.training.distributed.DistContext` or None) shards the student's batches over ranks and averages
@@ -103,7 +105,7 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
         notice(f"{out}: the run already finished: re-evaluating its teacher and student only (give --epochs N "
                "to train the student further)")
     seed = req.student_train.seed
-    data, lq_source = load_pair(hq_path, lq_path, corrupt, layout, seed, req.allow_unpaired)
+    data, lq_source = load_pair(hq_path, lq_path, corrupt, layout, seed, req.allow_unpaired, source_layout)
     tr_hq, tr_lq = data.subset("train")
     te_hq, te_lq = data.subset("test")
     if not tr_hq or not te_hq:

@@ -165,17 +165,18 @@ def merge_resume(stored: TrainRequest, given: TrainRequest, explicit: set[str] |
 
 def train_from_pickle(data: str | os.PathLike, out: str | os.PathLike, req: TrainRequest, *,
                       layout: str | Layout | None = None, resume: bool = False, overwrite: bool = False,
-                      progress: bool = True, explicit: set[str] | None = None, dist=None) -> dict:
-    ds = load_dataset(data, layout)
+                      progress: bool = True, explicit: set[str] | None = None, dist=None,
+                      source_layout: str | Layout | None = None) -> dict:
+    ds = load_dataset(data, layout, source_layout)
     return train_from_dataset(ds, out, req, data_path=str(data), resume=resume, overwrite=overwrite,
                               progress=progress, explicit=explicit, dist=dist)
 
 
 def eval_from_pickle(model_path: str | os.PathLike, data: str | os.PathLike, *, split: str = "test",
                      layout: str | Layout | None = None, batch_size: int = 64, num_test_clips: int | None = None,
-                     num_workers: int = 0, device: str = "cpu") -> dict:
+                     num_workers: int = 0, device: str = "cpu", source_layout: str | Layout | None = None) -> dict:
     """Top-1/top-5/n of checkpoint `model_path` on `split` of the pickle `data` (computed on `device`)."""
-    ds = load_dataset(data, layout)
+    ds = load_dataset(data, layout, source_layout)
     model, meta = load_checkpoint(model_path, expect_layout=ds.layout, expect_classes=ds.num_classes,
                                   expect_channels=ds.num_channels)
     clips = split_clips(ds, split, data)

@@ -4,12 +4,13 @@
 from it. Adding an importer = its module here (defining `IMPORTER`) plus one line below.
 """
 
-from pipeline.data.importers import kinetics_json, ntu, penn_action, pyskl
+from pipeline.data.importers import kinetics_json, ntu, openpose_json, penn_action, pyskl
 from pipeline.data.importers.base import Importer
 
 IMPORTERS: dict[str, Importer] = {
     "penn-action": penn_action.IMPORTER,
     "ntu": ntu.IMPORTER,
     "kinetics-json": kinetics_json.IMPORTER,
+    "openpose-json": openpose_json.IMPORTER,
     "pyskl": pyskl.IMPORTER,
 }

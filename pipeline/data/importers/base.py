@@ -12,4 +12,6 @@ from models.contract.skeleton import SkeletonDataset
 class Importer:
     help: str  # one line for `pipeline dataset import --help`
     load: Callable[..., SkeletonDataset]  # (src, **the options it takes) -> dataset
-    options: tuple[str, ...] = ()  # the `dataset import` options it takes (e.g. "benchmark")
+    # The `dataset import` options `load` takes as keywords (e.g. "benchmark"); "layout" (a Layout) for one that
+    # reads --layout itself instead of being converted to it afterwards.
+    options: tuple[str, ...] = ()

@@ -17,7 +17,10 @@ Where the clips come from and which split they land in (`SRC` is a file or a fol
 - a single `.json` file: that one clip, in `train`.
 A clip's label is its own `label_index`, else the index's. Clips that an index marks `has_skeleton: false`, and
 clips without a single person, are skipped and listed in the dataset's `skipped` key. Class names come from
-the `label` strings seen; indices never seen are named `class_<k>`.
+the label indexes when given (every entry names its class, so the official index names all 400 even when few
+clips are imported) and from the clips' `label` strings; the class count is the highest index named or used
++ 1, and indices never named are `class_<k>`. A clip whose scores are all 0 while its coordinates are not
+(a file written without scores) is imported with a warning: a model would see every joint as missing.
 """
 
 from __future__ import annotations
@@ -155,12 +158,18 @@ def import_kinetics_json(src: str | os.PathLike, progress: bool = True) -> Skele
     root = Path(src)
     clip_files, index_files = _gather(root)
     index: dict[str, tuple[dict, str, Path]] = {}
+    names: dict[int, str] = {}
     for path, split in index_files:
         for vid, entry in _read_index(path).items():
             index[vid] = (entry, split, path)
+            k = _label_index(entry.get("label_index"), path, f"{vid}: label_index")
+            if k is not None and k >= 0 and isinstance(entry.get("label"), str):
+                if names.setdefault(k, entry["label"]) != entry["label"]:
+                    raise BadInput(f"label_index {k} is {entry['label']!r} for {vid} but {names[k]!r} elsewhere",
+                                   path)
     clips: list[Clip] = []
     split: dict[str, list[str]] = {"train": [], "test": []}
-    names: dict[int, str] = {}
+    unscored: list[str] = []
     skipped: list[str] = []
     seen: dict[str, Path] = {}
     # Bars only on a terminal (None: off when stderr is piped); as a context manager the bar is cleared before
@@ -189,14 +198,21 @@ def import_kinetics_json(src: str | os.PathLike, progress: bool = True) -> Skele
             if name is not None:
                 if names.setdefault(label, name) != name:
                     raise BadInput(f"label_index {label} is {name!r} here but {names[label]!r} elsewhere", path)
+            if not sc.any() and kp.any():
+                unscored.append(vid)
             clips.append(Clip(vid, label, kp, sc, None, fps=30.0))
             split[index_split or default_split].append(vid)
     if not clips:
         raise BadInput(f"none of the {len(clip_files)} clips holds a person", root)
-    num_classes = max(c.label for c in clips) + 1
+    num_classes = max(max(c.label for c in clips), max(names, default=0)) + 1
     classes = [names.get(k, f"class_{k}") for k in range(num_classes)]
     extra: dict = {"skipped": skipped} if skipped else {}
-    return SkeletonDataset(clips, split, classes, OPENPOSE18, extra)
+    warnings = []
+    if unscored:
+        shown = ", ".join(unscored[:3]) + (", ..." if len(unscored) > 3 else "")
+        warnings.append(f"{root}: {len(unscored)} clips have every score 0 but non-zero coordinates (every joint "
+                        f"reads as missing): {shown}")
+    return SkeletonDataset(clips, split, classes, OPENPOSE18, extra, warnings=warnings)
 
 
 IMPORTER = Importer(help="a folder of ST-GCN Kinetics-skeleton .json files (+ optional label json beside them)",

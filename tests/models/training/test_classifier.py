@@ -112,6 +112,8 @@ class _NaNOnce(torch.nn.Module):
         self.calls = 0
 
     def forward(self, x, return_features=False):
+        if return_features:  # (the open-set calibration after training asks for the features too)
+            return self.model(x, return_features=True)
         out = self.model(x)
         if self.training:
             self.calls += 1

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from models.contract.errors import BadInput
 from models.contract.skeleton import Clip, SkeletonDataset, body_scale
+from pipeline.cli import cli
 from pipeline.data.corrupt import CorruptSpec, corrupt_clip, corrupt_dataset, impute_missing, parse_spec
+from pipeline.data.pyskl_io import load_dataset, save_dataset
 
 
 def test_impute_window_by_hand():
@@ -45,7 +48,7 @@ def test_dataset_shapes_ids_labels_unchanged_and_no_nan(tiny_dataset: SkeletonDa
     spec = parse_spec("drop=0.6,impute=3,jitter=0.02,framedrop=0.1")
     lq = corrupt_dataset(tiny_dataset, spec, seed=1)
     assert lq.split == tiny_dataset.split and lq.classes == tiny_dataset.classes and lq.layout == tiny_dataset.layout
-    assert lq.extra["corruption"] == "drop=0.6,impute=3,jitter=0.02,framedrop=0.1"
+    assert lq.extra["corruption"] == "drop=0.6,impute=3,jitter=0.02,framedrop=0.1,seed=1"  # the seed used is recorded
     for hq, c in zip(tiny_dataset.clips, lq.clips):
         assert (c.frame_dir, c.label, c.img_shape) == (hq.frame_dir, hq.label, hq.img_shape)
         assert c.keypoint.shape == hq.keypoint.shape and c.keypoint_score.shape == hq.keypoint.shape[:3]
@@ -165,3 +168,28 @@ def test_measured_profile(tiny_dataset: SkeletonDataset, tmp_path: Path):
     path.write_text("[]")
     with pytest.raises(BadInput, match="not a corruption profile"):
         corrupt_dataset(tiny_dataset, parse_spec(f"profile={path}"))
+
+
+def test_spec_seed_wins_over_the_run_seed_and_is_recorded(tiny_dataset: SkeletonDataset, tmp_path: Path):
+    def kp(ds: SkeletonDataset) -> np.ndarray:
+        return np.concatenate([c.keypoint.ravel() for c in ds.clips])
+
+    a = corrupt_dataset(tiny_dataset, parse_spec("drop=0.5,jitter=0.05,seed=1"), seed=5)
+    b = corrupt_dataset(tiny_dataset, parse_spec("drop=0.5,jitter=0.05,seed=1"), seed=7)
+    c = corrupt_dataset(tiny_dataset, parse_spec("drop=0.5,jitter=0.05,seed=2"), seed=5)
+    d = corrupt_dataset(tiny_dataset, parse_spec("drop=0.5,jitter=0.05"), seed=1)
+    np.testing.assert_array_equal(kp(a), kp(b))  # same spec seed, other run seeds: same output
+    assert not np.array_equal(kp(a), kp(c))
+    np.testing.assert_array_equal(kp(a), kp(d))  # seed=1 in the spec is the run seed 1
+    assert a.extra["corruption"].endswith("seed=1") and d.extra["corruption"].endswith("seed=1")
+    hq = tmp_path / "hq.pkl"
+    save_dataset(tiny_dataset, hq)
+    outs = []
+    for spec, seed in (("drop=0.5,seed=1", "0"), ("drop=0.5,seed=1", "9"), ("drop=0.5,seed=2", "0")):
+        out = tmp_path / f"lq_{len(outs)}.pkl"
+        res = CliRunner().invoke(cli, ["dataset", "corrupt", str(hq), "--spec", spec, "--seed", seed, "--out",
+                                       str(out)], standalone_mode=False)
+        assert res.exception is None and f"(seed {spec[-1]})" in res.output
+        outs.append(kp(load_dataset(out)))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])

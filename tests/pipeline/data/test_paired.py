@@ -9,8 +9,8 @@ import pytest
 
 from models.contract.errors import BadInput
 from models.contract.layouts import get_layout
+from models.contract.skeleton import convert_dataset
 from models.net.transforms import InputConfig
-from pipeline.data.catalog import convert_dataset
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.paired import PairedClipDataset, pair_datasets
 from tests.conftest import make_dataset

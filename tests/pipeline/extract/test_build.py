@@ -9,8 +9,9 @@ import pytest
 
 from estimators.base import PoseResult
 from models.contract.errors import BadInput
+from pipeline.data.labels import read_labels
 from pipeline.data.pyskl_io import load_dataset
-from pipeline.extract.build import build_paired, read_labels
+from pipeline.extract.build import build_paired
 from pipeline.extract.cache import PoseCache, hash_file
 
 V = 33

@@ -10,6 +10,8 @@ import pytest
 
 from models.contract.errors import BadInput
 from pipeline.data.importers.kinetics_json import import_kinetics_json
+from pipeline.data.pyskl_io import load_dataset
+from tests.support.cli_support import run_pipeline
 from tests.support.native_files import kinetics_frame, kinetics_person, make_kinetics_folder, write_kinetics
 
 
@@ -127,3 +129,40 @@ def test_only_empty_clips_is_bad_input(tmp_path: Path):
     write_kinetics(tmp_path / "a.json", [{"frame_index": 1, "skeleton": []}], "x", 0)
     with pytest.raises(BadInput, match="holds a person"):
         import_kinetics_json(tmp_path, progress=False)
+
+
+def test_classes_come_from_the_label_index_and_unscored_clips_warn(tmp_path: Path):
+    """As the official validation index beside a handful of its clips: the index names all 400 classes."""
+    root = tmp_path / "k"
+    rng = np.random.default_rng(0)
+    index = {f"other_{k:03d}": {"has_skeleton": True, "label": f"action {k}", "label_index": k} for k in range(400)}
+    for vid, k in (("v1", 7), ("v2", 12), ("v3", 7)):
+        frames = [kinetics_frame(i + 1, [kinetics_person(rng, 0.8)]) for i in range(6)]
+        if vid == "v3":  # written without scores: every score 0, coordinates present
+            for fr in frames:
+                fr["skeleton"][0]["score"] = [0.0] * 18
+        write_kinetics(root / "kinetics_val" / f"{vid}.json", frames, f"action {k}", k)
+        index[vid] = {"has_skeleton": True, "label": f"action {k}", "label_index": k}
+    (root / "kinetics_val_label.json").write_text(json.dumps(index))
+    ds = import_kinetics_json(root, progress=False)
+    assert ds.num_classes == 400 and ds.classes[0] == "action 0" and ds.classes[399] == "action 399"
+    assert ds.by_name()["v2"].label == 12 and ds.split["test"] == ["v1", "v2", "v3"]
+    assert len(ds.warnings) == 1 and "1 clips have every score 0" in ds.warnings[0] and "v3" in ds.warnings[0]
+    out = tmp_path / "k.pkl"
+    proc = run_pipeline("dataset", "import", "kinetics-json", root, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.strip()] == [f"warning: {ds.warnings[0]}"]
+    back = load_dataset(out)
+    assert back.classes == ds.classes
+    proc = run_pipeline("dataset", "export", out, "--out", tmp_path / "b.pkl")
+    assert proc.returncode == 0, proc.stderr
+    again = load_dataset(tmp_path / "b.pkl")
+    assert again.classes == ds.classes and again.split == ds.split and again.layout == ds.layout
+    for a, b in zip(ds.clips, again.clips):
+        np.testing.assert_array_equal(a.keypoint, b.keypoint)
+        np.testing.assert_array_equal(a.scores(), b.scores())
+    # an index that names one class twice differently is malformed
+    index["other_007"]["label"] = "something else"
+    (root / "kinetics_val_label.json").write_text(json.dumps(index))
+    with pytest.raises(BadInput, match="label_index 7 is"):
+        import_kinetics_json(root, progress=False)

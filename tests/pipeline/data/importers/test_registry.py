@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,16 @@ def test_dispatch_through_the_dict(tmp_path: Path):
     assert len(ds.clips) == 12
     with pytest.raises(BadInput, match="unknown dataset kind"):
         import_dataset("nope", p)
+
+
+def test_options_reach_only_the_importers_that_declare_them(tmp_path: Path):
+    p = tmp_path / "d.pkl"
+    save_dataset(make_dataset(), p)
+    with pytest.raises(BadInput, match=r"^--labels is for openpose-json, not pyskl$"):
+        import_dataset("pyskl", p, labels=tmp_path / "l.csv")
+    with pytest.raises(BadInput, match=r"^--keypoints is for pyskl, not ntu$"):
+        import_dataset("ntu", tmp_path, keypoints=tmp_path)
+    with pytest.raises(BadInput, match=r"^--source-layout is for pyskl, not kinetics-json$"):
+        import_dataset("kinetics-json", tmp_path, source_layout="coco17")
+    for name, imp in IMPORTERS.items():  # each declared option is a keyword its load function takes
+        assert set(imp.options) <= set(inspect.signature(imp.load).parameters), name
