@@ -17,6 +17,7 @@ import torch
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
+from models.contract.paths import vet_input
 from models.net.stgcn import STGCN, STGCNConfig
 from models.net.transforms import InputConfig
 
@@ -36,10 +37,12 @@ def save_checkpoint(path: str | os.PathLike, model: STGCN, *, layout: Layout, cl
     per_coord = len(input_config.features)
     if coord_dims is None:
         coord_dims = (model_config.in_channels - int(input_config.use_score)) // per_coord
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    check_finite_weights(state, path)
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "layout": layout.to_dict(),
         "classes": [str(c) for c in classes],
         "coord_dims": int(coord_dims),
@@ -51,13 +54,16 @@ def save_checkpoint(path: str | os.PathLike, model: STGCN, *, layout: Layout, cl
         torch.save(payload, tmp)
 
 
+def check_finite_weights(state: dict, path: str | os.PathLike) -> None:
+    """BadInput naming the first tensor that holds NaN or inf: such weights are never written (nor used)."""
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise BadInput(f"the weights are not finite (NaN or inf in {name}); no checkpoint written or used", path)
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict, validated; BadInput (naming the file) for anything that is not one."""
-    p = Path(path)
-    if p.is_dir():
-        raise BadInput("is a directory, expected a checkpoint file", p)
-    if not p.is_file():
-        raise BadInput("checkpoint not found", p)
+    p = vet_input(path, "checkpoint")
     if p.stat().st_size == 0:
         raise BadInput("empty file (0 bytes), not a checkpoint", p)
     if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is not ours
@@ -115,6 +121,8 @@ def load_checkpoint(path: str | os.PathLike, *, expect_layout: Layout | None = N
         raise BadInput(f"checkpoint has {len(classes)} classes, the data has {expect_classes}", p)
     if expect_channels is not None and expect_channels != coord_dims:
         raise BadInput(f"checkpoint takes {coord_dims}D coordinates, the data has {expect_channels}D", p)
+    if isinstance(obj["state_dict"], dict):
+        check_finite_weights(obj["state_dict"], p)
     try:
         model = STGCN(mcfg)
         model.load_state_dict(obj["state_dict"])

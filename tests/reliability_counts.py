@@ -49,7 +49,9 @@ def main() -> None:
     for cmd, n in sorted(collections.Counter(c.command for c in cases).items()):
         print(f"| {cmd} | {n} | {'yes' if cmd in LANDED else 'no (rows skipped)'} |")
     unreadable = sum(1 for c in cases if "unreadable" in c.needs)
-    print(f"\nRows that need a user chmod 000 can stop (skipped when run as root): {unreadable}\n")
+    mknod = sum(1 for c in cases if "mknod" in c.needs)
+    print(f"\nRows that need a user chmod 000 can stop (skipped when run as root): {unreadable}")
+    print(f"Rows that make a device node with os.mknod (skipped where the user may not): {mknod}\n")
 
     print("| property | examples per run |\n|---|---|")
     examples = 0

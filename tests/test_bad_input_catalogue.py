@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -165,6 +167,88 @@ def truncated_mp4(d: Path) -> None:
     full.unlink()
 
 
+# --- special files and hostile checkpoints (issue 13)
+
+def fifo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def null_device(path: Path) -> Path:
+    """A character device node like /dev/null (1, 3); PermissionError where this user may not make one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    return path
+
+
+def symlink(path: Path, target: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    return path
+
+
+def unix_socket(path: Path) -> Path:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))  # the socket file stays after close
+    sock.close()
+    return path
+
+
+def edited_checkpoint(path: Path, **model_config) -> Path:
+    """A real checkpoint whose stored model configuration asks for something else (a crafted file)."""
+    import torch
+
+    checkpoint(path)
+    obj = torch.load(path, weights_only=True)
+    obj["model_config"].update(model_config)
+    torch.save(obj, path)
+    return path
+
+
+def nan_checkpoint(path: Path) -> Path:
+    import torch
+
+    checkpoint(path)
+    obj = torch.load(path, weights_only=True)
+    name = next(k for k, v in obj["state_dict"].items() if v.is_floating_point() and v.numel() > 1)
+    obj["state_dict"][name][0] = float("nan")
+    torch.save(obj, path)
+    return path
+
+
+def built_cache(d: Path) -> None:
+    """A cache holding HQ and LQ entries for two labelled videos, as `pipeline extract` would leave it, so that
+    `dataset build` would succeed but for its outputs."""
+    from estimators.base import PoseResult
+    from pipeline.extract.cache import PoseCache, hash_file
+
+    cache = PoseCache(d / "cache")
+    rng = np.random.default_rng(0)
+    for name in ("v1.mp4", "v2.mp4", "v3.mp4", "v4.mp4"):
+        (d / name).write_bytes(name.encode() * 10)
+        h = hash_file(d / name)
+        for q in ("high", "low"):
+            kp = (rng.random((1, 8, 33, 2)) * 100).astype(np.float32)
+            res = PoseResult(kp, np.full((1, 8, 33), 0.9, np.float32), "blazepose33", (480, 640), 30.0)
+            entry = cache.entry_path(h, "mediapipe", {"quality": q})
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            cache.save(entry, res, {"video_hash": h, "estimator": "mediapipe", "settings": {"quality": q},
+                                    "quality": q, "source": name})
+    (d / "labels.csv").write_text("video,label,split\nv1.mp4,a,train\nv2.mp4,b,train\nv3.mp4,a,test\n"
+                                  "v4.mp4,b,test\n")
+
+
+def penn_fifo(d: Path) -> None:
+    _penn_mat(d / "labels" / "0001.mat")
+    fifo(d / "labels" / "0002.mat")
+
+
+def toml_file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ the table
 
 @dataclass
@@ -177,6 +261,8 @@ class Case:
     item: str                      # which entry of the bad-input list it covers (docs/RELIABILITY.md)
     extract: bool = False          # `pipeline extract` reports per video on stdout, then one summary line
     needs: tuple[str, ...] = field(default_factory=tuple)  # "unreadable": skipped where chmod 000 cannot stop reads
+    #                                                        "mknod": skipped where this user cannot make a device
+    keep: tuple[str, ...] = field(default_factory=tuple)   # special files ("{d}/...") that must stay what they are
 
     @property
     def command(self) -> str:
@@ -267,7 +353,7 @@ CASES = [
          lambda d: tiny_pkl(d / "ok.pkl"), "corruption profile not found", "{d}/prof.json", "missing file"),
     Case("corrupt-profile-is-a-directory",
          ("dataset", "corrupt", "{d}/ok.pkl", "--spec", "profile={d}/prof.json", "--out", "{d}/lq.pkl"),
-         lambda d: (tiny_pkl(d / "ok.pkl"), (d / "prof.json").mkdir()), "cannot read the corruption profile",
+         lambda d: (tiny_pkl(d / "ok.pkl"), (d / "prof.json").mkdir()), "is a directory, expected a corruption profile",
          "{d}/prof.json", "directory where a file is expected"),
     Case("export-onto-a-file", ("dataset", "export", "{d}/ok.pkl", "--out", "{d}/notes.txt"),
          lambda d: (tiny_pkl(d / "ok.pkl"), (d / "notes.txt").write_text("keep me")), "exists and is not a folder",
@@ -275,7 +361,7 @@ CASES = [
     Case("build-labels-is-a-directory",
          ("dataset", "build", "--cache", "{d}/cache", "--labels", "{d}/labels", "--out-hq", "{d}/hq.pkl",
           "--out-lq", "{d}/lq.pkl"), lambda d: ((d / "cache").mkdir(), (d / "labels").mkdir()),
-         "is a folder, expected a labels .csv file", "{d}/labels", "directory where a file is expected"),
+         "is a directory, expected a labels .csv file", "{d}/labels", "directory where a file is expected"),
     Case("build-damaged-cache-entry",
          ("dataset", "build", "--cache", "{d}/cache", "--labels", "{d}/labels.csv", "--out-hq", "{d}/hq.pkl",
           "--out-lq", "{d}/lq.pkl"), corrupt_cache_entry, "unreadable cache entry", "{d}/cache/poses/mediapipe/",
@@ -371,6 +457,170 @@ CASES = [
          lambda d: code_checkpoint(d / "evil.pt"), "refused to load", "{d}/evil.pt", "pickle holding code"),
     Case("export-checkpoint-is-a-directory", ("export", "--model", "{d}/m.pt", "--onnx", "{d}/m.onnx"),
          lambda d: (d / "m.pt").mkdir(), "is a directory", "{d}/m.pt", "directory where a file is expected"),
+
+    # --- issue 13: outputs that cannot or must not be written (checked before anything is written)
+    Case("out-train-under-proc", ("train", "--data", "{d}/ok.pkl", "--out", "/proc/x", *SMALL_TRAIN),
+         lambda d: tiny_pkl(d / "ok.pkl"), "is under /proc", "/proc/x", "output path that cannot be written"),
+    Case("out-import-is-a-directory", ("dataset", "import", "pyskl", "{d}/ok.pkl", "--out", "{d}/existing"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), (d / "existing").mkdir()), "is a directory, expected a file name",
+         "{d}/existing", "output path that cannot be written"),
+    Case("out-corrupt-under-proc", ("dataset", "corrupt", "{d}/ok.pkl", "--spec", "drop=0.5", "--out", "/proc/x.pkl"),
+         lambda d: tiny_pkl(d / "ok.pkl"), "is under /proc", "/proc/x.pkl", "output path that cannot be written"),
+    Case("out-export-under-sys", ("dataset", "export", "{d}/ok.pkl", "--out", "/sys/npz"),
+         lambda d: tiny_pkl(d / "ok.pkl"), "is under /sys", "/sys/npz", "output path that cannot be written"),
+    Case("out-export-folder-cannot-be-made", ("dataset", "export", "{d}/ok.pkl", "--out", "{d}/notes.txt/sub/o.pkl"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), (d / "notes.txt").write_text("keep")), "cannot create its folder",
+         "{d}/notes.txt/sub/o.pkl", "output path that cannot be written"),
+    Case("out-render-under-proc", ("run", "{d}/clip.mp4", "--model", "{d}/m.pt", "--render", "/proc/x.mp4"),
+         lambda d: (checkpoint(d / "m.pt"), stick_video(d / "clip.mp4")), "is under /proc", "/proc/x.mp4",
+         "output path that cannot be written"),
+    Case("out-onnx-under-proc", ("export", "--model", "{d}/m.pt", "--onnx", "/proc/x.onnx"),
+         lambda d: checkpoint(d / "m.pt"), "is under /proc", "/proc/x.onnx", "output path that cannot be written"),
+    Case("out-cache-under-proc", ("extract", "{d}/clip.mp4", "--quality", "low", "--cache", "/proc/c", "--no-progress"),
+         lambda d: stick_video(d / "clip.mp4"), "is under /proc", "/proc/c", "output path that cannot be written"),
+    Case("out-build-half-a-pair", ("dataset", "build", "--cache", "{d}/cache", "--labels", "{d}/labels.csv",
+                                   "--out-hq", "{d}/hq.pkl", "--out-lq", "/proc/x.pkl"),
+         built_cache, "is under /proc", "/proc/x.pkl", "output path that cannot be written"),
+    Case("out-build-lq-is-a-directory", ("dataset", "build", "--cache", "{d}/cache", "--labels", "{d}/labels.csv",
+                                         "--out-hq", "{d}/hq.pkl", "--out-lq", "{d}/lq"),
+         lambda d: (built_cache(d), (d / "lq").mkdir()), "is a directory, expected a file name", "{d}/lq",
+         "output path that cannot be written"),
+    Case("out-device-node", ("dataset", "import", "pyskl", "{d}/ok.pkl", "--out", "{d}/null"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), null_device(d / "null")), "is a character device", "{d}/null",
+         "special file as output", needs=("mknod",), keep=("{d}/null",)),
+    Case("out-device-node-checkpoint", ("export", "--model", "{d}/m.pt", "--onnx", "{d}/null"),
+         lambda d: (checkpoint(d / "m.pt"), null_device(d / "null")), "is a character device", "{d}/null",
+         "special file as output", needs=("mknod",), keep=("{d}/null",)),
+    Case("out-fifo", ("dataset", "corrupt", "{d}/ok.pkl", "--spec", "drop=0.5", "--out", "{d}/pipe.pkl"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), fifo(d / "pipe.pkl")), "is a named pipe", "{d}/pipe.pkl",
+         "special file as output", keep=("{d}/pipe.pkl",)),
+    Case("out-symlink-to-dev-null", ("dataset", "export", "{d}/ok.pkl", "--out", "{d}/o.pkl"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), symlink(d / "o.pkl", "/dev/null")), "is a character device",
+         "{d}/o.pkl", "special file as output"),
+    Case("out-same-file-as-input", ("export", "--model", "{d}/m.pt", "--onnx", "{d}/m.pt"),
+         lambda d: checkpoint(d / "m.pt"), "is the same file as the input", "{d}/m.pt", "output is an input"),
+    Case("out-hard-link-to-its-input", ("dataset", "corrupt", "{d}/ok.pkl", "--spec", "drop=0.5", "--out",
+                                        "{d}/alias.pkl"),
+         lambda d: os.link(tiny_pkl(d / "ok.pkl"), d / "alias.pkl"), "is the same file as the input",
+         "{d}/alias.pkl", "output is an input"),
+    Case("out-train-onto-its-data", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/ok.pkl", *SMALL_TRAIN),
+         lambda d: tiny_pkl(d / "ok.pkl"), "exists and is not a folder", "{d}/ok.pkl", "output is an input"),
+    # --- issue 13: inputs that are not regular files (a FIFO would block, /dev/zero would never end)
+    Case("in-fifo-pickle", ("dataset", "info", "{d}/pipe.pkl"), lambda d: fifo(d / "pipe.pkl"),
+         "is a named pipe (FIFO), not a regular file", "{d}/pipe.pkl", "special file as input", keep=("{d}/pipe.pkl",)),
+    Case("in-socket-pickle", ("dataset", "info", "{d}/s.pkl"), lambda d: unix_socket(d / "s.pkl"),
+         "is a socket, not a regular file", "{d}/s.pkl", "special file as input"),
+    Case("in-broken-symlink", ("dataset", "info", "{d}/gone.pkl"), lambda d: symlink(d / "gone.pkl", str(d / "x")),
+         "broken symbolic link", "{d}/gone.pkl", "special file as input"),
+    Case("in-profile-dev-zero", ("dataset", "corrupt", "{d}/ok.pkl", "--spec", "profile={d}/zero.json", "--out",
+                                 "{d}/lq.pkl"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), symlink(d / "zero.json", "/dev/zero")), "is a character device",
+         "{d}/zero.json", "special file as input"),
+    Case("in-profile-dev-urandom", ("dataset", "corrupt", "{d}/ok.pkl", "--spec", "profile={d}/r.json", "--out",
+                                    "{d}/lq.pkl"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), symlink(d / "r.json", "/dev/urandom")), "is a character device",
+         "{d}/r.json", "special file as input"),
+    Case("in-fifo-video", ("extract", "{d}/pipe.mp4", *EXTRACT), lambda d: fifo(d / "pipe.mp4"),
+         "is a named pipe (FIFO)", "{d}/pipe.mp4", "special file as input", extract=True, keep=("{d}/pipe.mp4",)),
+    Case("in-dev-zero-video", ("extract", "{d}/zero.mp4", *EXTRACT), lambda d: symlink(d / "zero.mp4", "/dev/zero"),
+         "is a character device", "{d}/zero.mp4", "special file as input", extract=True),
+    Case("in-fifo-penn-mat", ("dataset", "import", "penn-action", "{d}/labels", "--out", "{d}/p.pkl"), penn_fifo,
+         "is a named pipe (FIFO)", "{d}/labels/0002.mat", "special file as input", keep=("{d}/labels/0002.mat",)),
+    Case("in-fifo-run-clip", ("run", "{d}/pipe.mp4", "--model", "{d}/m.pt"),
+         lambda d: (checkpoint(d / "m.pt"), fifo(d / "pipe.mp4")), "is a named pipe (FIFO)", "{d}/pipe.mp4",
+         "special file as input", keep=("{d}/pipe.mp4",)),
+    Case("in-device-checkpoint", ("eval", "--model", "{d}/null.pt", "--data", "{d}/ok.pkl"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), null_device(d / "null.pt")), "is a character device", "{d}/null.pt",
+         "special file as input", needs=("mknod",), keep=("{d}/null.pt",)),
+    Case("in-fifo-layout", ("dataset", "info", "{d}/ok.pkl", "--layout", "{d}/l.json"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), fifo(d / "l.json")), "is a named pipe", "{d}/l.json",
+         "special file as input", keep=("{d}/l.json",)),
+    Case("in-fifo-config", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--config", "{d}/c.toml"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), fifo(d / "c.toml")), "is a named pipe", "{d}/c.toml",
+         "special file as input", keep=("{d}/c.toml",)),
+    Case("in-fifo-onnx", ("run", "{d}/clip.mp4", "--onnx", "{d}/m.onnx"),
+         lambda d: (stick_video(d / "clip.mp4"), fifo(d / "m.onnx")), "is a named pipe", "{d}/m.onnx",
+         "special file as input", keep=("{d}/m.onnx",)),
+    # --- issue 13: options that are not finite or out of range (refused before the run folder exists)
+    Case("opt-train-lr-nan", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--lr", "nan", *SMALL_TRAIN),
+         lambda d: tiny_pkl(d / "ok.pkl"), "lr must be a finite number, got nan", "lr",
+         "non-finite or out-of-range option"),
+    Case("opt-train-lr-inf", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--lr", "inf", *SMALL_TRAIN),
+         lambda d: tiny_pkl(d / "ok.pkl"), "lr must be a finite number, got inf", "lr",
+         "non-finite or out-of-range option"),
+    Case("opt-train-weight-decay-nan", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--weight-decay", "nan",
+                                        *SMALL_TRAIN),
+         lambda d: tiny_pkl(d / "ok.pkl"), "must be a finite number", "weight_decay",
+         "non-finite or out-of-range option"),
+    Case("opt-train-width-nan", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", *SMALL_TRAIN, "--width", "nan"),
+         lambda d: tiny_pkl(d / "ok.pkl"), "must be a finite number", "width", "non-finite or out-of-range option"),
+    Case("opt-train-label-smoothing-2", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--label-smoothing",
+                                         "2", *SMALL_TRAIN),
+         lambda d: tiny_pkl(d / "ok.pkl"), "must be >= 0 and < 1, got 2", "label_smoothing",
+         "non-finite or out-of-range option"),
+    Case("opt-train-dropout-1.5", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--dropout", "1.5",
+                                   *SMALL_TRAIN),
+         lambda d: tiny_pkl(d / "ok.pkl"), "must be >= 0 and < 1, got 1.5", "dropout",
+         "non-finite or out-of-range option"),
+    Case("opt-train-workers-negative", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--workers", "-1",
+                                        *SMALL_TRAIN),
+         lambda d: tiny_pkl(d / "ok.pkl"), "must be >= 0, got -1", "num_workers", "non-finite or out-of-range option"),
+    Case("opt-train-threads-0", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", *SMALL_TRAIN, "--threads", "0"),
+         lambda d: tiny_pkl(d / "ok.pkl"), "0 is not in the range", "--threads", "non-finite or out-of-range option"),
+    Case("opt-train-aug-scale-inf", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--aug-scale", "inf",
+                                     *SMALL_TRAIN),
+         lambda d: tiny_pkl(d / "ok.pkl"), "must be a finite number, got inf", "aug_scale",
+         "non-finite or out-of-range option"),
+    Case("opt-train-config-lr-nan", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--config", "{d}/c.toml"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), toml_file(d / "c.toml", "lr = nan\n")), "lr must be a finite number",
+         "{d}/c.toml", "non-finite or out-of-range option"),
+    Case("opt-export-opset-99", ("export", "--model", "{d}/m.pt", "--onnx", "{d}/m.onnx", "--opset", "99"),
+         lambda d: checkpoint(d / "m.pt"), "is not supported here", "--opset 99", "non-finite or out-of-range option"),
+    Case("opt-distill-tau-nan", ("distill", "--hq", "{d}/ok.pkl", "--corrupt", "drop=0.5", "--out", "{d}/run",
+                                 "--tau", "nan"),
+         lambda d: tiny_pkl(d / "ok.pkl"), "tau must be a finite number, got nan", "tau",
+         "non-finite or out-of-range option"),
+    Case("opt-distill-lr-nan", ("distill", "--hq", "{d}/ok.pkl", "--corrupt", "drop=0.5", "--out", "{d}/run",
+                                "--lr", "nan"),
+         lambda d: tiny_pkl(d / "ok.pkl"), "lr must be a finite number, got nan", "lr",
+         "non-finite or out-of-range option"),
+    Case("opt-distill-width-nan", ("distill", "--hq", "{d}/ok.pkl", "--corrupt", "drop=0.5", "--out", "{d}/run",
+                                   "--student-width", "nan"),
+         lambda d: tiny_pkl(d / "ok.pkl"), "width must be a finite number", "width",
+         "non-finite or out-of-range option"),
+    # --- issue 13: checkpoints that ask for an absurd model, or hold non-finite weights
+    Case("ckpt-depth-100000", ("eval", "--model", "{d}/deep.pt", "--data", "{d}/ok.pkl"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), edited_checkpoint(d / "deep.pt", depth=100_000)),
+         "depth must be >= 1 and <= 100", "{d}/deep.pt", "checkpoint asking for a huge model"),
+    Case("ckpt-width-1e6", ("run", "{d}/clip.mp4", "--model", "{d}/wide.pt"),
+         lambda d: (stick_video(d / "clip.mp4"), edited_checkpoint(d / "wide.pt", width=1e6)),
+         "channels (at most 4096)", "{d}/wide.pt", "checkpoint asking for a huge model"),
+    Case("ckpt-classes-1e9", ("export", "--model", "{d}/many.pt", "--onnx", "{d}/m.onnx"),
+         lambda d: edited_checkpoint(d / "many.pt", num_classes=10**9), "num_classes must be", "{d}/many.pt",
+         "checkpoint asking for a huge model"),
+    Case("ckpt-nan-weights-run", ("run", "{d}/clip.mp4", "--model", "{d}/nan.pt"),
+         lambda d: (stick_video(d / "clip.mp4"), nan_checkpoint(d / "nan.pt")), "the weights are not finite",
+         "{d}/nan.pt", "checkpoint with non-finite weights"),
+    Case("ckpt-nan-weights-export", ("export", "--model", "{d}/nan.pt", "--onnx", "{d}/m.onnx"),
+         lambda d: nan_checkpoint(d / "nan.pt"), "the weights are not finite", "{d}/nan.pt",
+         "checkpoint with non-finite weights"),
+    Case("ckpt-nan-weights-teacher", ("distill", "--hq", "{d}/ok.pkl", "--corrupt", "drop=0.5", "--teacher",
+                                      "{d}/nan.pt", "--out", "{d}/run"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), nan_checkpoint(d / "nan.pt")), "the weights are not finite",
+         "{d}/nan.pt", "checkpoint with non-finite weights"),
+    # --- issue 13, smaller items
+    Case("distill-resume-empty-folder", ("distill", "--hq", "{d}/ok.pkl", "--corrupt", "drop=0.5", "--out", "{d}/run",
+                                         "--resume"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), (d / "run").mkdir()), "nothing to resume", "{d}/run",
+         "empty folder"),
+    Case("build-numeric-label-too-large", ("dataset", "build", "--cache", "{d}/cache", "--labels", "{d}/labels.csv",
+                                           "--out-hq", "{d}/hq.pkl", "--out-lq", "{d}/lq.pkl"),
+         lambda d: labels_csv(d, "video,label\nv.mp4,1000000\n"), "numeric label 1000000 is too large",
+         "{d}/labels.csv", "corrupt / wrong-format file"),
+    Case("usage-missing-option", ("train", "--data", "{d}/ok.pkl"), lambda d: tiny_pkl(d / "ok.pkl"),
+         "Missing option '--out'", "--out", "command-line usage error"),
+    Case("usage-unknown-option", ("dataset", "info", "{d}/ok.pkl", "--lyout", "coco17"),
+         lambda d: tiny_pkl(d / "ok.pkl"), "No such option", "--lyout", "command-line usage error"),
 ]
 
 
@@ -412,26 +662,44 @@ class Ran:
     proc: subprocess.CompletedProcess | None = None
     left: list[str] = field(default_factory=list)
     skip: str = ""
+    new_dirs: list[str] = field(default_factory=list)
+    kept: dict[str, tuple[int, int]] = field(default_factory=dict)  # special file -> (file type, device) before
+
+
+def _kind(path: Path) -> tuple[int, int]:
+    st = os.lstat(path)
+    return stat.S_IFMT(st.st_mode), st.st_rdev
+
+
+def _folders(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir() and not p.is_symlink()}
 
 
 def _prepare(case: Case, root: Path) -> Ran:
     d = root / case.id
     d.mkdir()
-    case.setup(d)
+    try:
+        case.setup(d)
+    except PermissionError as e:
+        if "mknod" not in case.needs:
+            raise
+        return Ran(d, skip=f"this user may not make a device node with os.mknod ({e.strerror})")
     if "unreadable" in case.needs:
         target = next(p for p in d.rglob("*") if p.is_file() and p.stat().st_mode & 0o777 == 0)
         if _reads_despite_chmod(target):
             return Ran(d, skip="chmod 000 does not stop this user (root) from reading the file; the /proc/self/mem "
                                "rows cover read errors")
-    if case.names.startswith("/proc/") and not Path(case.names).exists():
+    if case.names.startswith("/proc/") and not Path("/proc/self").exists():
         return Ran(d, skip="needs Linux /proc")
-    return Ran(d)
+    return Ran(d, kept={k: _kind(Path(k.replace("{d}", str(d)))) for k in case.keep})
 
 
 def _run(case: Case, ran: Ran) -> Ran:
-    before = snapshot(ran.d)
-    ran.proc = run_pipeline(*(a.replace("{d}", str(ran.d)) for a in case.argv))
+    before, folders = snapshot(ran.d), _folders(ran.d)
+    ran.proc = run_pipeline(*(a.replace("{d}", str(ran.d)) for a in case.argv), timeout=120)
     ran.left = new_files(before, ran.d)
+    # A new folder is left behind too (an empty run folder), unless it only holds a cache's allowed .lock files.
+    ran.new_dirs = sorted(f for f in _folders(ran.d) - folders if not any((ran.d / f).rglob("*.lock")))
     return ran
 
 
@@ -467,6 +735,9 @@ def test_bad_input(case: Case, catalogue: dict[str, Ran]):
         assert case.expect in line, line
         assert names in line, f"the message should name {names}: {line}"
     assert ran.left == [], "a failed command left files behind"
+    assert ran.new_dirs == [], "a failed command left folders behind"
+    for name, before in ran.kept.items():  # a device node is still that device, a FIFO still a FIFO
+        assert _kind(Path(name.replace("{d}", str(ran.d)))) == before, f"{name} was replaced"
     assert not (ran.d / PWNED).exists()
 
 
@@ -476,7 +747,11 @@ def test_the_catalogue_covers_every_item_of_the_design():
                 "video with no person", "one frame", "NaN or infinite values", "HQ/LQ pickles that do not pair",
                 "unknown layout", "checkpoint for another layout", "checkpoint for another class count",
                 "pickle holding a non-array", "pickle holding code", "empty folder", "unreadable file",
-                "unicode and spaces in paths", "directory where a file is expected", "0-byte checkpoint"}
+                "unicode and spaces in paths", "directory where a file is expected", "0-byte checkpoint",
+                # issue 13
+                "output path that cannot be written", "special file as output", "output is an input",
+                "special file as input", "non-finite or out-of-range option", "checkpoint asking for a huge model",
+                "checkpoint with non-finite weights", "command-line usage error"}
     assert required <= {c.item for c in CASES}, required - {c.item for c in CASES}
 
 
@@ -535,3 +810,120 @@ def test_non_finite_keypoints_are_masked_not_refused(tmp_path: Path):
     for f in (tmp_path / "npz").glob("*.npz"):
         with np.load(f, allow_pickle=False) as z:
             assert np.isfinite(z["keypoint"]).all() and np.isfinite(z["keypoint_score"]).all()
+
+
+# -------------------------------------------------- issue 13: the vetters, the atomic writer, the cache, in-process
+
+def test_vet_input_names_what_the_path_is(tmp_path: Path, monkeypatch):
+    from models.contract import paths
+    from models.contract.errors import BadInput
+
+    (tmp_path / "ok.json").write_text("{}")
+    assert paths.vet_input(tmp_path / "ok.json", "json") == tmp_path / "ok.json"
+    cases = {fifo(tmp_path / "p.json"): "is a named pipe (FIFO)", unix_socket(tmp_path / "s.json"): "is a socket",
+             symlink(tmp_path / "z.json", "/dev/zero"): "is a character device", tmp_path: "is a directory",
+             tmp_path / "missing.json": "file not found",
+             symlink(tmp_path / "broken.json", str(tmp_path / "nowhere")): "broken symbolic link"}
+    for path, reason in cases.items():
+        with pytest.raises(BadInput) as e:
+            paths.vet_input(path, "json")
+        assert str(e.value).startswith(f"{path}: {reason}") and "\n" not in str(e.value), str(e.value)
+    # The size bound: a file over its kind's limit is refused before it is read.
+    monkeypatch.setitem(paths.INPUT_KINDS, "json", paths.InputKind("file", "a .json file", 1))
+    with pytest.raises(BadInput, match="over the 1 bytes limit"):
+        paths.vet_input(tmp_path / "ok.json", "json")
+
+
+def test_vet_output_creates_nothing_and_refuses_inputs(tmp_path: Path):
+    from models.contract.errors import BadInput
+    from models.contract.paths import vet_output
+
+    assert vet_output(tmp_path / "new" / "deeper" / "o.pkl") == tmp_path / "new" / "deeper" / "o.pkl"
+    assert vet_output(tmp_path / "run", folder=True) == tmp_path / "run"
+    assert sorted(tmp_path.iterdir()) == []  # vetting wrote nothing
+    (tmp_path / "in.pkl").write_bytes(b"x")
+    os.link(tmp_path / "in.pkl", tmp_path / "alias.pkl")
+    for path, kw, reason in [
+            (tmp_path / "in.pkl", {"inputs": [tmp_path / "in.pkl"]}, "is the same file as the input"),
+            (tmp_path / "alias.pkl", {"inputs": [tmp_path / "in.pkl"]}, "is the same file as the input"),
+            (tmp_path / "in.pkl", {"folder": True}, "exists and is not a folder"),
+            (tmp_path, {}, "is a directory, expected a file name"),
+            (fifo(tmp_path / "p.pkl"), {}, "is a named pipe"),
+            (tmp_path / "in.pkl" / "sub" / "o.pkl", {}, "cannot create its folder"),
+            (Path("/proc/self/x.pkl"), {}, "is under /proc"), (Path("/sys/x"), {"folder": True}, "is under /sys")]:
+        with pytest.raises(BadInput) as e:
+            vet_output(path, **kw)
+        assert str(e.value).startswith(f"{path}: {reason}"), str(e.value)
+
+
+def test_atomic_writer_never_replaces_a_special_file(tmp_path: Path):
+    from models.contract.atomic import atomic_write_bytes
+    from models.contract.errors import BadInput
+
+    targets = [fifo(tmp_path / "pipe"), symlink(tmp_path / "null", "/dev/null"), tmp_path / "dir"]
+    (tmp_path / "dir").mkdir()
+    try:
+        targets.append(null_device(tmp_path / "dev"))
+    except PermissionError:
+        pass  # not root: the FIFO and the link to /dev/null show the same
+    for t in targets:
+        before = _kind(t), os.stat(t).st_mode
+        with pytest.raises(BadInput, match="refusing to replace it"):
+            atomic_write_bytes(t, b"data")
+        assert (_kind(t), os.stat(t).st_mode) == before, t
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    atomic_write_bytes(tmp_path / "regular", b"a")
+    atomic_write_bytes(tmp_path / "regular", b"b")  # a regular file is replaced as before
+    assert (tmp_path / "regular").read_bytes() == b"b"
+
+
+def test_no_checkpoint_with_non_finite_weights_is_written(tmp_path: Path):
+    import torch
+
+    from models.checkpoint import load_checkpoint, save_checkpoint
+    from models.contract.errors import BadInput
+
+    model, meta = load_checkpoint(checkpoint(tmp_path / "m.pt"))
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.numel() > 1).view(-1)[0] = float("inf")
+    with pytest.raises(BadInput, match="the weights are not finite"):
+        save_checkpoint(tmp_path / "bad.pt", model, layout=meta["layout"], classes=meta["classes"],
+                        model_config=meta["model_config"], input_config=meta["input_config"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+class _FakeEstimator:
+    """Finds one still person in every frame: enough to make and remake cache entries without MediaPipe."""
+
+    name, layout = "mediapipe", "blazepose33"
+
+    def settings(self) -> dict:
+        return {"fake": 1}
+
+    def needs_frame(self, t: int) -> bool:
+        return True
+
+    def estimate(self, frames, fps, img_shape):
+        from estimators.base import PoseResult
+
+        n = sum(1 for _ in frames)
+        return PoseResult(np.full((1, n, 33, 2), 10, np.float32), np.full((1, n, 33), 0.9, np.float32),
+                          self.layout, img_shape, fps)
+
+
+def test_a_damaged_cache_entry_is_extracted_again_and_said_so(tmp_path: Path):
+    from pipeline.extract.cache import PoseCache
+    from pipeline.extract.driver import ExtractOptions, extract_one
+
+    video = stick_video(tmp_path / "v.mp4")
+    cache = PoseCache(tmp_path / "cache")
+    opts = ExtractOptions(quality="low", cache_dir=tmp_path / "cache")
+    first = extract_one(video, opts, _FakeEstimator(), cache)
+    assert first.status == "done" and first.reason == "", first
+    entry = Path(first.entry)
+    entry.write_bytes(entry.read_bytes()[:40])  # cut short: a damaged zip
+    again = extract_one(video, opts, _FakeEstimator(), cache)
+    assert again.status == "done" and again.reason.startswith("re-extracted: its cache entry"), again
+    assert "was damaged" in again.reason and entry.name in again.reason
+    assert cache.load(entry).result.total_frames == 8  # whole again
+    assert extract_one(video, opts, _FakeEstimator(), cache).status == "skipped"

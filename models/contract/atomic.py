@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from models.contract.paths import refuse_special
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -17,6 +19,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     `suffix` lets writers that pick a format from the extension (OpenCV, matplotlib) see the right one.
     """
     path = Path(path)
+    refuse_special(path)  # a device node, FIFO or folder at `path` is never replaced by the rename
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or path.suffix) + ".tmp",
                                dir=path.parent)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from models.contract.errors import BadInput
+from models.contract.paths import vet_input
 
 
 @dataclass(frozen=True)
@@ -200,9 +201,7 @@ def get_layout(spec: str | os.PathLike | Layout | dict) -> Layout:
     if s in BUILTIN:
         return BUILTIN[s]
     if s.endswith(".json") or os.path.sep in s or Path(s).is_file():
-        p = Path(s)
-        if not p.is_file():
-            raise BadInput("layout file not found", s)
+        p = vet_input(s, "layout")
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import field, make_dataclass
+from dataclasses import field, fields, make_dataclass
 
 from torch import Tensor, nn
 
+from models.contract.numbers import check_number
 from models.losses import METHODS
 
 REVISION_MODES = ("none", "global", "per_tensor")
@@ -24,6 +25,11 @@ def _post_init(self) -> None:
         raise ValueError(f"unknown distillation method {self.method!r}; choose one of {', '.join(METHODS)}")
     if self.grad_revision not in REVISION_MODES:
         raise ValueError(f"unknown gradient revision {self.grad_revision!r}; choose one of {', '.join(REVISION_MODES)}")
+    # Every weight and option (tau, ...) is finite: NaN or inf would train a NaN student. (The ranges are each
+    # method's `check`, and `--weights` refuses negative weights; tests flip a weight's sign on purpose.)
+    for f in fields(self):
+        if f.type is float or f.type == "float":
+            check_number(f.name, getattr(self, f.name))
     for m in METHODS.values():
         if m.check is not None:
             m.check(self)

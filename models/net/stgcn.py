@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.contract.layouts import Layout
+from models.contract.numbers import ARCH_LIMITS, check_number
 from models.net.graph import spatial_adjacency
 
 _CL = torch.channels_last
@@ -40,6 +41,25 @@ class STGCNConfig:
     edge_importance: bool = True
     max_persons: int = 2  # only sizes the data BatchNorm, which normalises over (M, V, C)
     head_dropout: float = 0.0  # dropout before the classifier
+
+    def __post_init__(self) -> None:
+        # A checkpoint's config is data from a file: bound what it may ask for before anything is allocated.
+        lim = ARCH_LIMITS
+        check_number("in_channels", self.in_channels, 1, lim["in_channels"], integer=True)
+        check_number("num_classes", self.num_classes, 1, lim["num_classes"], integer=True)
+        check_number("depth", self.depth, 1, lim["depth"], integer=True)
+        check_number("width", self.width, 0, None, lo_open=True)
+        check_number("base_channels", self.base_channels, 1, lim["channels"], integer=True)
+        check_number("temporal_kernel", self.temporal_kernel, 1, lim["temporal_kernel"], integer=True)
+        check_number("max_persons", self.max_persons, 1, lim["max_persons"], integer=True)
+        check_number("dropout", self.dropout, 0, 1, hi_open=True)
+        check_number("head_dropout", self.head_dropout, 0, 1, hi_open=True)
+        widest = self.base_channels * self.width * 4
+        if widest > lim["channels"]:
+            raise ValueError(f"base_channels x width asks for {widest:g} channels (at most {lim['channels']})")
+        joints = self.layout.get("joints") if isinstance(self.layout, dict) else None
+        if joints is not None and (not hasattr(joints, "__len__") or len(joints) > lim["joints"]):
+            raise ValueError(f"the layout may have at most {lim['joints']} joints")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.contract.layouts import Layout
+from models.contract.numbers import ARCH_LIMITS, check_number
 from models.contract.skeleton import Clip
 from models.net.graph import center_distance
 
@@ -43,8 +44,10 @@ class InputConfig:
             raise ValueError(f"features must be a non-empty subset of {FEATURES}, got {self.features}")
         if len(set(self.features)) != len(self.features):
             raise ValueError(f"duplicate features in {self.features}")
-        if self.length < 1 or self.max_persons < 1:
-            raise ValueError("length and max_persons must be >= 1")
+        check_number("length", self.length, 1, 100_000, integer=True)
+        check_number("max_persons", self.max_persons, 1, ARCH_LIMITS["max_persons"], integer=True)
+        check_number("aug_scale", self.aug_scale, 0, 1, hi_open=True)
+        check_number("aug_rotation", self.aug_rotation, 0, 180)
 
     def to_dict(self) -> dict:
         return {"length": self.length, "features": list(self.features), "use_score": self.use_score,

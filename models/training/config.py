@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from models.contract.numbers import check_number
 from models.training.policy import PRECISIONS
 
 
@@ -43,8 +44,14 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'cosine' or 'step', got {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.num_test_clips < 1:
             raise ValueError("epochs, batch_size, eval_every and num_test_clips must be >= 1")
-        if self.lr <= 0:
-            raise ValueError("lr must be > 0")
+        for name, lo, hi, lo_open, hi_open in (
+                ("lr", 0, None, True, False), ("weight_decay", 0, None, False, False),
+                ("momentum", 0, 1, False, True), ("warmup_epochs", 0, None, False, False),
+                ("gamma", 0, None, True, False), ("label_smoothing", 0, 1, False, True),
+                ("grad_clip", 0, None, False, False)):
+            check_number(name, getattr(self, name), lo, hi, lo_open=lo_open, hi_open=hi_open)
+        for name, lo in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("seed", 0), ("plot_every", 0)):
+            check_number(name, getattr(self, name), lo, integer=True)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.checkpoint import check_finite_weights
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
+from models.contract.paths import vet_input
 from models.training.history import History
 
 CLASSIFIER_STATE = "skd-pipeline/train-state"
@@ -28,6 +30,8 @@ def save_state(path: Path, fmt: str, epoch: int, modules: dict[str, nn.Module], 
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "rng_torch": torch.get_rng_state(), "history": hist.rows, "train_seconds": hist.train_seconds,
              "skipped_steps": hist.skipped_steps, "steps": hist.steps, **(config or {})}
+    for name in modules:
+        check_finite_weights(state[name], path)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -40,6 +44,7 @@ def load_state(path: Path, fmt: str, modules: dict[str, nn.Module], optimizer, s
     """
     if not path.is_file():
         raise BadInput("nothing to resume: no " + path.name + " in the run folder", path.parent)
+    vet_input(path, "state")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file: one line, never a traceback

@@ -65,7 +65,11 @@ def main() -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        # One line, like every other error (click's own layout is Usage/Try/Error on three lines).
+        message = " ".join(e.format_message().split())
+        if isinstance(e, click.UsageError) and e.ctx is not None:
+            message += f" (see `{e.ctx.command_path} --help`)"
+        click.echo(f"Error: {message}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

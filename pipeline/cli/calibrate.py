@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from models.contract.paths import vet_output
 from models.training.policy import THREADS_HELP
 from models.training.runtime import set_threads
 from pipeline.cli.layout_opts import layout_option, source_layout_option
@@ -30,6 +31,7 @@ def calibrate_cmd(model_path: Path, data: Path, out: Path | None, corrupt: str |
     """Fit the open-set rule of a checkpoint (Mahalanobis distance of its pooled features to the nearest class
     mean; threshold at the --keep quantile of held-out in-class clips) and store it in the checkpoint, so that
     `pipeline run` flags clips of actions the model does not know. `train` and `distill` do this themselves."""
+    vet_output(out or model_path, inputs=[data])
     set_threads(threads)
     r = calibrate_checkpoint(model_path, data, out or model_path, layout=layout, source_layout=source_layout,
                              corrupt=corrupt, keep=keep, seed=seed)

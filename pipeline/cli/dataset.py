@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from models.contract.paths import vet_output
 from pipeline.cli.layout_opts import NAMES, layout_option, source_layout_option
 from pipeline.data.catalog import export_dataset, import_dataset, summarize
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
@@ -39,6 +40,7 @@ def dataset() -> None:
 def import_cmd(kind: str, src: Path, out: Path, layout: str | None, source_layout: str | None,
                benchmark: str, labels: Path | None, keypoints: Path | None, max_persons: int) -> None:
     """Import SRC (a folder or file of KIND) into the pyskl annotation pickle OUT (KIND: see below)."""
+    vet_output(out, inputs=[src])
     ds = import_dataset(kind, src, layout=layout, benchmark=benchmark, source_layout=source_layout,
                         labels=labels, keypoints=keypoints, max_persons=max_persons)
     for w in ds.warnings:
@@ -83,12 +85,14 @@ def info_cmd(file: Path, layout: str | None, source_layout: str | None, as_json:
 @click.argument("hq", type=click.Path(path_type=Path))
 @click.option("--spec", required=True,
               help="Corruption, e.g. drop=0.6,impute=3,jitter=0.02,framedrop=0.1[,profile=FILE.json].")
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (a seed= in --spec wins).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
+              help="Random seed (a seed= in --spec wins).")
 @layout_option
 @source_layout_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output LQ pickle.")
 def corrupt_cmd(hq: Path, spec: str, seed: int, layout: str | None, source_layout: str | None, out: Path) -> None:
     """Simulate low-quality skeletons from the HQ pickle (same clip ids and frame counts)."""
+    vet_output(out, inputs=[hq])
     s = parse_spec(spec)
     ds = load_dataset(hq, layout, source_layout)
     save_dataset(corrupt_dataset(ds, s, seed), out)
@@ -103,6 +107,7 @@ def corrupt_cmd(hq: Path, spec: str, seed: int, layout: str | None, source_layou
 @source_layout_option
 def export_cmd(file: Path, out: Path, layout: str | None, source_layout: str | None) -> None:
     """Export a pyskl pickle: to another pickle (e.g. in another layout) or one .npz per clip."""
+    vet_output(out, folder=out.suffix != ".pkl", inputs=[file])
     n = export_dataset(file, out, layout, source_layout)
     click.echo(f"wrote {out}: {n} clips")
 
@@ -117,11 +122,12 @@ def export_cmd(file: Path, out: Path, layout: str | None, source_layout: str | N
 @click.option("--out-lq", required=True, type=click.Path(path_type=Path), help="Output LQ pickle.")
 @click.option("--layout", default=None, help=LAYOUT_HELP + " Converts both from the estimator's layout.")
 @click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(["mediapipe", "mmpose"]))
-@click.option("--test-every", default=5, show_default=True, type=int,
+@click.option("--test-every", default=5, show_default=True, type=click.IntRange(2),
               help="Without a split column: every N-th clip of each class goes to the test split.")
 def build_cmd(cache_dir: Path, labels: Path, out_hq: Path, out_lq: Path, layout: str | None, estimator: str,
               test_every: int) -> None:
     """Pair the HQ and LQ cache entries of the labelled videos into two pyskl pickles (same clips and frames)."""
+    vet_output(out_hq, inputs=[labels]), vet_output(out_lq, inputs=[labels, out_hq])  # both before either is written
     hq, _ = build_paired(cache_dir, labels, out_hq, out_lq, layout=layout, estimator=estimator,
                          test_every=test_every)
     n = {k: len(v) for k, v in hq.split.items()}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from models.contract.paths import vet_output
 from models.losses import METHODS
 from models.training.distributed import check_sync_bn, distributed
 from models.training.policy import PRECISIONS, THREADS_HELP
@@ -79,6 +80,7 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
     """
     import json
 
+    vet_output(out, folder=True, inputs=[hq, lq, teacher_ckpt])
     set_threads(threads)
     with distributed(device) as dist:
         dev = dist.device if dist is not None else resolve_device(device)

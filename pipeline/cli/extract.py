@@ -8,6 +8,7 @@ import click
 
 from estimators import ESTIMATORS, QUALITIES
 from models.contract.errors import BadInput
+from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
 from pipeline.extract.driver import ExtractOptions, extract
 from pipeline.extract.ray_extract import extract_ray
@@ -59,6 +60,7 @@ def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_di
     Videos already in the cache are skipped; a bad file is reported in the summary and the others go on.
     Exit code 2 when any video failed.
     """
+    vet_output(cache_dir, folder=True)
     if estimator == "mmpose" and mmpose_checkpoint is None:
         raise BadInput("--estimator mmpose needs --mmpose-checkpoint (a .pth path or URL)")
     if ray_address is not None and backend != "ray":
@@ -80,6 +82,9 @@ def extract_cmd(videos: tuple[Path, ...], quality: str, estimator: str, cache_di
     rate = f", {frames / work:.1f} frames/s" if work > 0 else ""
     click.echo(f"done     {len(done):>4}  ({frames} frames{rate})")
     click.echo(f"skipped  {len(skipped):>4}  (already in {cache_dir})")
+    for o in done:
+        if o.reason:  # e.g. a damaged cache entry that was made again
+            click.echo(f"  {o.video}: {o.reason}")
     click.echo(f"failed   {len(failed):>4}")
     for o in failed:
         click.echo(f"  {o.reason}")

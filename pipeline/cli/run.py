@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from models.contract.errors import BadInput
+from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
 from pipeline.infer.onnx_export import export_onnx
 from pipeline.infer.prediction import RunOptions, load_predictor
@@ -88,6 +89,7 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(13), help="ONNX opset.")
 def export_cmd(model: Path, onnx_file: Path, opset: int) -> None:
     """Export a checkpoint to ONNX (batch axis dynamic, metadata inside) and check onnxruntime against PyTorch."""
+    vet_output(onnx_file, inputs=[model])
     r = export_onnx(model, onnx_file, opset=opset)
     click.echo(f"wrote {r['path']} ({r['bytes'] / 1e6:.2f} MB); onnxruntime vs PyTorch max abs diff "
                f"{r['max_abs_diff']:.2g} on random input; {r['seconds']:.1f} s")

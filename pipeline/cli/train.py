@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from models.contract.paths import vet_output
 from models.training.distributed import check_sync_bn, distributed
 from models.training.policy import PRECISIONS, THREADS_HELP
 from models.training.runtime import resolve_device, set_threads
@@ -67,6 +68,7 @@ def train(data: Path, out: Path, layout: str | None, source_layout: str | None, 
     """
     import json
 
+    vet_output(out, folder=True, inputs=[data, config_file])
     set_threads(threads)
     with distributed(options["device"]) as dist:
         if dist is not None:
@@ -92,8 +94,8 @@ def train(data: Path, out: Path, layout: str | None, source_layout: str | None, 
 @click.option("--split", default="test", show_default=True, help="Split of DATA to score.")
 @layout_option
 @source_layout_option
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--test-clips", type=int, default=None, help="Windows per clip, averaged [as trained].")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--test-clips", type=click.IntRange(1), default=None, help="Windows per clip, averaged [as trained].")
 @click.option("--threads", type=click.IntRange(1), default=None, help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"top1", "top5", "n"} as JSON.')

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from models.contract.errors import BadInput
+from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset, body_scale
 
 
@@ -79,7 +79,7 @@ def parse_spec(text: str) -> CorruptSpec:
 
 
 def load_profile(path: str, num_joints: int) -> tuple[np.ndarray, np.ndarray]:
-    p = Path(path)
+    p = vet_input(path, "profile")
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
         miss = np.asarray(d["miss_rate"], dtype=np.float64)

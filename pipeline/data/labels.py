@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.contract.errors import BadInput
+from models.contract.paths import vet_input
 
 
 @dataclass
@@ -22,11 +23,7 @@ class LabelRow:
 
 
 def read_labels(path: str | os.PathLike) -> list[LabelRow]:
-    p = Path(path)
-    if p.is_dir():
-        raise BadInput("is a folder, expected a labels .csv file", p)
-    if not p.is_file():
-        raise BadInput("labels CSV not found", p)
+    p = vet_input(path, "labels")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -51,13 +48,13 @@ def read_labels(path: str | os.PathLike) -> list[LabelRow]:
     return rows
 
 
-def class_index(rows: list[LabelRow]) -> tuple[list[str], list[int]]:
+def class_index(rows: list[LabelRow], path: str | os.PathLike | None = None) -> tuple[list[str], list[int]]:
     """The class names and each row's class index: integer labels are indices already, names are sorted."""
     labels = [r.label for r in rows]
     if all(lab.isdigit() for lab in labels):  # numeric labels are class indices already
         idx = [int(lab) for lab in labels]
         if max(idx) >= 100_000:  # a class is named for every index below the largest: refuse absurd ones
-            raise BadInput(f"numeric label {max(idx)} is too large to be a class index (use class names)")
+            raise BadInput(f"numeric label {max(idx)} is too large to be a class index (use class names)", path)
         return [str(i) for i in range(max(idx) + 1)], idx
     classes = sorted(set(labels))
     return classes, [classes.index(lab) for lab in labels]

@@ -17,6 +17,7 @@ import numpy as np
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
 from models.contract.layouts import BUILTIN, Layout, coverage, get_layout
+from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset, convert_dataset
 
 # (module, name) pairs the unpickler may resolve. numpy 1.x says numpy.core, numpy 2.x numpy._core.
@@ -62,11 +63,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def safe_load(path: str | os.PathLike) -> object:
     """Load a pickle that may only hold numpy arrays and plain containers; raise BadInput otherwise."""
-    p = Path(path)
-    if p.is_dir():
-        raise BadInput("is a directory, expected a .pkl file", p)
-    if not p.is_file():
-        raise BadInput("file not found", p)
+    p = vet_input(path, "pickle")
     try:
         data = p.read_bytes()
     except OSError as e:  # no permission, an I/O error

@@ -57,7 +57,7 @@ def build_paired(cache_dir: str | os.PathLike, labels_csv: str | os.PathLike, ou
         raise BadInput("cache folder not found", cache_dir)
     cache = PoseCache(cache_dir)
     rows = read_labels(labels_csv)
-    classes, labels = class_index(rows)
+    classes, labels = class_index(rows, labels_csv)
     finder = _Finder(cache, estimator)
     missing: list[str] = []
     pairs: list[tuple[CacheEntry, CacheEntry]] = []
@@ -76,7 +76,7 @@ def build_paired(cache_dir: str | os.PathLike, labels_csv: str | os.PathLike, ou
         raise BadInput(f"cache entries mix layouts {sorted(src_layout)}", cache_dir)
     src = get_layout(src_layout.pop())
     dst = get_layout(layout) if layout is not None else src
-    names = _frame_dirs(rows, pairs)
+    names = _frame_dirs(rows, pairs, labels_csv)
     hq_clips, lq_clips = [], []
     split: dict[str, list[str]] = defaultdict(list)
     seen_per_class: dict[int, int] = defaultdict(int)
@@ -112,7 +112,8 @@ def _pad_persons(kp: np.ndarray, sc: np.ndarray, m: int) -> tuple[np.ndarray, np
             np.concatenate([sc, np.zeros((pad,) + sc.shape[1:], sc.dtype)]))
 
 
-def _frame_dirs(rows: list[LabelRow], pairs: list[tuple[CacheEntry, CacheEntry]]) -> list[str]:
+def _frame_dirs(rows: list[LabelRow], pairs: list[tuple[CacheEntry, CacheEntry]],
+                path: str | os.PathLike | None = None) -> list[str]:
     """Clip names: the video's file stem, with a hash suffix where two videos share a stem."""
     stems = [r.video.stem for r in rows]
     count = defaultdict(int)
@@ -121,5 +122,5 @@ def _frame_dirs(rows: list[LabelRow], pairs: list[tuple[CacheEntry, CacheEntry]]
     names = [s if count[s] == 1 else f"{s}_{hq.meta['video_hash'][:8]}" for s, (hq, _) in zip(stems, pairs)]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise BadInput(f"the labels list the same video twice: {', '.join(dup)}")
+        raise BadInput(f"the labels list the same video twice: {', '.join(dup)}", path)
     return names

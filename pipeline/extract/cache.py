@@ -26,12 +26,14 @@ import numpy as np
 from estimators.base import PoseResult
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
+from models.contract.paths import vet_input
 
 DEFAULT_ROOT = Path("data_cache")
 # What np.load and the metadata checks raise for a damaged or foreign entry (a pickled object array is refused
 # by allow_pickle=False with a ValueError).
 _UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 FORMAT_VERSION = 1
+REMAKE = "`pipeline extract` on its video makes it again"  # it replaces a damaged entry
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
@@ -39,6 +41,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 def hash_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """BLAKE2b-160 of the file's bytes, read in 1 MiB chunks (memory does not depend on file size)."""
     h = hashlib.blake2b(digest_size=20)
+    vet_input(path, "video")  # a FIFO or /dev/zero would block or never end
     try:
         with open(path, "rb") as fh:
             while block := fh.read(chunk):
@@ -105,6 +108,7 @@ class PoseCache:
                      keypoint_score=result.keypoint_score.astype(np.float32), meta=np.array(json.dumps(meta)))
 
     def load(self, entry: Path) -> CacheEntry:
+        vet_input(entry, "cache-entry")
         try:
             with np.load(entry, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
@@ -113,18 +117,27 @@ class PoseCache:
                              meta.get("timing", {}))
         except _UNREADABLE as e:
             raise BadInput(f"unreadable cache entry ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
-                           f"delete it to re-extract", entry) from None
+                           f"{REMAKE}", entry) from None
         return CacheEntry(entry, meta, res)
 
+    def damage(self, entry: Path) -> str | None:
+        """None when `entry` loads completely, else why not (the entry is then rebuilt, not skipped)."""
+        try:
+            self.load(entry)
+        except BadInput as e:
+            return str(e).removeprefix(f"{entry}: ").removesuffix(f"; {REMAKE}")
+        return None
+
     def read_meta(self, entry: Path) -> dict:
+        vet_input(entry, "cache-entry")
         try:
             with np.load(entry, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
         except _UNREADABLE as e:
             raise BadInput(f"unreadable cache entry ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
-                           f"delete it to re-extract", entry) from None
+                           f"{REMAKE}", entry) from None
         if not isinstance(meta, dict):
-            raise BadInput("unreadable cache entry (its metadata is not a JSON object); delete it to re-extract",
+            raise BadInput(f"unreadable cache entry (its metadata is not a JSON object); {REMAKE}",
                            entry)
         return meta
 

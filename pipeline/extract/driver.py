@@ -105,11 +105,16 @@ def extract_one(path: Path, opts: ExtractOptions, estimator: PoseEstimator, cach
     try:
         video_hash = video_hash or hash_file(path)
         entry = cache.entry_path(video_hash, estimator.name, estimator.settings())
-        if entry.exists():
+        if entry.exists() and cache.damage(entry) is None:
             return Outcome(str(path), "skipped", "already in cache", entry=str(entry))
+        note = ""
         with cache.lock(entry):
-            if entry.exists():  # another process built it while we waited for the lock
-                return Outcome(str(path), "skipped", "built by another process", entry=str(entry))
+            if entry.exists():  # another process built it while we waited for the lock, or it is damaged
+                damage = cache.damage(entry)
+                if damage is None:
+                    return Outcome(str(path), "skipped", "built by another process", entry=str(entry))
+                entry.unlink()  # under the lock: nobody else reads or writes it now
+                note = f"re-extracted: its cache entry {entry.name} was damaged ({damage})"
             with VideoReader(path) as reader:
                 res = estimator.estimate(_counted(reader.frames(estimator.needs_frame), progress), reader.fps,
                                          reader.img_shape)
@@ -117,7 +122,7 @@ def extract_one(path: Path, opts: ExtractOptions, estimator: PoseEstimator, cach
             cache.save(entry, res, {"video_hash": video_hash, "estimator": estimator.name,
                                     "settings": estimator.settings(), "quality": opts.quality,
                                     "source": path.name})
-        return Outcome(str(path), "done", frames=res.total_frames, seconds=time.perf_counter() - t0,
+        return Outcome(str(path), "done", note, frames=res.total_frames, seconds=time.perf_counter() - t0,
                        entry=str(entry))
     except BadInput as e:
         return Outcome(str(path), "failed", str(e), seconds=time.perf_counter() - t0)
@@ -157,7 +162,7 @@ def extract(inputs: list[str | Path], opts: ExtractOptions, show_progress: bool 
         except BadInput as e:
             summary.outcomes.append(Outcome(str(v), "failed", str(e)))
             continue
-        if entry.exists():
+        if entry.exists() and cache.damage(entry) is None:
             summary.outcomes.append(Outcome(str(v), "skipped", "already in cache", entry=str(entry)))
         else:
             todo.append((v, h))

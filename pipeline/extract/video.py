@@ -14,6 +14,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.contract.errors import BadInput  # noqa: E402
+from models.contract.paths import vet_input  # noqa: E402
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 MIN_FRAMES = 2
@@ -28,11 +29,7 @@ class VideoReader:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise BadInput("file not found", self.path)
-        if self.path.is_dir():
-            raise BadInput("is a folder, not a video", self.path)
+        self.path = vet_input(path, "video")
         if self.path.stat().st_size == 0:
             raise BadInput("empty file (0 bytes)", self.path)
         self.cap = cv2.VideoCapture(str(self.path))

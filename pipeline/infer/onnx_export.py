@@ -20,11 +20,13 @@ import numpy as np
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
+from models.contract.paths import vet_input
 from models.net.transforms import InputConfig, in_channels
 
 METADATA_KEY = "skd_pipeline"
 FORMAT = "skd-pipeline/stgcn-onnx"
 OPSET = 17
+MIN_OPSET = 13  # the oldest opset this model exports to (the `--opset` option's lower bound)
 MAX_DIFF = 1e-4  # max |onnxruntime - PyTorch| on the logits accepted by export
 
 
@@ -32,6 +34,22 @@ def input_shape(meta: dict, batch: int = 1) -> tuple[int, ...]:
     icfg: InputConfig = meta["input_config"]
     layout: Layout = meta["layout"]
     return (batch, icfg.max_persons, icfg.length, layout.num_joints, in_channels(icfg, meta["coord_dims"]))
+
+
+def max_opset() -> int:
+    """The newest opset both the installed onnx and torch's TorchScript exporter (the one used here) support."""
+    import onnx
+    from torch.onnx import _constants
+
+    exporter = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", getattr(_constants, "ONNX_MAX_OPSET", OPSET))
+    return min(int(onnx.defs.onnx_opset_version()), int(exporter))
+
+
+def check_opset(opset: int) -> None:
+    top = max_opset()
+    if not MIN_OPSET <= opset <= top:
+        raise BadInput(f"--opset {opset} is not supported here (the installed onnx and torch export {MIN_OPSET} "
+                       f"to {top})")
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET) -> dict:
@@ -45,6 +63,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
     from models.checkpoint import load_checkpoint
 
     t0 = time.perf_counter()
+    check_opset(opset)
     out = Path(out)
     if out.exists() and out.is_dir():
         raise BadInput("is a folder; --onnx takes a file name", out)
@@ -104,11 +123,7 @@ def load_onnx(path: str | os.PathLike, threads: int | None = None) -> tuple[obje
     """An onnxruntime session for a file written by `export_onnx`, and its metadata (as `load_checkpoint`'s)."""
     import onnx
 
-    p = Path(path)
-    if p.is_dir():
-        raise BadInput("is a folder, expected an .onnx file", p)
-    if not p.is_file():
-        raise BadInput("ONNX file not found", p)
+    p = vet_input(path, "onnx")
     if p.stat().st_size == 0:
         raise BadInput("empty file (0 bytes), not an ONNX model", p)
     try:

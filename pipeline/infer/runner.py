@@ -25,6 +25,7 @@ from estimators import ESTIMATORS
 from estimators.base import PoseEstimator, native_stderr_quiet
 from models.contract.errors import BadInput
 from models.contract.layouts import convert, get_layout
+from models.contract.paths import vet_output
 from pipeline.extract.driver import check_result
 from pipeline.extract.video import VideoReader, find_videos
 from pipeline.infer.prediction import (
@@ -158,9 +159,10 @@ def render_targets(videos: list[Path], render: Path | None) -> list[Path | None]
             raise BadInput("--render writes an .mp4 file (mp4v); name it OUT.mp4", render)
         if render.is_dir():
             raise BadInput("is a folder; --render for one video takes a file name", render)
-        return [render]
+        return [vet_output(render, inputs=videos)]
     if render.suffix.lower() == ".mp4" or (render.exists() and not render.is_dir()):
         raise BadInput("with several videos, --render takes a folder (one <name>.mp4 per video)", render)
+    vet_output(render, folder=True, inputs=videos)
     stems = [v.stem for v in videos]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:

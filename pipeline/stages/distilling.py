@@ -19,6 +19,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.atomic import atomic_path, atomic_savefig, atomic_write_text
 from models.contract.errors import BadInput, notice
 from models.contract.layouts import get_layout
+from models.contract.numbers import check_number
 from models.contract.skeleton import Clip
 from models.losses.distill import WEIGHT_FIELDS, DistillConfig, build_distill_losses
 from models.net.transforms import InputConfig
@@ -32,7 +33,7 @@ from pipeline.data.clips import ClipDataset, constant_scores
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.paired import PairedClipDataset, PairedData, pair_datasets
 from pipeline.data.pyskl_io import load_dataset
-from pipeline.stages.training import ModelOptions, build_model, default_warmup
+from pipeline.stages.training import ModelOptions, build_model, check_model_options, default_warmup
 
 # What a distillation run leaves in its folder as it goes (any one of them means there is something to resume).
 RUN_FILES = ("teacher_run", "teacher.pt", "student_last.pt", "metrics.json")
@@ -115,6 +116,10 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
     coord_dims = tr_hq[0].num_channels
     persons = max(c.num_persons for c in data.hq + data.lq)
     is_main = dist is None or dist.rank == 0
+    given = None
+    if teacher_ckpt is not None:  # checked before the run folder exists: a bad teacher leaves nothing behind
+        given = load_checkpoint(teacher_ckpt, expect_layout=data.layout, expect_classes=len(data.classes),
+                                expect_channels=coord_dims)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -123,9 +128,8 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
     # Ground-truth HQ has score 1.0 everywhere: a constant channel tells the teacher nothing and collapses its
     # input BatchNorm's variance, so any other score (an LQ clip) would be blown up. Such a teacher goes without it.
     icfg = replace(s_icfg, use_score=s_icfg.use_score and not constant_scores(tr_hq))
-    if teacher_ckpt is not None:
-        teacher, meta = load_checkpoint(teacher_ckpt, expect_layout=data.layout, expect_classes=len(data.classes),
-                                        expect_channels=coord_dims)
+    if given is not None:
+        teacher, meta = given
         icfg = meta["input_config"]  # the teacher must see its own input; the student shares the windows
         if is_main and Path(teacher_ckpt).resolve() != (out / "teacher.pt").resolve():
             with atomic_path(out / "teacher.pt") as tmp:
@@ -258,7 +262,10 @@ def make_request(*, method: str = "skd", grad_revision: str = "global", epochs: 
         t_epochs = teacher_epochs or epochs
         tcfg = replace(scfg, epochs=t_epochs, warmup_epochs=default_warmup(t_epochs))
         icfg = InputConfig(length=length, features=tuple(features))
+        check_number("train_fraction", train_fraction, 0, 1, lo_open=True)
     except (TypeError, ValueError) as e:
         raise BadInput(f"invalid distillation options: {e}") from None
-    return DistillRequest(dcfg, scfg, tcfg, icfg, ModelOptions(width=student_width, depth=depth),
-                          ModelOptions(width=teacher_width, depth=depth), train_fraction, allow_unpaired)
+    student, teacher = ModelOptions(width=student_width, depth=depth), ModelOptions(width=teacher_width, depth=depth)
+    check_model_options(student)
+    check_model_options(teacher)
+    return DistillRequest(dcfg, scfg, tcfg, icfg, student, teacher, train_fraction, allow_unpaired)

@@ -13,6 +13,7 @@ from models.checkpoint import load_checkpoint
 from models.contract.atomic import atomic_write_text
 from models.contract.errors import BadInput, notice
 from models.contract.layouts import Layout
+from models.contract.paths import vet_input
 from models.contract.skeleton import SkeletonDataset
 from models.net.stgcn import STGCN, STGCNConfig
 from models.net.transforms import InputConfig, in_channels
@@ -133,6 +134,7 @@ def _write_request(path: Path, req: TrainRequest, data_path: str) -> None:
 def _stored_request(out: Path) -> TrainRequest:
     if not (out / "last.pt").is_file():
         raise BadInput("nothing to resume: no last.pt in the run folder", out)
+    vet_input(out / "request.json", "json")
     try:
         doc = json.loads((out / "request.json").read_text(encoding="utf-8"))
         return TrainRequest(TrainConfig.from_dict(doc["train"]), InputConfig.from_dict(doc["input"]),
@@ -239,8 +241,7 @@ def request_from_options(options: dict, config_file: str | os.PathLike | None = 
                            ModelOptions(**groups["model"]), **groups[""])
     except (ValueError, TypeError) as e:
         raise BadInput(f"invalid training options: {e}", config_file) from None
-    if req.model.width <= 0 or req.model.depth < 1:
-        raise BadInput("--width must be > 0 and --depth >= 1")
+    check_model_options(req.model, config_file)
     if "warmup_epochs" not in explicit:  # the default warm-up scales with the run, so short runs reach their lr
         req = replace(req, train=replace(req.train, warmup_epochs=default_warmup(req.train.epochs)))
     elif req.train.warmup_epochs >= req.train.epochs:
@@ -254,13 +255,20 @@ def default_warmup(epochs: int) -> float:
     return min(5.0, epochs / 6)
 
 
+def check_model_options(opts: ModelOptions, where: str | os.PathLike | None = None) -> None:
+    """BadInput unless the model-size knobs make a model within STGCNConfig's bounds (before any file is written)."""
+    try:
+        STGCNConfig(in_channels=1, num_classes=1, layout={}, **_asdict(opts))
+    except (ValueError, TypeError) as e:
+        raise BadInput(f"invalid model options: {e}", where) from None
+
+
 def _read_config(path: Path) -> dict:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         raise BadInput("--config needs Python 3.11 or newer (tomllib)", path) from None
-    if not path.is_file():
-        raise BadInput("config file not found", path)
+    vet_input(path, "config")
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from models.contract.errors import BadInput
 from models.contract.layouts import OPENPOSE18
+from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset
 from pipeline.data.importers.base import Importer
 
@@ -46,6 +47,7 @@ _SHAPE_HINT = "expected an ST-GCN Kinetics-skeleton json {\"data\": [{\"frame_in
 
 
 def _read_json(path: Path) -> object:
+    vet_input(path, "json")
     try:
         return json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from models.contract.errors import BadInput
 from models.contract.layouts import NTU25
+from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset
 from pipeline.data.importers.base import Importer
 
@@ -147,6 +148,7 @@ def read_skeleton_file(path: Path) -> tuple[int, list[tuple[str, np.ndarray, np.
 
     Raises BadInput naming the file and line for a truncated or malformed file.
     """
+    vet_input(path, "skeleton")
     try:
         text = path.read_text(encoding="ascii")
     except UnicodeDecodeError:

@@ -33,6 +33,7 @@ import numpy as np
 from estimators.tracking import PersonTracker, TrackerConfig
 from models.contract.errors import BadInput
 from models.contract.layouts import BODY25, OPENPOSE18
+from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset
 from pipeline.data.importers.base import Importer
 from pipeline.data.labels import class_index, read_labels
@@ -77,7 +78,7 @@ def _frame_numbers(files: list[Path]) -> list[int]:
 def _read_people(path: Path) -> list[np.ndarray]:
     """Each person's `[K, 3]` (x, y, confidence) array; K is 25 or 18."""
     try:
-        obj = json.loads(path.read_bytes())
+        obj = json.loads(vet_input(path, "json").read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadInput(f"not valid JSON ({' '.join(str(e).split())})", path) from None
     except OSError as e:
@@ -140,7 +141,7 @@ def import_openpose_json(src: str | os.PathLike, labels_csv: str | os.PathLike, 
         raise BadInput(f"--max-persons must be at least 1, got {max_persons}")
     videos = _videos(root)
     rows = read_labels(labels_csv)
-    classes, labels = class_index(rows)
+    classes, labels = class_index(rows, labels_csv)
     warnings: list[str] = []
     if classes[0] == "0" and 0 not in labels:
         warnings.append(f"{labels_csv}: integer labels are 0-based class indices and none is 0, so class 0 has no "

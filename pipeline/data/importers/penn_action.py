@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from models.contract.errors import BadInput
 from models.contract.layouts import PENN13
+from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset
 from pipeline.data.importers.base import Importer
 
@@ -29,6 +30,7 @@ FILE_TO_PENN13 = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11]  # penn13 joint j <-
 
 def read_penn_mat(path: Path) -> tuple[Clip, bool]:
     """One clip and whether it is in the official train split."""
+    vet_input(path, "mat")
     try:
         m = scipy.io.loadmat(path)
     except Exception as e:  # scipy raises several types for corrupt files
