@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from estimators.base import native_stderr_quiet
+from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
 from pipeline.infer.live import LiveOptions, check_display, json_line, open_source, run_live
 from pipeline.infer.prediction import RunOptions, load_predictor
@@ -58,6 +59,8 @@ def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: fl
                        queue=queue_size, drop=drop, render=render, show=show)
     if show:
         check_display()
+    if render is not None:  # before anything opens; a file source is the one input it must not overwrite
+        vet_output(render, inputs=[source] if not source.isdigit() and "://" not in source else [])
     cv2.setNumThreads(threads)
     predictor = load_predictor(RunOptions(model=model, onnx=onnx_file, threads=threads))
     stop = threading.Event()

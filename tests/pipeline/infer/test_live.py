@@ -315,6 +315,16 @@ def test_sources_that_do_not_open_are_one_line(tmp_path: Path):
     assert line == f"Error: {tmp_path / 'missing.mp4'}: file not found", line
 
 
+def test_render_outputs_are_vetted_before_anything_opens(tmp_path: Path):
+    clip = write_video(tmp_path / "clip.mp4", stick_figure_frames(8))
+    before = clip.read_bytes()
+    line = one_error_line(run_pipeline("live", clip, "--render", clip))
+    assert line == f"Error: {clip}: is the same file as the input {clip}; refusing to overwrite it", line
+    assert clip.read_bytes() == before
+    line = one_error_line(run_pipeline("live", clip, "--render", "/proc/x.mp4"))
+    assert line == "Error: /proc/x.mp4: is under /proc, which holds no files to write", line
+
+
 def test_show_without_a_display_is_one_line(tmp_path: Path):
     env = {k: v for k, v in pipeline_env().items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     video = one_figure(tmp_path, 8)
