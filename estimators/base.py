@@ -52,6 +52,17 @@ class PoseEstimator(abc.ABC):
         The cache keys entries on this, so two runs with equal settings must give the same result.
         """
 
+    @property
+    def stride(self) -> int:
+        """Every `stride`-th frame is posed and the others interpolated (1: every frame). Callers that drive
+        `detect()` frame by frame (`pipeline live`) size the tracker's memory and drawing from it."""
+        return 1
+
+    def load(self) -> None:
+        """Load the models now instead of on the first frame: a live source streams from the start, and a first
+        frame that waits for loading makes the frame queue drop frames (`pipeline live` calls this first)."""
+        return None
+
     def needs_frame(self, t: int) -> bool:
         """Whether frame `t` must be decoded. Frames answered False may arrive as `None`."""
         return True

@@ -132,6 +132,15 @@ class MediaPipePose(PoseEstimator):
         d["weights_sha256"] = weights.sha256_of(landmark_weights(self.cfg.model))
         return d
 
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
+
+    def load(self) -> None:
+        """Build the graphs (~1 s) if `estimate()` has not: frame-by-frame callers (`pipeline live`) use `detect`."""
+        if not self._poses:
+            self._reset()
+
     def needs_frame(self, t: int) -> bool:
         return t % self.cfg.stride == 0
 
@@ -217,6 +226,7 @@ class MediaPipePose(PoseEstimator):
 
     def detect(self, frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Persons in one BGR frame (up to max_persons), in original-frame pixels."""
+        self.load()
         oh, ow = frame.shape[:2]
         scale = 1.0
         if self.cfg.max_side is not None and max(oh, ow) > self.cfg.max_side:

@@ -149,6 +149,10 @@ class MMPoseHRNet(PoseEstimator):
             self._settings = d
         return self._settings
 
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
+
     def needs_frame(self, t: int) -> bool:
         return t % self.cfg.stride == 0
 

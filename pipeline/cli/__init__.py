@@ -24,6 +24,7 @@ COMMANDS = {
     "export": "pipeline.cli.run:export_cmd",
     "calibrate": "pipeline.cli.calibrate:calibrate_cmd",
     "models": "pipeline.cli.models:models_cmd",
+    "live": "pipeline.cli.live:live_cmd",
 }
 
 

@@ -26,7 +26,8 @@ from pipeline.infer.runner import format_json, format_text, run_videos
                    "the file carries the layout and classes).")
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(1), help="Labels to print.")
 @click.option("--json", "as_json", is_flag=True,
-              help='One JSON object per video: {"video", "frames", "persons", "labels", "seconds"} (+ "windows").')
+              help='One JSON object per video: {"video", "frames", "persons", "labels", "seconds"} (+ "windows", '
+                   '"tracks").')
 @click.option("--render", type=click.Path(path_type=Path),
               help="Write the video with the skeleton and the running label drawn (OUT.mp4; a folder when several "
                    "clips are given).")
@@ -42,12 +43,16 @@ from pipeline.infer.runner import format_json, format_text, run_videos
                    "mediapipe when lite is not installed (said once on stderr).")
 @click.option("--pose-model", default=None, type=click.Choice(list(MODELS)),
               help="BlazePose landmark model instead of lite (blazepose only; lite and heavy: `pipeline models`).")
+@click.option("--max-persons", default=1, show_default=True, type=click.IntRange(1),
+              help='Track up to N persons and classify each on its own; N > 1 adds "tracks": [{"id", "frames": '
+                   '[first, last], "labels"}...] to the JSON ("persons" stays a count).')
 @click.option("--no-progress", is_flag=True, help="No progress bar (it shows on a terminal only anyway).")
 @click.option("--classes", "list_classes", is_flag=True,
               help="Print the actions the model knows (its whole vocabulary) and exit.")
 def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None, topk: int, as_json: bool,
             render: Path | None, window: float | None, stride: float | None, threads: int, device: str,
-            estimator: str, pose_model: str | None, no_progress: bool, list_classes: bool) -> None:
+            estimator: str, pose_model: str | None, max_persons: int, no_progress: bool,
+            list_classes: bool) -> None:
     """Recognise the action in CLIPS (video files, or folders searched for them) with the fast pose estimator
     and a distilled student.
 
@@ -62,7 +67,7 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
                       progress=not no_progress, threads=threads, device=device,
-                      estimator=estimator, pose_model=pose_model)
+                      estimator=estimator, pose_model=pose_model, max_persons=max_persons)
     if list_classes:
         info = load_predictor(opts).info
         click.echo(f"{len(info.classes)} actions ({info.source}):")

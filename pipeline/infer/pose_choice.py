@@ -25,20 +25,21 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def fast_estimator(name: str = DEFAULT, model: str | None = None,
-                   note: Callable[[str], None] = _say) -> PoseEstimator:
+def fast_estimator(name: str = DEFAULT, model: str | None = None, note: Callable[[str], None] = _say,
+                   max_persons: int = 1) -> PoseEstimator:
     """`ESTIMATORS[name]`'s low tier (with `model` when given), its weights checked before any video."""
     if name not in RUN_ESTIMATORS:
         raise BadInput(f"unknown estimator {name!r} for run ({', '.join(RUN_ESTIMATORS)})")
     cls = ESTIMATORS[name]
     if model is not None and "model" not in {f.name for f in fields(cls)}:
         raise BadInput(f"--pose-model (lite, full, heavy) is for --estimator {DEFAULT}, not {name}")
-    est = cls.tier("low", **({} if model is None else {"model": model})).build()
+    persons = {"max_persons": max_persons} if "max_persons" in {f.name for f in fields(cls)} else {}
+    est = cls.tier("low", **persons, **({} if model is None else {"model": model})).build()
     try:
         est.settings()  # reads and checks the weights
     except BadInput as e:
         if model is not None or name != DEFAULT:
             raise
-        est = cls.tier("low", model=FALLBACK_MODEL).build()
+        est = cls.tier("low", model=FALLBACK_MODEL, **persons).build()
         note(f"note: {e}. Using BlazePose {FALLBACK_MODEL} (ships with mediapipe) instead.")
     return est

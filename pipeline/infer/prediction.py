@@ -51,6 +51,7 @@ class RunOptions:
     device: str = "cpu"            # the PyTorch model's device (cpu, cuda, cuda:N); the pose estimator is CPU
     estimator: str = DEFAULT       # ESTIMATORS name of the fast estimator (its low tier; pipeline/infer/pose_choice)
     pose_model: str | None = None  # BlazePose landmark model; None: lite, or full when lite is not installed
+    max_persons: int = 1           # > 1: track this many persons and classify each on its own ("tracks")
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -61,6 +62,8 @@ class RunOptions:
             raise BadInput("--window must be a positive number of seconds")
         if self.stride is not None and not (np.isfinite(self.stride) and self.stride > 0):
             raise BadInput("--stride must be a positive number of seconds")
+        if self.max_persons < 1:
+            raise BadInput("--max-persons must be >= 1")
         if self.model is not None and self.onnx is not None:
             raise BadInput("give --model or --onnx, not both (an exported file carries the model's metadata)")
 

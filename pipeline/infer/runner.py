@@ -29,6 +29,8 @@ from pipeline.extract.driver import check_result
 from pipeline.extract.video import VideoReader, find_videos
 from pipeline.infer.pose_choice import fast_estimator
 from pipeline.infer.prediction import (
+    Classification,
+    ModelInfo,
     Predictor,
     RunOptions,
     VideoRun,
@@ -45,7 +47,7 @@ from pipeline.infer.rendering import render_video
 def default_estimator(opts: RunOptions | None = None) -> PoseEstimator:
     """The fast (LQ) tier of the chosen estimator (default: BlazePose lite, else the bundled full model)."""
     opts = opts or RunOptions()
-    return fast_estimator(opts.estimator, opts.pose_model)
+    return fast_estimator(opts.estimator, opts.pose_model, max_persons=opts.max_persons)
 
 
 def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Predictor, opts: RunOptions,
@@ -64,6 +66,7 @@ def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Pred
     tm = time.perf_counter()
     kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), predictor.info.layout)
     result = classify(kp, sc, fps, predictor, opts.window, opts.stride)
+    tracks = track_records(kp, sc, fps, predictor, opts) if opts.max_persons > 1 else None
     model_s = time.perf_counter() - tm
     info = predictor.info
     persons = int((pose.keypoint_score > 0).any(axis=(1, 2)).sum())
@@ -76,20 +79,57 @@ def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Pred
                   "labels": top_labels(result.overall, info.classes, opts.topk),
                   "seconds": {"pose": round(pose_s, 3), "model": round(model_s, 3),
                               "total": round(time.perf_counter() - t0, 3)}}
-    if result.known is not None and info.open_set is not None:
-        dist = result.distance if result.distance is not None else []
-        seen = int((sc > 0).any(axis=(0, 2)).sum())
-        run.record["open_set"] = {"known": result.known, "threshold": round(info.open_set.threshold, 2),
-                                  "distance": round(float(np.median(dist)), 2) if len(dist) else None}
-        if seen < min_frames(fps):
-            run.record["open_set"]["reason"] = f"too short: a person in {seen} frames"
-
+    verdict = open_set_record(result, info, sc, fps)
+    if verdict is not None:
+        run.record["open_set"] = verdict
     if len(result.bounds) > 1:
-        run.record["windows"] = [
-            {"start": round(s / fps, 3), "end": round(e / fps, 3),
-             "labels": top_labels(p, info.classes, opts.topk) if has else []}
-            for (s, e), p, has in zip(result.bounds, result.probs, result.has_person)]
+        run.record["windows"] = window_records(result, fps, info.classes, opts.topk)
+    if tracks is not None:
+        run.record["tracks"] = tracks
     return run
+
+
+def open_set_record(result: Classification, info: ModelInfo, score: np.ndarray, fps: float) -> dict | None:
+    """The open-set verdict of one classification (`score`: the `[M, T, V]` it was made from), or None when the
+    model has no rule. The one place `run` (clip and tracks) and `live` (each window) turn it into output."""
+    if result.known is None or info.open_set is None:
+        return None
+    dist = result.distance if result.distance is not None else []
+    seen = int((score > 0).any(axis=(0, 2)).sum())
+    rec = {"known": result.known, "threshold": round(info.open_set.threshold, 2),
+           "distance": round(float(np.median(dist)), 2) if len(dist) else None}
+    if seen < min_frames(fps):
+        rec["reason"] = f"too short: a person in {seen} frames"
+    return rec
+
+
+def window_records(result: Classification, fps: float, classes: list[str], topk: int) -> list[dict]:
+    return [{"start": round(s / fps, 3), "end": round(e / fps, 3),
+             "labels": top_labels(p, classes, topk) if has else []}
+            for (s, e), p, has in zip(result.bounds, result.probs, result.has_person)]
+
+
+def track_records(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor, opts: RunOptions
+                  ) -> list[dict]:
+    """`--max-persons N > 1`: each tracked person (best-ranked first) classified on its own over its frames.
+
+    "persons" stays the count the design's schema promises; the per-person results go under "tracks".
+    """
+    out = []
+    for m in range(kp.shape[0]):
+        seen = np.flatnonzero((score[m] > 0).any(axis=-1))
+        if not len(seen):
+            continue
+        res = classify(kp[m:m + 1], score[m:m + 1], fps, predictor, opts.window, opts.stride)
+        rec = {"id": m, "frames": [int(seen[0]), int(seen[-1])],
+               "labels": top_labels(res.overall, predictor.info.classes, opts.topk)}
+        verdict = open_set_record(res, predictor.info, score[m:m + 1], fps)
+        if verdict is not None:
+            rec["open_set"] = verdict
+        if len(res.bounds) > 1:
+            rec["windows"] = window_records(res, fps, predictor.info.classes, opts.topk)
+        out.append(rec)
+    return out
 
 
 def _progress(frames: Iterable, total: int, name: str, show: bool, console: TextIO) -> Iterator:
@@ -189,6 +229,12 @@ def format_text(run: VideoRun) -> str:
         for w in r["windows"]:
             top = f"{w['labels'][0]['label']} ({w['labels'][0]['score']:.2f})" if w["labels"] else "no person"
             lines.append(f"    {w['start']:7.2f}-{w['end']:7.2f} s  {top}")
+    for tr in r.get("tracks", []):
+        top = tr["labels"][0]
+        said = f"{top['label']} ({top['score']:.2f})"
+        if tr.get("open_set", {}).get("known") is False:
+            said = f"not a known action (closest: {said})"
+        lines.append(f"  person {tr['id']} (frames {tr['frames'][0]}-{tr['frames'][1]}): {said}")
     return "\n".join(lines)
 
 

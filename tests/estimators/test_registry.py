@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from estimators import ESTIMATORS, QUALITIES
+from estimators.base import PoseEstimator
 from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 from estimators.mmpose_hrnet import MMPoseConfig
 from pipeline.cli.extract import extract_cmd
@@ -40,3 +41,21 @@ def test_prefixed_options_reach_only_their_estimator():
 def test_cli_choices_are_the_dict():
     opt = next(p for p in extract_cmd.params if p.name == "estimator")
     assert list(opt.type.choices) == list(ESTIMATORS)
+
+
+@pytest.mark.parametrize("quality", QUALITIES)
+def test_stride_is_part_of_the_interface(quality):
+    """`PoseEstimator.stride` (what `pipeline live` sizes its tracker from) says which frames `needs_frame` wants;
+    an estimator that does not override it poses every frame."""
+    est = MediaPipeConfig.tier(quality).build()
+    assert est.stride == est.cfg.stride
+    assert [t for t in range(12) if est.needs_frame(t)] == list(range(0, 12, est.stride))
+
+    class EveryFrame(PoseEstimator):
+        def settings(self) -> dict:
+            return {}
+
+        def estimate(self, frames, fps, img_shape):
+            raise NotImplementedError
+
+    assert EveryFrame().stride == 1

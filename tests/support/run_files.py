@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.layouts import Layout, get_layout
 from models.net.transforms import InputConfig
 from pipeline.stages.training import ModelOptions, build_model
@@ -35,3 +35,15 @@ def tiny_checkpoint(path: Path, layout: str | Layout = "penn13", coord_dims: int
     model.eval()
     save_checkpoint(path, model, layout=lay, classes=CLASSES, model_config=cfg, input_config=icfg)
     return path
+
+
+def with_rule(src: Path, dst: Path, threshold: float) -> Path:
+    """`src` with an open-set rule whose threshold is `threshold` (class means at 0, identity precision)."""
+    model, meta = load_checkpoint(src)
+    c = model.feature_channels
+    rule = {"rule": "mahalanobis-tied", "means": [[0.0] * c] * len(meta["classes"]),
+            "precision": [[float(i == j) for j in range(c)] for i in range(c)], "threshold": threshold,
+            "keep": 0.95, "n_fit": 1, "n_calib": 1}
+    save_checkpoint(dst, model, layout=meta["layout"], classes=meta["classes"], model_config=meta["model_config"],
+                    input_config=meta["input_config"], extra={"open_set": rule})
+    return dst

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.layouts import Layout
-from tests.support.run_files import CLASSES, tiny_checkpoint
+from tests.support.run_files import CLASSES, tiny_checkpoint, with_rule
 from tests.support.video_files import cut, stick_figure_frames, truncate, write_video
 
 
@@ -124,18 +123,6 @@ def test_model_and_onnx_together_is_a_usage_error(five: Path, ckpt: Path, tmp_pa
     proc = run_pipeline("run", five, "--model", ckpt, "--onnx", tmp_path / "m.onnx")
     assert proc.returncode == 2 and error_lines(proc) == [
         "Error: give --model or --onnx, not both (an exported file carries the model's metadata)"]
-
-
-def with_rule(src: Path, dst: Path, threshold: float) -> Path:
-    """`src` with an open-set rule whose threshold is `threshold` (class means at 0, identity precision)."""
-    model, meta = load_checkpoint(src)
-    c = model.feature_channels
-    rule = {"rule": "mahalanobis-tied", "means": [[0.0] * c] * len(meta["classes"]),
-            "precision": [[float(i == j) for j in range(c)] for i in range(c)], "threshold": threshold,
-            "keep": 0.95, "n_fit": 1, "n_calib": 1}
-    save_checkpoint(dst, model, layout=meta["layout"], classes=meta["classes"], model_config=meta["model_config"],
-                    input_config=meta["input_config"], extra={"open_set": rule})
-    return dst
 
 
 def test_open_set_flags_clips_the_model_does_not_know(shared_data: Path, ckpt: Path, tmp_path: Path):

@@ -1,0 +1,92 @@
+"""`pipeline live`: camera, stream or file -> per-person action labels as JSON lines, while the video plays."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from estimators import DEFAULT
+from estimators.base import native_stderr_quiet
+from estimators.mediapipe_pose import MODELS
+from models.contract.paths import vet_output
+from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.infer.live import LiveOptions, check_display, json_line, open_source, run_live
+from pipeline.infer.pose_choice import RUN_ESTIMATORS
+from pipeline.infer.prediction import RunOptions, load_predictor
+from pipeline.infer.runner import default_estimator
+
+
+@click.command("live")
+@click.argument("source")
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Student checkpoint (.pt) [default: the bundled Penn Action student].")
+@click.option("--onnx", "onnx_file", type=click.Path(path_type=Path),
+              help="Run the model part in onnxruntime from a file written by `pipeline export`.")
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Length of the causal window each label is made from [4 s].")
+@click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="A label every this many seconds [1 s; half of --window when --window is given].")
+@click.option("--max-persons", default=1, show_default=True, type=click.IntRange(1),
+              help="Persons tracked and labelled (MediaPipe runs once per person and frame).")
+@click.option("--estimator", "estimator_name", default=DEFAULT, show_default=True, type=click.Choice(RUN_ESTIMATORS),
+              help="Fast pose estimator (its low tier); blazepose falls back to the full model when lite is missing.")
+@click.option("--pose-model", default=None, type=click.Choice(list(MODELS)),
+              help="BlazePose landmark model instead of lite (blazepose only).")
+@click.option("--topk", default=5, show_default=True, type=click.IntRange(1), help="Labels per event.")
+@click.option("--realtime/--no-realtime", default=True, show_default=True,
+              help="Files: play at the file's frame rate (a slow machine drops frames, as on a camera); "
+                   "--no-realtime processes every frame as fast as it can.")
+@click.option("--queue", "queue_size", default=2, show_default=True, type=click.IntRange(1),
+              help="Frames waiting for pose at most; beyond that frames are dropped and counted.")
+@click.option("--drop", default="oldest", show_default=True, type=click.Choice(["oldest", "newest"]),
+              help="Which frame a full queue drops.")
+@click.option("--render", type=click.Path(path_type=Path),
+              help="Write the frames with skeletons and labels to OUT.mp4 (atomically; a file source stopped "
+                   "part-way writes nothing; a camera or stream stopped with Ctrl-C is written).")
+@click.option("--show", is_flag=True, help="Show the frames in a window (q or Esc stops; needs a display).")
+@click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1),
+              help=THREADS_HELP + " Also OpenCV's threads.")
+@click.option("--open-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS", help="Give up on a stream that does not open (or stalls) this long.")
+def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: float | None, stride: float | None,
+             max_persons: int, estimator_name: str, pose_model: str | None, topk: int, realtime: bool,
+             queue_size: int, drop: str, render: Path | None,
+             show: bool, threads: int, open_timeout: float) -> None:
+    """Recognise actions live in SOURCE: a camera index (0), a stream URL (rtsp://, http://, udp://...) or a
+    video file.
+
+    Prints one JSON line per person and window: {"t", "person", "box", "labels", "latency_ms", "frames"}.
+    Ctrl-C or the end of the stream prints a summary on stderr (frames read, processed, dropped; latency).
+    """
+    import cv2  # (here: `pipeline --help` lists the commands without loading OpenCV)
+
+    opts = LiveOptions(window=window, stride=stride, max_persons=max_persons, topk=topk, realtime=realtime,
+                       queue=queue_size, drop=drop, render=render, show=show)
+    if show:
+        check_display()
+    if render is not None:  # before anything opens; a file source is the one input it must not overwrite
+        vet_output(render, inputs=[source] if not source.isdigit() and "://" not in source else [])
+    cv2.setNumThreads(threads)
+    predictor = load_predictor(RunOptions(model=model, onnx=onnx_file, threads=threads))
+    stop = threading.Event()
+
+    def on_sigint(signum, frame) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts the clean-up
+
+    with native_stderr_quiet() as console:  # camera/FFmpeg/MediaPipe chatter off; our lines go to `console`
+        src = open_source(source, open_timeout)
+        estimator = default_estimator(RunOptions(estimator=estimator_name, pose_model=pose_model,
+                                                 max_persons=max_persons))
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            stats = run_live(src, estimator, predictor, opts, json_line(stop), stop)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            estimator.close()
+        print(stats.text(src.name), file=console, flush=True)
+    if stats.interrupted:
+        raise SystemExit(130)
