@@ -80,6 +80,10 @@ class OpenPoseLite(PoseEstimator):
         d["weights_sha256"] = weights.weights_sha256(MODEL)
         return d
 
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
+
     def needs_frame(self, t: int) -> bool:
         return t % self.cfg.stride == 0
 

@@ -85,6 +85,7 @@ def test_video_two_people_followed(shared_data: Path, estimator_factory):
 
 def test_stride_interpolates_and_settings_are_the_cache_key(shared_data: Path, estimator_factory):
     est = estimator_factory(stride=4)
+    assert est.stride == 4 and [t for t in range(9) if est.needs_frame(t)] == [0, 4, 8]  # what `live` reads
     with VideoReader(shared_data / "videos" / "tai_chi.mp4") as r:
         frames = list(itertools.islice(r.frames(est.needs_frame), 9))
     assert [f is None for f in frames] == [False, True, True, True, False, True, True, True, False]
