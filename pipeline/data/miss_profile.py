@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from models.contract.errors import BadInput
+from models.contract.paths import vet_input
 from models.contract.skeleton import body_scale
 
 FORMAT = "miss-episodes/1"
@@ -191,14 +191,15 @@ class Replay:
 
 
 def is_episode_profile(path: str) -> bool:
+    p = vet_input(path, "profile")  # a FIFO or /dev/urandom behind the name must not hang or fill memory
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8")).get("format") == FORMAT
+        return json.loads(p.read_text(encoding="utf-8")).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False  # the old reader reports what is wrong with the file
 
 
 def load_replay(path: str, num_joints: int) -> Replay:
-    p = Path(path)
+    p = vet_input(path, "profile")
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
         eps = tuple(tuple(int(m) for m in e) for e in d["episodes"])
