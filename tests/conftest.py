@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models.contract.layouts import get_layout
 from models.contract.skeleton import Clip, SkeletonDataset
@@ -44,3 +45,11 @@ def make_dataset(n_per_class: int = 4, num_classes: int = 3, layout: str = "coco
 @pytest.fixture
 def tiny_dataset() -> SkeletonDataset:
     return make_dataset()
+
+
+@pytest.fixture(scope="module")
+def restore_torch_threads():
+    """In-process commands set torch's thread count for the whole process: put it back after the module."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

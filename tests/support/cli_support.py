@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.cli import COMMANDS
+from click.testing import CliRunner
+
+from pipeline.cli import COMMANDS, cli
 
 # The sub-commands the CLI has right now: cases for commands still being written activate when they land.
 LANDED = frozenset(COMMANDS)
@@ -65,3 +67,11 @@ def snapshot(root: Path) -> set[str]:
 def new_files(before: set[str], root: Path) -> list[str]:
     """Files that appeared under `root`; a cache's per-entry `.lock` files are not entries and are allowed."""
     return sorted(f for f in snapshot(root) - before if not f.endswith(".lock"))
+
+
+def invoke(*args) -> str:
+    """Run a command in this process (click's runner); its stdout, or the exception it raised (BadInput...)."""
+    result = CliRunner().invoke(cli, [str(a) for a in args], standalone_mode=False, catch_exceptions=True)
+    if result.exception is not None:
+        raise result.exception
+    return result.stdout

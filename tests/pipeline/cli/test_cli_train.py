@@ -10,30 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from click.testing import CliRunner
 
 from models.contract.errors import BadInput
-from pipeline.cli import cli
 from pipeline.data.pyskl_io import save_dataset
 from tests.conftest import make_dataset
+from tests.support.cli_support import invoke
 
 SMALL = ["--epochs", "2", "--width", "0.125", "--depth", "4", "--length", "8", "--batch-size", "4", "--quiet",
          "--threads", "1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)  # the commands set 1 thread in this process
-
-
-def invoke(*args) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args], standalone_mode=False, catch_exceptions=True)
-    if result.exception is not None:
-        raise result.exception
-    return result.stdout
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")  # the commands set 1 thread here
 
 
 def run_pipeline(*args) -> subprocess.CompletedProcess:

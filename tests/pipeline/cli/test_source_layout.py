@@ -11,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from models.contract.errors import BadInput
-from pipeline.cli import cli
 from pipeline.data.pyskl_io import load_dataset
-from tests.support.cli_support import one_error_line, run_pipeline
+from tests.support.cli_support import invoke, one_error_line, run_pipeline
 
 # An MPII-like 15-joint body: a joint count no built-in layout has.
 JOINTS = ["head", "neck", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
@@ -27,18 +25,7 @@ SMALL = ["--epochs", "1", "--width", "0.125", "--depth", "2", "--length", "8", "
          "--threads", "1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)  # the commands set 1 thread in this process
-
-
-def invoke(*args) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args], standalone_mode=False, catch_exceptions=True)
-    if result.exception is not None:
-        raise result.exception
-    return result.output
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")  # the commands set 1 thread here
 
 
 
