@@ -54,6 +54,12 @@ class CorruptSpec:
         return replace(self, seed=self.effective_seed(run_seed))
 
 
+# What each key of a spec accepts, as the error says it.
+ALLOWED = {"drop": "a probability in [0, 1]", "framedrop": "a probability in [0, 1]",
+           "jitter": "a finite number >= 0 (times the body size)", "impute": "a whole number of frames >= 0",
+           "seed": "a whole number >= 0"}
+
+
 def parse_spec(text: str) -> CorruptSpec:
     """Parse `key=value,...`; unknown keys or out-of-range values are a BadInput."""
     kwargs: dict = {}
@@ -77,7 +83,7 @@ def parse_spec(text: str) -> CorruptSpec:
             else:
                 raise BadInput(f"unknown corruption key {key!r} (drop, impute, jitter, framedrop, seed, profile)")
         except ValueError:
-            raise BadInput(f"bad value for {key}: {value!r}") from None
+            raise BadInput(f"bad value for {key}: {value!r} (expected {ALLOWED[key]})") from None
     return CorruptSpec(**kwargs)
 
 
