@@ -133,7 +133,7 @@ def test_parse_spec():
 
 
 @pytest.mark.parametrize(("text", "reason"), [
-    ("drop=1.5", "bad value for drop: '1.5' (expected a probability in [0, 1])"),
+    ("drop=1.5", r"bad value for drop: '1.5' \(expected a probability in \[0, 1\]\)"),
     ("drop=-0.1", "bad value for drop"),
     ("drop=nan", "bad value for drop"),
     ("jitter=abc", "bad value for jitter"),
