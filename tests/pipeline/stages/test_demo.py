@@ -52,5 +52,9 @@ def test_demo_runs_and_reports(tmp_path: Path):
     assert (tmp_path / "demo.png").stat().st_size > 0
     assert json.loads((tmp_path / "demo.json").read_text())["students"] == s["students"]
     assert any(line.startswith("teacher") and "HQ" in line for line in lines)
+    # The table's columns never run together: the longest name still has spaces before its input column.
+    skd_row = next(line for line in lines if line.startswith("student, SKD"))
+    assert "(graph matching + GR)  LQ" in skd_row
+    assert any(line.startswith("student, labels only ") for line in lines)
     assert "wave_right" not in json.loads((tmp_path / "none" / "metrics.json").read_text())["classes"]
     assert len(DEMO_ACTIONS) == len(ACTIONS) - 1

@@ -1,0 +1,43 @@
+"""The training stage's choices for the user: warm-up scaled to the run, ground truth's constant score channel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.checkpoint import load_checkpoint
+from models.contract.errors import BadInput
+from pipeline.data.pyskl_io import save_dataset
+from pipeline.stages.training import default_warmup, request_from_options
+from tests.conftest import make_dataset
+from tests.support.cli_support import run_pipeline
+
+SMALL = ["--epochs", "1", "--width", "0.125", "--depth", "2", "--length", "8", "--batch-size", "4", "--quiet"]
+
+
+def test_warm_up_scales_with_short_runs_and_must_be_shorter_than_the_run():
+    req, _ = request_from_options({"epochs": 2})
+    assert req.train.warmup_epochs == pytest.approx(2 / 6)  # reaches --lr after a third of an epoch
+    req, _ = request_from_options({"epochs": 60})
+    assert req.train.warmup_epochs == 5.0 == default_warmup(60)
+    req, _ = request_from_options({"epochs": 10, "warmup": 3})
+    assert req.train.warmup_epochs == 3  # an explicit warm-up is kept
+    with pytest.raises(BadInput, match="--warmup 5 is not shorter than --epochs 2"):
+        request_from_options({"epochs": 2, "warmup": 5})
+
+
+def test_ground_truth_trains_without_the_score_channel_and_says_so(tmp_path: Path):
+    data = tmp_path / "gt.pkl"
+    save_dataset(make_dataset(n_per_class=3, num_classes=2), data)  # every score 1.0, as annotations have
+    proc = run_pipeline("train", "--data", data, "--out", tmp_path / "run", *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    assert "note: every keypoint score in the training split is 1.0" in proc.stderr
+    _, meta = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert meta["input_config"].use_score is False
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["input_config"]["use_score"] is False
+    # Resuming the finished run says it only re-evaluates.
+    proc = run_pipeline("train", "--data", data, "--out", tmp_path / "run", "--resume", "--quiet")
+    assert proc.returncode == 0 and "already finished its 1 epochs" in proc.stderr
