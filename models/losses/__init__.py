@@ -15,4 +15,5 @@ METHODS: dict[str, LossMethod] = {
     "rkd": rkd.METHOD,
     "at": attention.METHOD,
     "skd": skd.METHOD,
+    "skd-authors": skd.AUTHORS,
 }
