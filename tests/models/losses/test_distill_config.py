@@ -8,7 +8,7 @@ import torch
 from models.losses.distill import DistillConfig, build_distill_losses
 
 EXPECTED = {"none": set(), "kd": {"kd"}, "fitnet": {"fitnet"}, "rkd": {"rkd_dist", "rkd_angle"}, "at": {"at"},
-            "skd": {"kd", "node", "edge"}, "skd-authors": {"kd", "node", "edge"}}
+            "skd": {"kd", "node", "edge"}, "skd-authors": {"kd", "node", "edge"}, "dkd": {"dkd"}}
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED))

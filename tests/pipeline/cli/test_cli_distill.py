@@ -68,7 +68,8 @@ def test_cli_writes_the_contract(hq_pkl: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("method,revision", [("none", "none"), ("kd", "global"), ("fitnet", "global"),
                                              ("rkd", "global"), ("at", "global"), ("skd", "none"),
-                                             ("skd", "tail"), ("skd-authors", "per_tensor")])
+                                             ("skd", "tail"), ("skd-authors", "per_tensor"),
+                                             ("dkd", "none")])
 def test_every_method_with_a_reused_teacher(method: str, revision: str, hq_pkl: Path, teacher_pt: Path,
                                            tmp_path: Path):
     out = tmp_path / method
@@ -81,7 +82,8 @@ def test_every_method_with_a_reused_teacher(method: str, revision: str, hq_pkl: 
     terms = {k.removeprefix("loss_") for k in (out / "student_metrics.csv").read_text().splitlines()[0].split(",")
              if k.startswith("loss_")}
     expected = {"none": set(), "kd": {"kd"}, "fitnet": {"fitnet"}, "rkd": {"rkd_dist", "rkd_angle"}, "at": {"at"},
-                "skd": {"kd", "node", "edge", "mid_edge"}, "skd-authors": {"kd", "node", "edge"}}[method] | {"ce"}
+                "skd": {"kd", "node", "edge", "mid_edge"}, "skd-authors": {"kd", "node", "edge"},
+                "dkd": {"dkd"}}[method] | {"ce"}
     assert terms == expected
 
 
