@@ -31,7 +31,7 @@ from pipeline.stages.distilling import make_request, run_distill
 @click.option("--revision-mode", default=None, type=click.Choice(["global", "per_tensor", "tail"]),
               help="Project over all student parameters at once (global: the authors'), per parameter tensor, or "
                    "decide the projection on the last --revision-blocks blocks + head only (tail: cheaper) "
-                   "[default: the method's: tail for skd, global otherwise].")
+                   "[default: the method's: tail for skd, none for dkd, global otherwise].")
 @click.option("--revision-blocks", default=1, show_default=True, type=click.IntRange(1, 30),
               help="Blocks of the tail revision.")
 @click.option("--teacher", "teacher_ckpt", type=click.Path(path_type=Path),
@@ -46,9 +46,10 @@ from pipeline.stages.distilling import make_request, run_distill
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=0.1, show_default=True, type=float)
 @click.option("--tau", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Temperature of the logit term (scaled by tau^2) [default: the method's, 1].")
+              help="Temperature of the logit term (scaled by tau^2) [default: the method's: 4 for dkd, else 1].")
 @click.option("--weights", default="", metavar="K=V,...",
-              help="Loss weights, e.g. kd=1,node=1,edge=1,fitnet=1,rkd_dist=25,rkd_angle=50,at=1000,ce=1.")
+              help="Loss weights, e.g. kd=1,node=0.1,edge=1,mid_edge=1,fitnet=1,rkd_dist=25,rkd_angle=50,at=1000,dkd=1,"
+                   "ce=1 [default: the method's].")
 @click.option("--train-fraction", default=1.0, show_default=True, type=click.FloatRange(0.01, 1.0),
               help="Label this fraction of the training clips (stratified); the rest are unlabeled pairs for the "
                    "distillation terms unless --no-unlabeled-rest.")
