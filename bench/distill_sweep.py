@@ -2,7 +2,13 @@
 
     python bench/distill_sweep.py severity   # teacher once, then per LQ severity: teacher on LQ, plain and SKD student
     python bench/distill_sweep.py table --specs 'drop=0.8,jitter=0.05,framedrop=0.3' --seeds 0,1,2
+    python bench/distill_sweep.py ceiling --specs 'drop=0.8,...'   # LQ-trained full-width model, teacher tuned on LQ
     python bench/distill_sweep.py report     # markdown tables + plot from what has run
+
+`--steps N` gives every run the same number of optimizer steps (epochs = N / steps per epoch, so a label-only
+student, which has fewer clips per epoch, gets more epochs) and evaluates once, at the end. Distillation methods
+get the train clips left out of the labels as unlabeled pairs (`pipeline distill`'s default); the plain student
+cannot use them.
 
 HQ = Penn Action ground truth (official split). LQ = `pipeline.data.corrupt` at each severity (same clip ids, frames,
 labels). The teacher (trained once on the full HQ train split) is reused by every run. The students are trained in
@@ -38,8 +44,9 @@ SEVERITIES = [
     ("drop 0.8 + jitter 0.05 + framedrop 0.3", "drop=0.8,impute=3,jitter=0.05,framedrop=0.3"),
     ("measured MediaPipe LQ profile", f"profile={PROFILE}"),
 ]
-TABLE_METHODS = [("none", "global"), ("kd", "global"), ("fitnet", "global"), ("rkd", "global"), ("at", "global"),
-                 ("skd", "none"), ("skd", "global")]
+TABLE_METHODS = [("none", "none"), ("kd", "none"), ("fitnet", "none"), ("rkd", "none"), ("at", "none"),
+                 ("skd-authors", "global"), ("skd", "tail")]
+SEVERITY_METHODS = [("none", "none"), ("skd-authors", "global"), ("skd", "tail")]
 
 
 def slug(spec: str) -> str:
@@ -75,15 +82,34 @@ def ensure_teacher(out: Path, hq: Path, args) -> Path:
     return run / "model.pt"
 
 
+def epochs_for(hq: Path, method: str, seed: int, args) -> int:
+    """--epochs, or with --steps the epochs that give about that many steps (drop_last batches, as the loop)."""
+    if not args.steps:
+        return args.epochs
+    from pipeline.data.pyskl_io import load_dataset
+    from pipeline.stages.distilling import stratified_fraction
+
+    ds = load_dataset(hq)
+    train = set(ds.split["train"])
+    clips = [c for c in ds.clips if c.frame_dir in train]
+    n = len(stratified_fraction(clips, args.train_fraction, seed))
+    if method != "none" and not args.no_unlabeled:
+        n = len(clips)  # the labeled clips + the unlabeled rest
+    per_epoch = max(1, n // args.batch_size)
+    return max(1, round(args.steps / per_epoch))
+
+
 def one_run(out: Path, hq: Path, teacher: Path, spec: str, method: str, revision: str, seed: int, args) -> dict:
     from pipeline.stages.distilling import make_request, run_distill
 
     run = out / "runs" / slug(spec) / f"{method}_{revision}_s{seed}"
     if (run / "metrics.json").exists():
         return json.loads((run / "metrics.json").read_text())
-    req = make_request(method=method, grad_revision=revision, epochs=args.epochs, student_width=args.student_width,
+    epochs = epochs_for(hq, method, seed, args)
+    req = make_request(method=method, grad_revision=revision, epochs=epochs, student_width=args.student_width,
                        length=args.length, batch_size=args.batch_size, lr=args.lr, tau=args.tau,
-                       weights=args.weights, train_fraction=args.train_fraction, seed=seed)
+                       weights=args.weights, train_fraction=args.train_fraction, seed=seed,
+                       eval_every=epochs if args.steps else 1, unlabeled_rest=not args.no_unlabeled)
     t0 = time.perf_counter()
     m = run_distill(hq, run, req, corrupt=spec, teacher_ckpt=teacher,
                     resume=(run / "student_last.pt").exists(), progress=not args.quiet)
@@ -93,16 +119,66 @@ def one_run(out: Path, hq: Path, teacher: Path, spec: str, method: str, revision
     return m
 
 
+def ceiling(out: Path, hq: Path, teacher: Path, spec: str, args) -> dict:
+    """Two upper references on LQ, all train labels: a model of the teacher's width trained on LQ from scratch,
+    and the HQ teacher fine-tuned on LQ (lr / 10, no warm-up). Seed 0; the same schedule as the teacher."""
+    from models.checkpoint import load_checkpoint
+    from models.net.transforms import InputConfig
+    from models.training.classifier import train_model
+    from models.training.config import TrainConfig
+    from pipeline.data.clips import ClipDataset
+    from pipeline.data.corrupt import corrupt_dataset, parse_spec
+    from pipeline.data.pyskl_io import load_dataset
+    from pipeline.stages.training import ModelOptions, TrainRequest, train_from_dataset
+
+    res = {}
+    lq = corrupt_dataset(load_dataset(hq), parse_spec(spec), 0)
+    run = out / "ceiling" / slug(spec) / "lq_full_width"
+    if not (run / "metrics.json").exists():
+        req = TrainRequest(TrainConfig(epochs=args.teacher_epochs, seed=0, label_smoothing=0.1, warmup_epochs=3,
+                                       num_test_clips=1, eval_every=args.teacher_epochs),
+                           InputConfig(length=args.length, features=tuple(args.features.split(","))),
+                           ModelOptions(width=args.teacher_width, depth=10))
+        train_from_dataset(lq, run, req, data_path=f"corrupt:{spec}", progress=not args.quiet)
+    res["lq_full_width"] = json.loads((run / "metrics.json").read_text())
+    run = out / "ceiling" / slug(spec) / "teacher_tuned_on_lq"
+    if not (run / "metrics.json").exists():
+        model, meta = load_checkpoint(teacher)
+        icfg = meta["input_config"]
+        train = set(lq.split["train"])
+        tr = [c for c in lq.clips if c.frame_dir in train]
+        te = [c for c in lq.clips if c.frame_dir not in train]
+        cfg = TrainConfig(epochs=args.tune_epochs, seed=0, lr=args.lr / 10, label_smoothing=0.1, warmup_epochs=0,
+                          num_test_clips=1, eval_every=args.tune_epochs)
+        train_model(model.train(), ClipDataset(tr, lq.layout, icfg, True, 0),
+                    ClipDataset(te, lq.layout, icfg, False, 0), cfg, run, layout=lq.layout,
+                    classes=list(lq.classes), model_config=meta["model_config"], input_config=icfg,
+                    progress=not args.quiet, extra={"role": "teacher tuned on LQ"})
+    res["teacher_tuned_on_lq"] = json.loads((run / "metrics.json").read_text())
+    for k, m in res.items():
+        print(f"ceiling {spec} {k}: top-1 {m['test_top1']:.3f}", flush=True)
+    return res
+
+
+def ceilings(out: Path) -> dict[str, dict[str, float]]:
+    found: dict[str, dict[str, float]] = {}
+    for p in sorted((out / "ceiling").glob("*/*/metrics.json")):
+        found.setdefault(p.parent.parent.name, {})[p.parent.name] = json.loads(p.read_text())["test_top1"]
+    return found
+
+
 def collect(out: Path) -> list[dict]:
     rows = []
     for p in sorted((out / "runs").glob("*/*/metrics.json")):
         m = json.loads(p.read_text())
         # metrics record the seed the corruption used (",seed=N"); runs of one spec over seeds group together
         spec = re.sub(r",seed=\d+", "", m["lq_source"].removeprefix("corrupt:"))
+        steps = round(m["train_seconds"] / m["seconds_per_step"]) if m.get("seconds_per_step") else None
         rows.append({"spec": spec, "method": m["method"],
                      "revision": m["grad_revision"], "seed": m["seed"], "teacher_hq": m["teacher"]["hq_top1"],
                      "teacher_lq": m["teacher"]["lq_top1"], "student": m["student"]["lq_top1"],
-                     "sec_per_step": m.get("seconds_per_step"), "revision_stats": m.get("revision", {})})
+                     "sec_per_step": m.get("seconds_per_step"), "revision_stats": m.get("revision", {}),
+                     "epochs": m["epochs"], "steps": steps, "n_unlabeled": m.get("n_unlabeled", 0)})
     return rows
 
 
@@ -121,44 +197,71 @@ def report(out: Path) -> str:
             return f"{vals[0]:.3f}"
         return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f} (n={len(vals)})"
 
-    lines += ["| LQ severity | teacher on HQ | teacher on LQ | student none | student skd | gap closed by skd |",
-              "|---|---|---|---|---|---|"]
+    lines += ["Seed 0 at each severity (gap closed = (student − plain) / (teacher on HQ − plain)):", "",
+              "| LQ severity | teacher on HQ | teacher on LQ | student none | skd-authors | gap closed | skd | "
+              "gap closed |", "|---|---|---|---|---|---|---|---|"]
     for spec, rs in by_spec.items():
         s0 = [r for r in rs if r["seed"] == 0]
-        none = [r["student"] for r in s0 if r["method"] == "none"]
-        skd = [r["student"] for r in s0 if r["method"] == "skd" and r["revision"] == "global"]
+
+        def first(method: str, rev: str, s0: list[dict] = s0) -> float | None:
+            v = [r["student"] for r in s0 if r["method"] == method and (r["revision"] == rev or method == "none")]
+            return v[0] if v else None
+
+        none, auth, skd = first("none", "none"), first("skd-authors", "global"), first("skd", "tail")
         thq, tlq = rs[0]["teacher_hq"], rs[0]["teacher_lq"]
-        closed = ""
-        if none and skd and thq - none[0] > 0.005:
-            closed = f"{(skd[0] - none[0]) / (thq - none[0]):.0%}"
+
+        def closed(v: float | None, none: float | None = none, thq: float = thq) -> str:
+            return f"{(v - none) / (thq - none):.0%}" if v is not None and none is not None and thq - none > 0.005 \
+                else ""
+
+        def num(v: float | None) -> str:
+            return f"{v:.3f}" if v is not None else ""
+
         name = spec.replace(str(PROFILE), "models/zoo/lq_profile_penn13.json")
-        lines.append(f"| `{name}` | {thq:.3f} | {tlq:.3f} | {none[0] if none else float('nan'):.3f} | "
-                     f"{skd[0] if skd else float('nan'):.3f} | {closed} |")
+        lines.append(f"| `{name}` | {thq:.3f} | {tlq:.3f} | {num(none)} | {num(auth)} | {closed(auth)} | "
+                     f"{num(skd)} | {closed(skd)} |")
     lines.append("")
+    ceil = ceilings(out)
     for spec, rs in by_spec.items():
         seeds = {r["seed"] for r in rs}
         if len(seeds) < 2:
             continue
         name = spec.replace(str(PROFILE), "models/zoo/lq_profile_penn13.json")
-        lines += [f"Full table at `{name}` (seeds {sorted(seeds)}; top-1 on the LQ test split):", "",
-                  "| model | top-1 | s/step | conflicts revised |", "|---|---|---|---|"]
-        lines.append(f"| teacher on HQ | {rs[0]['teacher_hq']:.3f} | | |")
-        lines.append(f"| teacher on LQ | {rs[0]['teacher_lq']:.3f} | | |")
+        thq = rs[0]["teacher_hq"]
+        cs = ceil.get(slug(spec), {})
+        top = max(cs.values()) if cs else None
+        plain = [r["student"] for r in rs if r["method"] == "none"]
+        p0 = statistics.mean(plain) if plain else None
+        lines += [f"Full table at `{name}` (seeds {sorted(seeds)}; top-1 on the LQ test split, mean ± std, n; "
+                  "gap closed against the plain student's mean, towards the teacher on HQ and towards the best "
+                  "ceiling):", "",
+                  "| model | top-1 | ± s.e. | gap closed (teacher HQ) | gap closed (ceiling) | epochs | steps | "
+                  "unlabeled clips | wall s/step | conflicts revised |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(f"| teacher on HQ | {thq:.3f} | | | | | | | | |")
+        lines.append(f"| teacher on LQ | {rs[0]['teacher_lq']:.3f} | | | | | | | | |")
+        for k, v in sorted(cs.items()):
+            label = {"lq_full_width": "ceiling: teacher-width model trained on LQ, all labels",
+                     "teacher_tuned_on_lq": "ceiling: teacher fine-tuned on LQ, all labels"}.get(k, k)
+            lines.append(f"| {label} (seed 0) | {v:.3f} | | | | | | | | |")
         for method, rev in TABLE_METHODS:
             # A plain student has nothing to revise: its runs record revision "none".
             sel = [r for r in rs if r["method"] == method and (r["revision"] == rev or method == "none")]
             if not sel:
                 continue
-            label = {"none": "student, labels only"}.get(method, f"student, {method}")
-            if method == "skd":
-                label += " (with revision)" if rev != "none" else " (no revision)"
+            label = {"none": "student, labels only"}.get(method, f"student, {method}") + \
+                (f" (revision {rev})" if method != "none" and rev != "none" else "")
             conf = ""
             if sel[0]["revision_stats"]:
                 conf = ", ".join(f"{k.split('/')[1]} {statistics.mean(r['revision_stats'].get(k, 0) for r in sel):.0%}"
                                  for k in sel[0]["revision_stats"])
+            vals = [r["student"] for r in sel]
+            mu = statistics.mean(vals)
+            se = f"{statistics.stdev(vals) / len(vals) ** 0.5:.3f}" if len(vals) > 1 else ""
+            g_t = f"{(mu - p0) / (thq - p0):.0%}" if p0 is not None and thq - p0 > 0.005 else ""
+            g_c = f"{(mu - p0) / (top - p0):.0%}" if p0 is not None and top is not None and top - p0 > 0.005 else ""
             steps = [r["sec_per_step"] for r in sel if r["sec_per_step"]]
-            lines.append(f"| {label} | {mean_std([r['student'] for r in sel])} | "
-                         f"{statistics.mean(steps):.3f} | {conf} |")
+            lines.append(f"| {label} | {mean_std(vals)} | {se} | {g_t} | {g_c} | {sel[0]['epochs']} | "
+                         f"{sel[0]['steps']} | {sel[0]['n_unlabeled']} | {statistics.mean(steps):.3f} | {conf} |")
         lines.append("")
     _plot(out / "severity.png", by_spec)
     return "\n".join(lines)
@@ -181,7 +284,8 @@ def _plot(path: Path, by_spec: dict) -> None:
     ax.plot(x, [pick(by_spec[s], key="teacher_hq") for s in specs], "o-", label="teacher on HQ")
     ax.plot(x, [pick(by_spec[s], key="teacher_lq") for s in specs], "o-", label="teacher on LQ")
     ax.plot(x, [pick(by_spec[s], "none") for s in specs], "s-", label="student, labels only (LQ)")
-    ax.plot(x, [pick(by_spec[s], "skd") for s in specs], "^-", label="student, SKD (LQ)")
+    ax.plot(x, [pick(by_spec[s], "skd-authors") for s in specs], "v-", label="student, authors' SKD (LQ)")
+    ax.plot(x, [pick(by_spec[s], "skd", "tail") for s in specs], "^-", label="student, skd default (LQ)")
     ax.set_xticks(list(x))
     ax.set_xticklabels([s.replace(str(PROFILE), "measured profile").replace(",", "\n") for s in specs],
                        fontsize=7)
@@ -195,12 +299,15 @@ def _plot(path: Path, by_spec: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["severity", "table", "report"])
+    ap.add_argument("stage", choices=["severity", "table", "ceiling", "report"])
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "distill_sweep")
     ap.add_argument("--specs", default=None, help="';'-separated corruption specs (default: the severity list)")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--methods", default=None, help="e.g. none/global,skd/global (default: all table rows)")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=0, help="the same optimizer steps for every run (overrides --epochs)")
+    ap.add_argument("--no-unlabeled", action="store_true", help="no unlabeled pairs (the train rest) for any run")
+    ap.add_argument("--tune-epochs", type=int, default=10, help="epochs of the teacher's fine-tuning on LQ")
     ap.add_argument("--teacher-epochs", type=int, default=30)
     ap.add_argument("--teacher-width", type=float, default=0.5)
     ap.add_argument("--student-width", type=float, default=0.25)
@@ -209,7 +316,7 @@ def main() -> None:
     ap.add_argument("--features", default="joint,bone")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.1)
-    ap.add_argument("--tau", type=float, default=1.0)
+    ap.add_argument("--tau", type=float, default=None, help="[default: each method's]")
     ap.add_argument("--weights", default="")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quiet", action="store_true")
@@ -221,20 +328,27 @@ def main() -> None:
     if args.stage == "report":
         print(report(args.out))
         return
+    budget = f"{args.steps} steps each" if args.steps else f"{args.epochs} epochs"
     setting = (f"teacher width {args.teacher_width} ({args.teacher_epochs} epochs, full HQ train split); student "
-               f"width {args.student_width}, {args.epochs} epochs on {args.train_fraction:.0%} of the train clips "
-               f"(stratified); T={args.length}, features {args.features}; tau {args.tau}; weights "
-               f"'{args.weights or 'all 1'}'; machine {platform.machine()} {platform.node()}, "
+               f"width {args.student_width}, {budget}, labels of {args.train_fraction:.0%} of the train clips "
+               f"(stratified){'' if args.no_unlabeled else ', the rest unlabeled pairs for distillation methods'}; "
+               f"T={args.length}, features {args.features}; tau {args.tau or 'per method'}; weights "
+               f"'{args.weights or 'per method'}'; machine {platform.machine()} {platform.node()}, "
                f"{datetime.date.today()}")
-    (args.out / "sweep_config.json").write_text(json.dumps({"setting": setting, "argv": sys.argv}, indent=2))
+    if args.stage != "ceiling":
+        (args.out / "sweep_config.json").write_text(json.dumps({"setting": setting, "argv": sys.argv}, indent=2))
     hq = ensure_data(args.out)
     teacher = ensure_teacher(args.out, hq, args)
     specs = args.specs.split(";") if args.specs else [s for _, s in SEVERITIES]
+    if args.stage == "ceiling":
+        for spec in specs:
+            ceiling(args.out, hq, teacher, spec, args)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.methods:
         methods = [tuple(m.split("/")) for m in args.methods.split(",")]
     else:
-        methods = [("none", "global"), ("skd", "global")] if args.stage == "severity" else TABLE_METHODS
+        methods = SEVERITY_METHODS if args.stage == "severity" else TABLE_METHODS
     for spec in specs:
         for seed in seeds:
             for method, rev in methods:

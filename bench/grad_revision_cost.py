@@ -134,7 +134,7 @@ def main() -> None:
         p.requires_grad_(False)
     c_s = student.out_channels
     c_t = teacher.out_channels
-    distill = build_distill_losses(DistillConfig(method="skd"), c_s, c_t)
+    distill = build_distill_losses(DistillConfig(method="skd-authors"), c_s, c_t)
     params = list(student.parameters()) + list(distill.parameters())
     opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9, nesterov=True, weight_decay=1e-4)
     x_hq = torch.randn(args.batch, args.persons, args.frames, v, 2)

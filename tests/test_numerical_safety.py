@@ -149,7 +149,7 @@ def test_the_distillation_loop_skips_a_non_finite_step(tmp_path, revision: str):
     # The teacher's logits and features go NaN in the 2nd step: every distillation term of that step is non-finite.
     watch = Watch(teacher, poison_at=2, every_call=True, params=student)
     watch_s = Watch(student)
-    dcfg = DistillConfig(method="skd", grad_revision=revision)
+    dcfg = DistillConfig(method="skd-authors", grad_revision=revision)
     losses = build_distill_losses(dcfg, student.feature_channels, teacher.feature_channels)
     hq = ds.subset("train")
     lq = [c for c in make_dataset(n_per_class=3, num_classes=3, t=12, seed=5).clips if c.frame_dir in

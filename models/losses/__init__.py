@@ -5,7 +5,7 @@ below. The CLI's `--method` choices, `DistillConfig`'s fields and `--weights` ke
 all read this dict.
 """
 
-from models.losses import attention, fitnet, kd, rkd, skd
+from models.losses import attention, dkd, fitnet, kd, rkd, skd
 from models.losses.method import NONE, LossMethod
 
 METHODS: dict[str, LossMethod] = {
@@ -14,5 +14,7 @@ METHODS: dict[str, LossMethod] = {
     "fitnet": fitnet.METHOD,
     "rkd": rkd.METHOD,
     "at": attention.METHOD,
+    "dkd": dkd.METHOD,
     "skd": skd.METHOD,
+    "skd-authors": skd.AUTHORS,
 }

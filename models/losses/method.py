@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 # (modules by name, student logits, student features, teacher logits, teacher features, persons) -> terms
 Terms = Callable[[dict[str, nn.Module], Tensor, Tensor, Tensor, Tensor, int], dict[str, Tensor]]
+# (modules by name, student outputs of the tapped blocks, teacher's) -> terms
+BlockTerms = Callable[[dict[str, nn.Module], list[Tensor], list[Tensor]], dict[str, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,11 @@ class LossMethod:
     terms: Terms
     options: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields this method reads -> default
     check: Callable[[Any], None] | None = None  # raises ValueError on a bad value of its options
+    revision: str = "global"  # its gradient revision when none is asked for (DistillConfig.grad_revision)
+    # Middle blocks whose outputs the method reads, from (DistillConfig, depth); the step taps them on both nets
+    # and hands their outputs to `block_terms`. None / an empty tuple: the last block's features only.
+    blocks: Callable[[Any, int], tuple[int, ...]] | None = None
+    block_terms: BlockTerms | None = None
 
 
 def no_terms(modules: dict[str, nn.Module], z_s: Tensor, f_s: Tensor, z_t: Tensor, f_t: Tensor,

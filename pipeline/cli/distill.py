@@ -28,8 +28,12 @@ from pipeline.stages.distilling import make_request, run_distill
               type=click.Choice(list(METHODS)), help="; ".join(f"{k} = {m.help}" for k, m in METHODS.items()) + ".")
 @click.option("--grad-revision/--no-grad-revision", default=True, show_default=True,
               help="Project distillation gradients that conflict with the classification gradient.")
-@click.option("--revision-mode", default="global", show_default=True, type=click.Choice(["global", "per_tensor"]),
-              help="Project over all student parameters at once (the authors') or per parameter tensor.")
+@click.option("--revision-mode", default=None, type=click.Choice(["global", "per_tensor", "tail"]),
+              help="Project over all student parameters at once (global: the authors'), per parameter tensor, or "
+                   "decide the projection on the last --revision-blocks blocks + head only (tail: cheaper) "
+                   "[default: the method's: tail for skd, none for dkd, global otherwise].")
+@click.option("--revision-blocks", default=1, show_default=True, type=click.IntRange(1, 30),
+              help="Blocks of the tail revision.")
 @click.option("--teacher", "teacher_ckpt", type=click.Path(path_type=Path),
               help="Reuse a trained teacher checkpoint (else one is trained on HQ and saved as RUN/teacher.pt).")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Student epochs.")
@@ -41,12 +45,20 @@ from pipeline.stages.distilling import make_request, run_distill
 @click.option("--length", default=64, show_default=True, type=click.IntRange(4), help="Frames sampled per clip.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=0.1, show_default=True, type=float)
-@click.option("--tau", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Temperature of the logit term (scaled by tau^2).")
+@click.option("--tau", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Temperature of the logit term (scaled by tau^2) [default: the method's: 4 for dkd, else 1].")
 @click.option("--weights", default="", metavar="K=V,...",
-              help="Loss weights, e.g. kd=1,node=1,edge=1,fitnet=1,rkd_dist=25,rkd_angle=50,at=1000,ce=1.")
+              help="Loss weights, e.g. kd=1,node=0.1,edge=1,mid_edge=1,fitnet=1,rkd_dist=25,rkd_angle=50,at=1000,dkd=1,"
+                   "ce=1 [default: the method's].")
 @click.option("--train-fraction", default=1.0, show_default=True, type=click.FloatRange(0.01, 1.0),
-              help="Use this fraction of the training clips (stratified), to study low-data settings.")
+              help="Label this fraction of the training clips (stratified); the rest are unlabeled pairs for the "
+                   "distillation terms unless --no-unlabeled-rest.")
+@click.option("--unlabeled", type=click.Path(path_type=Path), metavar="HQ_U.pkl",
+              help="HQ skeletons of clips without labels: every clip feeds the distillation terms (no CE).")
+@click.option("--unlabeled-lq", type=click.Path(path_type=Path), metavar="LQ_U.pkl",
+              help="LQ of the --unlabeled clips [default: corrupted from them with --corrupt].")
+@click.option("--unlabeled-rest/--no-unlabeled-rest", default=True, show_default=True,
+              help="With --train-fraction < 1, use the train clips left out of the labels as unlabeled pairs.")
 @click.option("--allow-unpaired", is_flag=True, help="Drop clips that do not pair instead of failing.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--eval-every", default=1, show_default=True, type=click.IntRange(1),
@@ -66,21 +78,25 @@ from pipeline.stages.distilling import make_request, run_distill
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | None, source_layout: str | None,
             method: str,
-            grad_revision: bool, revision_mode: str, teacher_ckpt: Path | None, epochs: int,
+            grad_revision: bool, revision_mode: str | None, revision_blocks: int, teacher_ckpt: Path | None,
+            epochs: int,
             teacher_epochs: int | None, student_width: float, teacher_width: float, depth: int, length: int,
-            batch_size: int, lr: float, tau: float, weights: str, train_fraction: float, allow_unpaired: bool,
+            batch_size: int, lr: float, tau: float | None, weights: str, train_fraction: float,
+            unlabeled: Path | None, unlabeled_lq: Path | None, unlabeled_rest: bool, allow_unpaired: bool,
             seed: int, eval_every: int, precision: str, threads: int | None, workers: int, device: str, amp: bool,
             sync_bn: bool, resume: bool, quiet: bool, out: Path
             ) -> None:
     """Train a teacher on HQ skeletons (or reuse --teacher), freeze it, and distil a student on LQ skeletons.
 
     Writes RUN/teacher.pt, RUN/student.pt, RUN/metrics.json (teacher HQ/LQ top-1, student LQ top-1/top-5),
-    per-epoch CSVs and plots. Under `torchrun --nproc_per_node N -m pipeline distill ...` each rank takes its
+    per-epoch CSVs and plots. Pairs without labels (--unlabeled, and by default the train clips that
+    --train-fraction leaves unlabeled) add distillation terms only: an epoch then also goes over them.
+    Under `torchrun --nproc_per_node N -m pipeline distill ...` each rank takes its
     slice of every batch (--batch-size is the global batch) and rank 0 writes the files.
     """
     import json
 
-    vet_output(out, folder=True, inputs=[hq, lq, teacher_ckpt])
+    vet_output(out, folder=True, inputs=[hq, lq, teacher_ckpt, unlabeled, unlabeled_lq])
     set_threads(threads)
     with distributed(device) as dist:
         dev = dist.device if dist is not None else resolve_device(device)
@@ -91,8 +107,10 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
                            depth=depth, length=length, batch_size=batch_size, lr=lr, tau=tau, weights=weights,
                            train_fraction=train_fraction, allow_unpaired=allow_unpaired, seed=seed,
                            workers=workers, device=str(dev), amp=amp, sync_bn=sync_bn,
-                           precision=precision, eval_every=eval_every)
+                           precision=precision, eval_every=eval_every, revision_blocks=revision_blocks,
+                           unlabeled_rest=unlabeled_rest)
         m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout,
+                        unlabeled=unlabeled, unlabeled_lq=unlabeled_lq,
                         source_layout=source_layout, teacher_ckpt=teacher_ckpt,
                         resume=resume, progress=not quiet and (dist is None or dist.is_main), dist=dist)
     if dist is not None and not dist.is_main:

@@ -33,6 +33,7 @@ from pipeline.data.clips import ClipDataset, constant_scores
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.paired import PairedClipDataset, PairedData, pair_datasets
 from pipeline.data.pyskl_io import load_dataset
+from pipeline.data.unlabeled import WithUnlabeled
 from pipeline.stages.training import ModelOptions, build_model, check_model_options, default_warmup
 
 # What a distillation run leaves in its folder as it goes (any one of them means there is something to resume).
@@ -49,6 +50,7 @@ class DistillRequest:
     teacher_model: ModelOptions = field(default_factory=ModelOptions)
     train_fraction: float = 1.0
     allow_unpaired: bool = False
+    unlabeled_rest: bool = True  # train clips left out of the labels (train_fraction < 1) feed distillation only
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,6 +76,24 @@ def load_pair(hq_path: str | os.PathLike, lq_path: str | os.PathLike | None, cor
     return pair_datasets(hq, lq, lay, allow_unpaired=allow_unpaired, names=names), source
 
 
+def load_unlabeled(hq_path, lq_path, corrupt: str | None, layout, seed: int, allow_unpaired: bool,
+                   source_layout: str | None, coord_dims: int) -> tuple[list[Clip], list[Clip]]:
+    """Every clip of the unlabeled HQ pickle (its labels and splits are ignored) and its LQ: from `lq_path`, else
+    corrupted from HQ with the run's --corrupt spec."""
+    hq = load_dataset(hq_path, layout, source_layout)
+    if lq_path is not None:
+        lq = load_dataset(lq_path, layout, source_layout)
+    elif corrupt is not None:
+        lq = corrupt_dataset(hq, parse_spec(corrupt), seed)
+    else:
+        raise BadInput("--unlabeled with --lq needs --unlabeled-lq (LQ of the unlabeled clips)", hq_path)
+    pair = pair_datasets(hq, lq, layout, allow_unpaired=allow_unpaired,
+                         names=(f"HQ {hq_path}", f"LQ {lq_path}" if lq_path is not None else "its LQ"))
+    if pair.hq[0].num_channels != coord_dims:
+        raise BadInput(f"clips are {pair.hq[0].num_channels}D but the labeled clips are {coord_dims}D", hq_path)
+    return pair.hq, pair.lq
+
+
 def stratified_fraction(clips: list[Clip], fraction: float, seed: int) -> np.ndarray:
     """Indices of a class-stratified `fraction` of `clips` (at least one clip per class)."""
     if fraction >= 1.0:
@@ -89,8 +109,12 @@ def stratified_fraction(clips: list[Clip], fraction: float, seed: int) -> np.nda
 
 def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path=None, corrupt: str | None = None,
                 layout: str | None = None, teacher_ckpt=None, resume: bool = False, progress: bool = True,
-                dist=None, source_layout: str | None = None) -> dict:
+                dist=None, source_layout: str | None = None, unlabeled=None, unlabeled_lq=None) -> dict:
     """Everything `pipeline distill` does; returns the metrics.json dict.
+
+    Unlabeled pairs (distillation terms only, no CE) are the clips of `unlabeled` (HQ pickle; LQ from
+    `unlabeled_lq` or the `corrupt` spec) plus, when `req.unlabeled_rest` and `req.train_fraction < 1`, the train
+    clips left out of the labels. The plain student (method "none") has nothing to learn from them and gets none.
 
     `dist` (a `models.training.distributed.DistContext` or None) shards the student's batches over ranks and averages
     the gradients; rank 0 alone writes files.
@@ -112,8 +136,17 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
     if not tr_hq or not te_hq:
         raise BadInput("the HQ pickle needs non-empty 'train' and 'test' splits", hq_path)
     keep = stratified_fraction(tr_hq, req.train_fraction, seed)
+    use_pool = req.distill.method != "none"
+    rest = set(range(len(tr_hq))) - set(keep.tolist()) if use_pool and req.unlabeled_rest else set()
+    pool_hq, pool_lq = [tr_hq[i] for i in sorted(rest)], [tr_lq[i] for i in sorted(rest)]
     tr_hq, tr_lq = [tr_hq[i] for i in keep], [tr_lq[i] for i in keep]
     coord_dims = tr_hq[0].num_channels
+    if unlabeled is not None and use_pool:
+        u_hq, u_lq = load_unlabeled(unlabeled, unlabeled_lq, corrupt, data.layout, seed, req.allow_unpaired,
+                                    source_layout, coord_dims)
+        pool_hq, pool_lq = pool_hq + u_hq, pool_lq + u_lq
+    elif unlabeled is not None:
+        notice("--unlabeled: the plain student (--method none) learns from labels only; the clips are not used")
     persons = max(c.num_persons for c in data.hq + data.lq)
     is_main = dist is None or dist.rank == 0
     given = None
@@ -166,6 +199,9 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
     student, smodel_cfg = build_model(data.layout, len(data.classes), coord_dims, s_icfg, req.student_model)
     losses = build_distill_losses(req.distill, student.feature_channels, teacher.feature_channels)
     train_set = PairedClipDataset(tr_hq, tr_lq, data.layout, icfg, train=True, seed=seed, lq_cfg=s_icfg)
+    if pool_hq:  # its own seed stream, so a pool clip's draws are not those of the labeled clip at its index
+        train_set = WithUnlabeled(train_set, PairedClipDataset(pool_hq, pool_lq, data.layout, icfg, train=True,
+                                                               seed=seed + 7919, lq_cfg=s_icfg))
     if dist is not None:
         train_set = dist.shard(train_set)
     hist, ev_s = train_student(teacher, student, losses, train_set, lq_test, scfg, req.distill, out,
@@ -185,7 +221,7 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
         "seconds_per_step": round(hist.train_seconds / max(hist.steps, 1), 4),
         "skipped_steps": hist.skipped_steps,
         "revision": {k: v for k, v in (hist.rows[-1] if hist.rows else {}).items() if k.startswith("conflict/")},
-        "n_train": len(tr_hq), "n_test": len(te_hq),
+        "n_train": len(tr_hq), "n_unlabeled": len(pool_hq), "n_test": len(te_hq),
         "lq_source": lq_source,
         "layout": data.layout.name,
         "pairing": data.report.describe(),
@@ -245,17 +281,21 @@ def parse_weights(text: str) -> dict[str, float]:
     return out
 
 
-def make_request(*, method: str = "skd", grad_revision: str = "global", epochs: int = 30,
+def make_request(*, method: str = "skd", grad_revision: str | None = None, epochs: int = 30,
                  teacher_epochs: int | None = None, student_width: float = 1.0, teacher_width: float = 1.0,
-                 depth: int = 10, length: int = 64, batch_size: int = 32, lr: float = 0.1, tau: float = 1.0,
+                 depth: int = 10, length: int = 64, batch_size: int = 32, lr: float = 0.1, tau: float | None = None,
                  weights: str = "", train_fraction: float = 1.0, allow_unpaired: bool = False, seed: int = 0,
                  workers: int = 0, device: str = "cpu", features: tuple[str, ...] = ("joint",),
                  warmup_epochs: float | None = None, amp: bool = True, sync_bn: bool = False,
-                 precision: str = "fp32", eval_every: int = 1) -> DistillRequest:
-    """A DistillRequest from the command-line options (the same names a config file may use)."""
+                 precision: str = "fp32", eval_every: int = 1, revision_blocks: int = 1,
+                 unlabeled_rest: bool = True) -> DistillRequest:
+    """A DistillRequest from the command-line options (the same names a config file may use).
+
+    `grad_revision` and `tau` None: the method's own (see models/losses)."""
     warm = default_warmup(epochs) if warmup_epochs is None else warmup_epochs
     try:
-        dcfg = DistillConfig(method=method, tau=tau, grad_revision=grad_revision, **parse_weights(weights))
+        dcfg = DistillConfig(method=method, tau=tau, grad_revision=grad_revision, revision_blocks=revision_blocks,
+                             **parse_weights(weights))
         scfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_workers=workers,
                            device=device, warmup_epochs=warm, amp=amp, sync_bn=sync_bn,
                            precision=precision, eval_every=eval_every)
@@ -268,4 +308,4 @@ def make_request(*, method: str = "skd", grad_revision: str = "global", epochs: 
     student, teacher = ModelOptions(width=student_width, depth=depth), ModelOptions(width=teacher_width, depth=depth)
     check_model_options(student)
     check_model_options(teacher)
-    return DistillRequest(dcfg, scfg, tcfg, icfg, student, teacher, train_fraction, allow_unpaired)
+    return DistillRequest(dcfg, scfg, tcfg, icfg, student, teacher, train_fraction, allow_unpaired, unlabeled_rest)

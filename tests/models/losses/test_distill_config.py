@@ -8,7 +8,7 @@ import torch
 from models.losses.distill import DistillConfig, build_distill_losses
 
 EXPECTED = {"none": set(), "kd": {"kd"}, "fitnet": {"fitnet"}, "rkd": {"rkd_dist", "rkd_angle"}, "at": {"at"},
-            "skd": {"kd", "node", "edge"}}
+            "skd": {"kd", "node", "edge"}, "skd-authors": {"kd", "node", "edge"}, "dkd": {"dkd"}}
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED))
@@ -22,7 +22,7 @@ def test_builder_terms_per_method(method):
     assert set(out) == EXPECTED[method]
     for v in out.values():
         assert v.dim() == 0 and torch.isfinite(v)
-    has_adapter = method in ("fitnet", "skd")
+    has_adapter = method in ("fitnet", "skd", "skd-authors")
     assert (len(list(losses.parameters())) > 0) == has_adapter
 
 

@@ -14,11 +14,15 @@ from pipeline.stages.distilling import parse_weights
 
 
 def test_every_method_option_is_a_config_field_with_its_default():
-    fields = {f.name: f.default for f in dataclasses.fields(DistillConfig)}
+    fields = {f.name for f in dataclasses.fields(DistillConfig)}
     for name, m in METHODS.items():
+        cfg = DistillConfig(method=name)
         for opt, default in m.options.items():
             assert opt in fields, (name, opt)
-            assert fields[opt] == default, (name, opt)  # methods sharing an option agree on its default
+            assert getattr(cfg, opt) == default, (name, opt)  # each method's config has ITS defaults
+        assert cfg.grad_revision == m.revision
+    # An option a method lacks still gets a value (another method's default), never None.
+    assert DistillConfig(method="none").node_weight is not None
 
 
 def test_weights_keys_are_the_weight_options():

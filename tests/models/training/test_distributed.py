@@ -23,7 +23,9 @@ from models.contract.errors import BadInput
 from models.contract.layouts import get_layout
 from models.grad_revision import FeatureTap
 from models.losses.distill import DistillConfig, build_distill_losses
+from models.losses.multiblock import BlockTap
 from models.net.transforms import InputConfig
+from models.revision_subset import tail_parameters
 from models.training.config import TrainConfig, make_optimizer, train_loader
 from models.training.distributed import DistContext, RankSlices, ShardedTrainSet
 from models.training.evaluation import evaluate_sharded
@@ -35,9 +37,10 @@ from pipeline.stages.training import ModelOptions, build_model
 CASES = {
     "ce": ("none", "none", "auto"),
     "skd_no_revision": ("skd", "none", "auto"),
-    "skd_revision_jvp": ("skd", "global", "auto"),  # the default: forward-mode dot products
-    "skd_revision_naive": ("skd", "global", "naive"),
-    "skd_revision_per_tensor": ("skd", "per_tensor", "naive"),
+    "skd_revision_jvp": ("skd-authors", "global", "auto"),  # the default: forward-mode dot products
+    "skd_revision_naive": ("skd-authors", "global", "naive"),
+    "skd_revision_per_tensor": ("skd-authors", "per_tensor", "naive"),
+    "skd_revision_tail": ("skd", "tail", "auto"),  # the default skd: middle-block terms, tail revision
 }
 BATCH = 7  # uneven slices over 2 ranks (4 + 3): the average must be weighted by slice size
 WORLD = 2
@@ -70,10 +73,13 @@ def _update(case: str, rank: int = 0, world: int = 1, ctx: DistContext | None = 
     params = [p for p in list(student.parameters()) + list(losses.parameters()) if p.requires_grad]
     opt = make_optimizer(params, TrainConfig(lr=0.1))
     revise = dcfg.method != "none" and dcfg.grad_revision != "none"
-    split = FeatureTap(student, student.blocks[-1]) if revise else None
+    tail = tail_parameters(student, losses, 1) if dcfg.grad_revision == "tail" else None
+    split = FeatureTap(student, student.blocks[-1]) if revise and tail is None else None
+    mids = losses.blocks(len(student.blocks))
+    taps = (BlockTap(student, mids), BlockTap(teacher, mids)) if mids else None
     # average_after: the wrong order (revise each rank's own gradients, then average), for contrast.
     _, stats = distill_step(teacher, student, losses, x_hq[lo:hi], x_lq[lo:hi], y[lo:hi], dcfg, params, split,
-                            dist=None if average_after else ctx)
+                            dist=None if average_after else ctx, subset=tail, block_taps=taps)
     if average_after:
         ctx.average_gradients(params, hi - lo)
     grads = [p.grad.detach().clone() for p in params]

@@ -49,7 +49,9 @@ def test_cli_writes_the_contract(hq_pkl: Path, tmp_path: Path):
     for v in (m["teacher"]["hq_top1"], m["teacher"]["lq_top1"], m["student"]["lq_top1"], m["student"]["lq_top5"]):
         assert 0.0 <= v <= 1.0
     assert m["student"]["lq_top5"] == 1.0  # 3 classes: the true one is always among the top 5
-    assert set(m["revision"]) == {"conflict/kd", "conflict/node", "conflict/edge"}
+    # The default skd: the edge term on a middle block too, its revision decided on the tail.
+    assert set(m["revision"]) == {"conflict/kd", "conflict/node", "conflict/edge", "conflict/mid_edge"}
+    assert m["grad_revision"] == "tail"
     for name in ("teacher.pt", "student.pt", "student_metrics.csv", "student_curves.png", "comparison.png"):
         assert (out / name).is_file(), name
     student, meta = load_checkpoint(out / "student.pt")
@@ -66,7 +68,8 @@ def test_cli_writes_the_contract(hq_pkl: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("method,revision", [("none", "none"), ("kd", "global"), ("fitnet", "global"),
                                              ("rkd", "global"), ("at", "global"), ("skd", "none"),
-                                             ("skd", "per_tensor")])
+                                             ("skd", "tail"), ("skd-authors", "per_tensor"),
+                                             ("dkd", "none")])
 def test_every_method_with_a_reused_teacher(method: str, revision: str, hq_pkl: Path, teacher_pt: Path,
                                            tmp_path: Path):
     out = tmp_path / method
@@ -79,7 +82,8 @@ def test_every_method_with_a_reused_teacher(method: str, revision: str, hq_pkl: 
     terms = {k.removeprefix("loss_") for k in (out / "student_metrics.csv").read_text().splitlines()[0].split(",")
              if k.startswith("loss_")}
     expected = {"none": set(), "kd": {"kd"}, "fitnet": {"fitnet"}, "rkd": {"rkd_dist", "rkd_angle"}, "at": {"at"},
-                "skd": {"kd", "node", "edge"}}[method] | {"ce"}
+                "skd": {"kd", "node", "edge", "mid_edge"}, "skd-authors": {"kd", "node", "edge"},
+                "dkd": {"dkd"}}[method] | {"ce"}
     assert terms == expected
 
 
@@ -126,3 +130,30 @@ def test_bf16_distillation_runs_the_shared_loop(hq_pkl: Path, teacher_pt: Path, 
                     corrupt="drop=0.5", teacher_ckpt=teacher_pt, progress=False)
     assert m["request"]["student_train"]["precision"] == "bf16"
     assert 0.0 <= m["student"]["lq_top1"] <= 1.0 and m["skipped_steps"] == 0
+
+
+def test_unlabeled_pairs(hq_pkl: Path, teacher_pt: Path, tmp_path: Path):
+    # The train clips --train-fraction leaves out are the unlabeled pool by default; --no-unlabeled-rest drops it.
+    tiny = {**TINY, "train_fraction": 0.5}
+    m = run_distill(hq_pkl, tmp_path / "rest", make_request(method="kd", **tiny), corrupt="drop=0.5",
+                    teacher_ckpt=teacher_pt, progress=False)
+    assert m["n_train"] == 6 and m["n_unlabeled"] == 3  # 9 train clips: 2 labeled per class
+    m = run_distill(hq_pkl, tmp_path / "norest", make_request(method="kd", unlabeled_rest=False, **tiny),
+                    corrupt="drop=0.5", teacher_ckpt=teacher_pt, progress=False)
+    assert m["n_unlabeled"] == 0
+    # The plain student has nothing to learn from them.
+    m = run_distill(hq_pkl, tmp_path / "none", make_request(method="none", **tiny), corrupt="drop=0.5",
+                    teacher_ckpt=teacher_pt, progress=False)
+    assert m["n_unlabeled"] == 0
+    # An unlabeled pickle: its LQ corrupted with --corrupt, or given; with --lq it must be given.
+    u = tmp_path / "u.pkl"
+    save_dataset(make_dataset(n_per_class=2, seed=9), u)
+    m = run_distill(hq_pkl, tmp_path / "file", make_request(method="skd", **TINY), corrupt="drop=0.5",
+                    teacher_ckpt=teacher_pt, progress=False, unlabeled=u)
+    assert m["n_unlabeled"] == 6
+    m = run_distill(hq_pkl, tmp_path / "file_lq", make_request(method="kd", **TINY), corrupt="drop=0.5",
+                    teacher_ckpt=teacher_pt, progress=False, unlabeled=u, unlabeled_lq=u)
+    assert m["n_unlabeled"] == 6
+    with pytest.raises(BadInput, match="--unlabeled-lq"):
+        run_distill(hq_pkl, tmp_path / "bad", make_request(method="kd", **TINY), lq_path=hq_pkl,
+                    teacher_ckpt=teacher_pt, progress=False, unlabeled=u)
