@@ -1,7 +1,7 @@
 """`pipeline live` on real clips played at their own frame rate: label latency, frames dropped, CPU share.
 
     python bench/live.py                                   # ../shared/data/videos, bundled model, 1 and 2 persons
-    nice -n 10 python bench/live.py --persons 1 2 --out /work/notes/live_bench.txt --json-out live.json
+    nice -n 10 python bench/live.py --persons 1 2 --out live_bench.txt --json-out live.json
 
 Each clip is played in real time (`--realtime`, the default of `pipeline live` for files) through the live engine
 in this process, once per `--persons` value and tier: MediaPipe runs once per tracked person and processed frame,

@@ -53,7 +53,8 @@ def main() -> None:
     f_te, logits = pooled_features(model, clip_inputs(te, ds.layout, icfg))
     y_tr = np.array([c.label for c in tr])
     halves = [np.arange(len(te)) % 2 == 0, np.arange(len(te)) % 2 == 1]
-    print(f"\nin-class (test split, {len(te)} clips, LQ = {args.corrupt or 'as stored'}); top-1 "
+    shown = args.corrupt.replace(f"{ROOT}/", "") if args.corrupt else "as stored"
+    print(f"\nin-class (test split, {len(te)} clips, LQ = {shown}); top-1 "
           f"{float((logits.argmax(1) == np.array([c.label for c in te])).mean()):.3f}")
     print("| threshold from | scored on | threshold | kept |\n|---|---|---|---|")
     for a, b in ((0, 1), (1, 0)):
