@@ -1,6 +1,7 @@
 """Pose estimators and tiers against each other: speed on real videos, accuracy on annotated photos and videos.
 
-    python bench/estimator_tiers.py [--videos DIR] [--images DIR] [--json OUT.json] [--tiers heavy-hq,lite-lq,...] [--skip-photos]
+    python bench/estimator_tiers.py [--videos DIR] [--images DIR] [--json OUT.json] [--tiers heavy-hq,lite-lq]
+        [--skip-photos]
 
 Needs BlazePose lite/heavy and openpose-lite installed (`pipeline models`). Tiers (TIERS): BlazePose
 heavy/full/lite in the HQ setting (per-frame detection, every frame), full/lite in the LQ setting (tracking,
