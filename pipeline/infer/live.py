@@ -41,7 +41,7 @@ from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout, convert, get_layout
 from pipeline.extract.video import VideoReader
-from pipeline.infer.prediction import DEFAULT_WINDOW_S, Classification, Predictor, classify, top_labels
+from pipeline.infer.prediction import Classification, Predictor, classify, top_labels, window_frames
 from pipeline.infer.rendering import draw_skeleton
 from pipeline.infer.runner import open_set_record
 
@@ -226,13 +226,6 @@ class LiveOptions:
             raise BadInput("is a folder; --render takes a file name", self.render)
 
 
-def window_frames(fps: float, window: float | None, stride: float | None) -> tuple[int, int]:
-    """Window and stride in frames, rounded as `pipeline run` rounds them."""
-    win_s = window if window is not None else DEFAULT_WINDOW_S
-    str_s = stride if stride is not None else (win_s / 2 if window is not None else DEFAULT_LIVE_STRIDE_S)
-    return max(2, int(round(win_s * fps))), max(1, int(round(str_s * fps)))
-
-
 @dataclass
 class Stats:
     read: int = 0
@@ -308,7 +301,7 @@ class LiveEngine:
         self.tracker = PersonTracker(TrackerConfig(max_persons=opts.max_persons,
                                                    max_age=max_age or max(60, 4 * estimator.stride)),
                                      self.layout.num_joints)
-        self.wf, self.sf = window_frames(fps, opts.window, opts.stride)
+        self.wf, self.sf = window_frames(fps, opts.window, opts.stride, DEFAULT_LIVE_STRIDE_S)
         self.next_k = 0              # the next grid window [k * sf, k * sf + wf) to label
         self.last_end = 0            # end of the last window labelled
         self.ids: dict[int, int] = {}

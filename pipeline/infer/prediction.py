@@ -170,6 +170,15 @@ def check_feedable(info: ModelInfo, estimator_layout: Layout = BLAZEPOSE33) -> N
 
 # --------------------------------------------------------------------------------------------------- windows
 
+def window_frames(fps: float, window: float | None, stride: float | None,
+                  default_stride: float = DEFAULT_STRIDE_S) -> tuple[int, int]:
+    """Window and stride in frames: DEFAULT_WINDOW_S and `default_stride` when not given (half the window when
+    only the window is), at least 2 and 1 frames. `pipeline run` and `pipeline live` round alike."""
+    win_s = window if window is not None else DEFAULT_WINDOW_S
+    str_s = stride if stride is not None else (win_s / 2 if window is not None else default_stride)
+    return max(2, int(round(win_s * fps))), max(1, int(round(str_s * fps)))
+
+
 def window_bounds(total: int, fps: float, window: float | None = None, stride: float | None = None
                   ) -> list[tuple[int, int]]:
     """Frame ranges `[start, end)` to classify.
@@ -183,10 +192,7 @@ def window_bounds(total: int, fps: float, window: float | None = None, stride: f
     fps = fps if fps > 0 else 30.0
     if window is None and stride is None and total / fps <= AUTO_WHOLE_S:
         return [(0, total)]
-    win_s = window if window is not None else DEFAULT_WINDOW_S
-    str_s = stride if stride is not None else (win_s / 2 if window is not None else DEFAULT_STRIDE_S)
-    wf = max(2, int(round(win_s * fps)))
-    sf = max(1, int(round(str_s * fps)))
+    wf, sf = window_frames(fps, window, stride)
     if total <= wf:
         return [(0, total)]
     bounds = [(s, s + wf) for s in range(0, total - wf + 1, sf)]
