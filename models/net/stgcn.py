@@ -212,11 +212,14 @@ class STGCN(nn.Module):
             x = block(x, a)
         return x
 
+    @staticmethod
+    def pool(f: torch.Tensor, n: int) -> torch.Tensor:
+        """What the head sees: `features` `(N*M, C, T', V)` averaged over (T', V), then over the M persons: `[N, C]`."""
+        return f.mean(dim=(2, 3)).view(n, -1, f.shape[1]).mean(dim=1)
+
     def forward(self, x: torch.Tensor, return_features: bool = False):
-        n, m = x.shape[0], max(x.shape[1], self.config.max_persons)
         f = self.features(x)
-        pooled = f.mean(dim=(2, 3)).view(n, m, -1).mean(dim=1)  # persons averaged after pooling
-        logits = self.fc(self.head_dropout(pooled))
+        logits = self.fc(self.head_dropout(self.pool(f, x.shape[0])))
         return (logits, f) if return_features else logits
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from models.contract.layouts import Layout
 from models.contract.skeleton import Clip
+from models.net.stgcn import STGCN
 from models.net.transforms import InputConfig, make_input, sample_indices
 from models.openset import OpenSetRule, fit_rule
 
@@ -22,7 +23,7 @@ def pooled_features(model: nn.Module, x: np.ndarray, batch: int = 64) -> tuple[n
         xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch], dtype=np.float32)).to(device)
         z, f = model(xb, return_features=True)
         n = xb.shape[0]
-        feats.append(f.float().mean(dim=(2, 3)).view(n, f.shape[0] // n, -1).mean(dim=1).cpu().numpy())
+        feats.append(STGCN.pool(f.float(), n).cpu().numpy())
         logits.append(z.float().cpu().numpy())
     return np.concatenate(feats), np.concatenate(logits)
 

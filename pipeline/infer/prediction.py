@@ -117,8 +117,7 @@ class TorchPredictor:
             xb = torch.from_numpy(x).to(self.device)
             logits, f = self.model(xb, return_features=True)
             probs = torch.softmax(logits, dim=-1).float().cpu().numpy()
-            n = xb.shape[0]  # pooled as the head pools: over (T', V), then persons
-            feats = f.float().mean(dim=(2, 3)).view(n, f.shape[0] // n, -1).mean(dim=1).cpu().numpy()
+            feats = self.model.pool(f.float(), xb.shape[0]).cpu().numpy()
         rule = self.info.open_set
         return probs, (rule.distance(feats) if rule is not None else None)
 
