@@ -8,24 +8,19 @@ swapped: its missing weights are the usual one-line BadInput naming `pipeline mo
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import fields
 
 from estimators import DEFAULT, ESTIMATORS
 from estimators.base import PoseEstimator
 from estimators.blazepose import FALLBACK_MODEL
-from models.contract.errors import BadInput
+from models.contract.errors import BadInput, notice
 
 # run has no option for a checkpoint or config file, which mmpose needs
 RUN_ESTIMATORS = tuple(n for n in ESTIMATORS if n != "mmpose")
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def fast_estimator(name: str = DEFAULT, model: str | None = None, note: Callable[[str], None] = _say,
+def fast_estimator(name: str = DEFAULT, model: str | None = None, note: Callable[[str], None] = notice,
                    max_persons: int = 1) -> PoseEstimator:
     """`ESTIMATORS[name]`'s low tier (with `model` when given), its weights checked before any video."""
     if name not in RUN_ESTIMATORS:
@@ -41,5 +36,5 @@ def fast_estimator(name: str = DEFAULT, model: str | None = None, note: Callable
         if model is not None or name != DEFAULT:
             raise
         est = cls.tier("low", model=FALLBACK_MODEL, **persons).build()
-        note(f"note: {e}. Using BlazePose {FALLBACK_MODEL} (ships with mediapipe) instead.")
+        note(f"{e}. Using BlazePose {FALLBACK_MODEL} (ships with mediapipe) instead.")
     return est
