@@ -58,3 +58,13 @@ def class_index(rows: list[LabelRow], path: str | os.PathLike | None = None) -> 
         return [str(i) for i in range(max(idx) + 1)], idx
     classes = sorted(set(labels))
     return classes, [classes.index(lab) for lab in labels]
+
+
+def split_of(row: LabelRow, label: int, seen_per_class: dict[int, int], test_every: int) -> str:
+    """The row's own split; without one, every `test_every`-th clip of each class (counted in `seen_per_class`,
+    a `defaultdict(int)` the caller keeps across rows) goes to `test`, the others to `train`."""
+    if row.split is not None:
+        return row.split
+    k = seen_per_class[label]
+    seen_per_class[label] += 1
+    return "test" if k % test_every == test_every - 1 else "train"

@@ -17,7 +17,7 @@ import numpy as np
 from models.contract.errors import BadInput
 from models.contract.layouts import convert, get_layout
 from models.contract.skeleton import Clip, SkeletonDataset
-from pipeline.data.labels import LabelRow, class_index, read_labels
+from pipeline.data.labels import LabelRow, class_index, read_labels, split_of
 from pipeline.data.pyskl_io import save_dataset
 from pipeline.extract.cache import CacheEntry, PoseCache, hash_file
 
@@ -91,12 +91,7 @@ def build_paired(cache_dir: str | os.PathLike, labels_csv: str | os.PathLike, ou
                 kp, sc = convert(kp, sc, src, dst)
             clips.append(Clip(name, label, kp.astype(np.float32), sc.astype(np.float32),
                               tuple(entry.result.img_shape), entry.result.fps))
-        if r.split is not None:
-            split[r.split].append(name)
-        else:
-            k = seen_per_class[label]
-            seen_per_class[label] += 1
-            split["test" if k % test_every == test_every - 1 else "train"].append(name)
+        split[split_of(r, label, seen_per_class, test_every)].append(name)
     ds_hq = SkeletonDataset(hq_clips, dict(split), classes, dst)
     ds_lq = SkeletonDataset(lq_clips, dict(split), classes, dst)
     save_dataset(ds_hq, out_hq)

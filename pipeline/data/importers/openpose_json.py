@@ -36,7 +36,7 @@ from models.contract.layouts import BODY25, OPENPOSE18
 from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset
 from pipeline.data.importers.base import Importer
-from pipeline.data.labels import class_index, read_labels
+from pipeline.data.labels import class_index, read_labels, split_of
 
 LAYOUTS = {25: BODY25, 18: OPENPOSE18}
 MAX_FRAMES = 100_000  # a frame number range wider than this is a naming problem, not a 55-minute clip
@@ -173,12 +173,7 @@ def import_openpose_json(src: str | os.PathLike, labels_csv: str | os.PathLike, 
             raise BadInput(f"video {vid!r} has {k} keypoints per person but {layouts[25]!r} has 25 and "
                            f"{layouts[18]!r} 18: import BODY_25 and COCO-18 videos separately", root)
         clips.append(Clip(vid, label, kp, sc))
-        if r.split is not None:
-            split[r.split].append(vid)
-        else:
-            n = per_class[label]
-            per_class[label] += 1
-            split["test" if n % TEST_EVERY == TEST_EVERY - 1 else "train"].append(vid)
+        split[split_of(r, label, per_class, TEST_EVERY)].append(vid)
     unlisted = sorted(set(videos) - listed)
     if unlisted:
         shown = ", ".join(unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
