@@ -180,13 +180,14 @@ def child_photos(tier: str, images: str) -> None:
         ai = np.asarray([a for a, _ in shared])
         ei = np.asarray([e for _, e in shared])
         # Greedy matching, nearest (mean distance / person size over joints both have) first.
-        pairs = []
+        people = []  # (index, keypoints, annotated joints, person size) of each person with a joint scored
         for p, (kp, box) in enumerate(ph["persons"]):
             vis = kp[ai, 2] > 0
-            if not vis.any():
-                continue
-            pts = kp[ai][vis, :2]
-            size = max(box[2], box[3]) if box else float((pts.max(0) - pts.min(0)).max())
+            if vis.any():
+                pts = kp[ai][vis, :2]
+                people.append((p, kp, vis, max(box[2], box[3]) if box else float((pts.max(0) - pts.min(0)).max())))
+        pairs = []
+        for p, kp, vis, size in people:
             for d, (dk, ds) in enumerate(dets):
                 both = vis & (ds[ei] > 0)
                 if both.any():
@@ -199,12 +200,7 @@ def child_photos(tier: str, images: str) -> None:
                 used_d.add(d)
                 match[p] = d
         total = correct = 0
-        for p, (kp, box) in enumerate(ph["persons"]):
-            vis = kp[ai, 2] > 0
-            if not vis.any():
-                continue
-            pts = kp[ai][vis, :2]
-            size = max(box[2], box[3]) if box else float((pts.max(0) - pts.min(0)).max())
+        for p, kp, vis, size in people:
             total += int(vis.sum())
             if p in match:
                 dk, ds = dets[match[p]]
