@@ -119,7 +119,16 @@ def assert_same_windows(run_windows: list[dict], events: list[dict], fps: float)
                                    atol=2e-4)
 
 
+def wait_for_render(proc, folder: Path, pattern: str, t0: float) -> None:
+    """Until `pipeline live` has opened its temporary render in `folder` (60 s after `t0` at most)."""
+    while not list(folder.glob(pattern)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < 60, "the render never started"
+        time.sleep(0.05)
+
+
 # ------------------------------------------------------------------------------------------- in process
+
 
 def test_file_without_realtime_gives_the_labels_of_run(tmp_path: Path, ckpt: Path):
     video = one_figure(tmp_path, 40)
@@ -337,11 +346,7 @@ def test_sigint_mid_stream_leaves_no_render_and_prints_the_summary(tmp_path: Pat
     video = write_video(tmp_path / "long.mp4", stick_figure_frames(250))  # 10 s played in real time
     out = tmp_path / "out.mp4"
     proc = popen_pipeline("live", video, "--render", out)
-    t0 = time.monotonic()
-    while not list(tmp_path.glob(".out.*.live.mp4")):  # the render has started: frames are flowing
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() - t0 < 60, "the render never started"
-        time.sleep(0.05)
+    wait_for_render(proc, tmp_path, ".out.*.live.mp4", time.monotonic())  # frames are flowing
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
@@ -420,10 +425,7 @@ def test_sigint_on_a_stream_writes_the_render(tmp_path: Path):
             assert time.monotonic() - t0 < 20, "ffmpeg never listened"
             time.sleep(0.05)
         proc = popen_pipeline("live", url, "--render", out)
-        while not list(tmp_path.glob(".seen.*.live.mp4")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() - t0 < 60, "the render never started"
-            time.sleep(0.05)
+        wait_for_render(proc, tmp_path, ".seen.*.live.mp4", t0)
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
