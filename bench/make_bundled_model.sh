@@ -4,22 +4,22 @@
 #
 #   bash bench/make_bundled_model.sh [WORK_DIR]      # default WORK_DIR: runs/bundled_penn13 (git-ignored)
 #
-# LQ: the corruption profile measured from the fast estimator (models/zoo/lq_profile_penn13.json) when it
-# exists, else the SKD paper's protocol (drop=0.6,impute=3). Env overrides: EPOCHS, TEACHER_EPOCHS, WIDTH,
-# LENGTH, SPEC. Writes WORK_DIR/{penn.pkl,penn_lq.pkl,teacher/,distill/,eval_hq.json,eval_lq.json} and copies
-# the student to models/zoo/student_penn13.pt.
+# LQ: the miss-episode profile measured from BlazePose lite (the run-time tier) against heavy, with the
+# annotation offset (models/zoo/lq_profile_lite_penn13.json), and impute=0: `pipeline run` feeds the estimator's
+# misses as missing joints, not imputed ones, so the student learns from what it will see. The student takes no
+# score channel (SCORE=--score to keep it): simulated LQ has score 1.0 on every joint it keeps, BlazePose's
+# visibility is spread over (0, 1]. Env overrides: EPOCHS, TEACHER_EPOCHS, WIDTH, LENGTH, SPEC, SCORE.
+# Writes WORK_DIR/{penn.pkl,penn_lq.pkl,teacher/,distill/,eval_hq.json,eval_lq.json} and copies the student to models/zoo/student_penn13.pt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/bundled_penn13}
 LABELS=${LABELS:-../shared/data/penn_action/labels}
-EPOCHS=${EPOCHS:-20}
+EPOCHS=${EPOCHS:-30}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-20}
 WIDTH=${WIDTH:-0.5}
 LENGTH=${LENGTH:-32}
-if [[ -z "${SPEC:-}" ]]; then
-  if [[ -f models/zoo/lq_profile_penn13.json ]]; then SPEC="profile=models/zoo/lq_profile_penn13.json"
-  else SPEC="drop=0.6,impute=3"; fi
-fi
+SPEC=${SPEC:-profile=models/zoo/lq_profile_lite_penn13.json,impute=0}
+SCORE=${SCORE:---no-score}
 # One torch thread: on 2 cores shared with other work, 2 threads per process oversubscribe and run slower.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$WORK"
@@ -30,7 +30,8 @@ pipeline dataset import penn-action "$LABELS" --out "$WORK/penn.pkl"
 pipeline train --data "$WORK/penn.pkl" --width "$WIDTH" --length "$LENGTH" --epochs "$TEACHER_EPOCHS" \
   --eval-every 5 --threads "$OMP_NUM_THREADS" --seed 0 --out "$WORK/teacher"
 pipeline distill --hq "$WORK/penn.pkl" --corrupt "$SPEC" --teacher "$WORK/teacher/model.pt" --method skd \
-  --student-width "$WIDTH" --epochs "$EPOCHS" --seed 0 --out "$WORK/distill"
+  --student-width "$WIDTH" --length "$LENGTH" "$SCORE" --epochs "$EPOCHS" --eval-every 5 --seed 0 \
+  --threads "$OMP_NUM_THREADS" --out "$WORK/distill"
 # The same corruption (same spec, seed 0) as distill used, as a pickle for `pipeline eval`.
 pipeline dataset corrupt "$WORK/penn.pkl" --spec "$SPEC" --seed 0 --out "$WORK/penn_lq.pkl"
 pipeline eval --model "$WORK/distill/student.pt" --data "$WORK/penn.pkl" --split test --json | tee "$WORK/eval_hq.json"

@@ -43,6 +43,9 @@ from pipeline.stages.distilling import make_request, run_distill
 @click.option("--teacher-width", default=1.0, show_default=True, type=click.FloatRange(0.05, 4.0))
 @click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 30), help="GCN blocks of both nets.")
 @click.option("--length", default=64, show_default=True, type=click.IntRange(4), help="Frames sampled per clip.")
+@click.option("--score/--no-score", "use_score", default=True, show_default=True,
+              help="The keypoint score as a student input channel; --no-score when the deployed estimator's scores "
+                   "are not calibrated like the LQ data's (the teacher goes without it on constant-score HQ).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=0.1, show_default=True, type=float)
 @click.option("--tau", default=None, type=click.FloatRange(min=0, min_open=True),
@@ -81,7 +84,7 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
             grad_revision: bool, revision_mode: str | None, revision_blocks: int, teacher_ckpt: Path | None,
             epochs: int,
             teacher_epochs: int | None, student_width: float, teacher_width: float, depth: int, length: int,
-            batch_size: int, lr: float, tau: float | None, weights: str, train_fraction: float,
+            use_score: bool, batch_size: int, lr: float, tau: float | None, weights: str, train_fraction: float,
             unlabeled: Path | None, unlabeled_lq: Path | None, unlabeled_rest: bool, allow_unpaired: bool,
             seed: int, eval_every: int, precision: str, threads: int | None, workers: int, device: str, amp: bool,
             sync_bn: bool, resume: bool, quiet: bool, out: Path
@@ -108,7 +111,7 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
                            train_fraction=train_fraction, allow_unpaired=allow_unpaired, seed=seed,
                            workers=workers, device=str(dev), amp=amp, sync_bn=sync_bn,
                            precision=precision, eval_every=eval_every, revision_blocks=revision_blocks,
-                           unlabeled_rest=unlabeled_rest)
+                           unlabeled_rest=unlabeled_rest, use_score=use_score)
         m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout,
                         unlabeled=unlabeled, unlabeled_lq=unlabeled_lq,
                         source_layout=source_layout, teacher_ckpt=teacher_ckpt,

@@ -288,7 +288,7 @@ def make_request(*, method: str = "skd", grad_revision: str | None = None, epoch
                  workers: int = 0, device: str = "cpu", features: tuple[str, ...] = ("joint",),
                  warmup_epochs: float | None = None, amp: bool = True, sync_bn: bool = False,
                  precision: str = "fp32", eval_every: int = 1, revision_blocks: int = 1,
-                 unlabeled_rest: bool = True) -> DistillRequest:
+                 unlabeled_rest: bool = True, use_score: bool = True) -> DistillRequest:
     """A DistillRequest from the command-line options (the same names a config file may use).
 
     `grad_revision` and `tau` None: the method's own (see models/losses)."""
@@ -301,7 +301,7 @@ def make_request(*, method: str = "skd", grad_revision: str | None = None, epoch
                            precision=precision, eval_every=eval_every)
         t_epochs = teacher_epochs or epochs
         tcfg = replace(scfg, epochs=t_epochs, warmup_epochs=default_warmup(t_epochs))
-        icfg = InputConfig(length=length, features=tuple(features))
+        icfg = InputConfig(length=length, features=tuple(features), use_score=use_score)
         check_number("train_fraction", train_fraction, 0, 1, lo_open=True)
     except (TypeError, ValueError) as e:
         raise BadInput(f"invalid distillation options: {e}") from None

@@ -101,6 +101,19 @@ def test_custom_3d_layout(tmp_path: Path):
     assert meta["coord_dims"] == 3 and meta["layout"].num_joints == 6
 
 
+def test_no_score_student_takes_no_score_channel(hq_pkl: Path, teacher_pt: Path, tmp_path: Path):
+    # The deployed estimator's scores need not look like simulated LQ's; --no-score drops the channel.
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "pipeline", "distill", "--hq", str(hq_pkl), "--corrupt", "drop=0.5",
+                        "--teacher", str(teacher_pt), "--method", "none", "--epochs", "1", "--student-width", "0.1",
+                        "--depth", "2", "--length", "8", "--batch-size", "4", "--no-score", "--quiet",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    _, meta = load_checkpoint(out / "student.pt")
+    assert not meta["input_config"].use_score
+    assert meta["model_config"].in_channels == 2  # joint x, y only
+
+
 def test_unpaired_pickles_are_bad_input(hq_pkl: Path, tmp_path: Path):
     other = make_dataset(n_per_class=3)
     save_dataset(other, tmp_path / "lq.pkl")
