@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LABELS = ROOT.parent / "shared" / "data" / "penn_action" / "labels"
 PROFILE = ROOT / "models" / "zoo" / "lq_profile_penn13.json"
+LITE_PROFILE = ROOT / "models" / "zoo" / "lq_profile_lite_penn13.json"
 SEVERITIES = [
     ("paper: drop 0.6", "drop=0.6,impute=3"),
     ("drop 0.8", "drop=0.8,impute=3"),
@@ -43,14 +44,22 @@ SEVERITIES = [
     ("framedrop 0.5", "framedrop=0.5"),
     ("drop 0.8 + jitter 0.05 + framedrop 0.3", "drop=0.8,impute=3,jitter=0.05,framedrop=0.3"),
     ("measured MediaPipe LQ profile", f"profile={PROFILE}"),
+    ("measured BlazePose lite miss-episode profile", f"profile={LITE_PROFILE}"),
 ]
 TABLE_METHODS = [("none", "none"), ("kd", "none"), ("fitnet", "none"), ("rkd", "none"), ("at", "none"),
                  ("skd-authors", "global"), ("skd", "tail")]
 SEVERITY_METHODS = [("none", "none"), ("skd-authors", "global"), ("skd", "tail")]
 
 
+def display(spec: str) -> str:
+    """The spec as a repository-relative string (profile paths without this checkout's folder)."""
+    return spec.replace(str(LITE_PROFILE), "models/zoo/lq_profile_lite_penn13.json").replace(
+        str(PROFILE), "models/zoo/lq_profile_penn13.json")
+
+
 def slug(spec: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in spec.replace(str(PROFILE), "profile"))[:60]
+    spec = spec.replace(str(LITE_PROFILE), "lite_profile").replace(str(PROFILE), "profile")
+    return "".join(ch if ch.isalnum() else "_" for ch in spec)[:60]
 
 
 def ensure_data(out: Path) -> Path:
@@ -217,7 +226,7 @@ def report(out: Path) -> str:
         def num(v: float | None) -> str:
             return f"{v:.3f}" if v is not None else ""
 
-        name = spec.replace(str(PROFILE), "models/zoo/lq_profile_penn13.json")
+        name = display(spec)
         lines.append(f"| `{name}` | {thq:.3f} | {tlq:.3f} | {num(none)} | {num(auth)} | {closed(auth)} | "
                      f"{num(skd)} | {closed(skd)} |")
     lines.append("")
@@ -226,7 +235,7 @@ def report(out: Path) -> str:
         seeds = {r["seed"] for r in rs}
         if len(seeds) < 2:
             continue
-        name = spec.replace(str(PROFILE), "models/zoo/lq_profile_penn13.json")
+        name = display(spec)
         thq = rs[0]["teacher_hq"]
         cs = ceil.get(slug(spec), {})
         top = max(cs.values()) if cs else None
@@ -287,7 +296,7 @@ def _plot(path: Path, by_spec: dict) -> None:
     ax.plot(x, [pick(by_spec[s], "skd-authors") for s in specs], "v-", label="student, authors' SKD (LQ)")
     ax.plot(x, [pick(by_spec[s], "skd", "tail") for s in specs], "^-", label="student, skd default (LQ)")
     ax.set_xticks(list(x))
-    ax.set_xticklabels([s.replace(str(PROFILE), "measured profile").replace(",", "\n") for s in specs],
+    ax.set_xticklabels([display(s).replace("models/zoo/", "").replace(",", "\n") for s in specs],
                        fontsize=7)
     ax.set_ylabel("top-1, Penn Action test split")
     ax.grid(alpha=0.3)
