@@ -86,5 +86,5 @@ def test_cli_refuses_the_truncated_copy_in_one_line(trimmed: dict[str, Path], tm
 def test_files_without_an_edit_list(tmp_path: Path):
     avi = write_video(tmp_path / "a.avi", stick_figure_frames(4), fourcc="MJPG")
     assert edited_seconds(avi) is None  # not an MP4: OpenCV's frame count stands
-    (tmp_path / "junk.mp4").write_bytes(b"\x00\x00\x00\x01moov" + b"\xff" * 40)  # size 1 needs 64 bits
+    (tmp_path / "junk.mp4").write_bytes(b"\x00\x00\x00\x01moov" + b"\xff" * 40)  # 64-bit size past the end
     assert edited_seconds(tmp_path / "junk.mp4") is None
