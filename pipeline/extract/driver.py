@@ -23,7 +23,7 @@ from estimators.mediapipe_pose import MODELS
 from models.contract.errors import BadInput
 from pipeline.extract.cache import DEFAULT_ROOT, PoseCache, hash_file
 from pipeline.extract.shard import select_shard
-from pipeline.extract.video import VideoReader, find_videos
+from pipeline.extract.video import VideoReader, announced_frames, find_videos
 
 
 @dataclass(frozen=True)
@@ -200,10 +200,12 @@ def _reported_frames(path: Path) -> int:
 
     cap = cv2.VideoCapture(str(path))
     try:
-        n = cap.get(cv2.CAP_PROP_FRAME_COUNT) if cap.isOpened() else 0
+        if not cap.isOpened():
+            return 0
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        return announced_frames(path, cap, fps if np.isfinite(fps) and 0 < fps < 1000 else 30.0)
     finally:
         cap.release()
-    return int(n) if np.isfinite(n) and 0 < n < 1e9 else 0
 
 
 def _bar(total: int | None, videos: int, show: bool):

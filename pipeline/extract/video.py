@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from models.contract.errors import BadInput  # noqa: E402
 from models.contract.paths import vet_input  # noqa: E402
+from pipeline.extract.mp4_edits import edited_seconds  # noqa: E402
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 MIN_FRAMES = 2
@@ -49,8 +50,7 @@ class VideoReader:
         self.height, self.width = f0.shape[:2]
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if np.isfinite(fps) and 0 < fps < 1000 else 30.0
-        n = self.cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        self.reported_frames = int(n) if np.isfinite(n) and 0 < n < 1e9 else 0
+        self.reported_frames = announced_frames(self.path, self.cap, self.fps)
         self.decoded = 0
 
     @property
@@ -90,6 +90,16 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def announced_frames(path: Path, cap: cv2.VideoCapture, fps: float) -> int:
+    """Frames the file says it plays (0: unknown). OpenCV counts every sample in the track, but an MP4 whose
+    edit list plays only part of them (a phone's trim) decodes just that part, as any player shows it."""
+    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    samples = int(n) if np.isfinite(n) and 0 < n < 1e9 else 0
+    seconds = edited_seconds(path)
+    played = round(seconds * fps) if seconds else 0
+    return played if samples and 0 < played < samples else samples
 
 
 def find_videos(inputs: list[str | os.PathLike]) -> list[Path]:
