@@ -1,10 +1,12 @@
 """`pipeline export`: a checkpoint to ONNX (the legacy TorchScript-based exporter), runnable in onnxruntime.
 
 The graph takes `skeleton` float32 `[batch, M, T, V, C]` (batch dynamic; persons, frames, joints, channels as
-the checkpoint's input configuration says) and returns `logits` `[batch, K]`. The checkpoint's metadata (layout,
-classes, coordinate dimensions, input and model configuration) is stored as JSON in the model's
-`metadata_props` under `METADATA_KEY`, so `pipeline run --onnx FILE` needs no checkpoint. ONNX files are
-protobuf: reading one runs no code.
+the checkpoint's input configuration says) and returns `logits` `[batch, K]` and `features` `[batch, C']`, the
+pooled last-block features (`STGCN.pool`) the open-set rule measures. The checkpoint's metadata (layout, classes,
+coordinate dimensions, input and model configuration, and its open-set rule when it has one) is stored as JSON in
+the model's `metadata_props` under `METADATA_KEY`, so `pipeline run --onnx FILE` needs no checkpoint. Files
+exported before the `features` output existed carry neither it nor the rule and still run (without the open-set
+verdict). ONNX files are protobuf: reading one runs no code.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from models.contract.errors import BadInput
 from models.contract.layouts import Layout
 from models.contract.paths import vet_input
 from models.net.transforms import InputConfig, in_channels
+from models.openset import OpenSetRule
 
 METADATA_KEY = "skd_pipeline"
 FORMAT = "skd-pipeline/stgcn-onnx"
 OPSET = 17
 MIN_OPSET = 13  # the oldest opset this model exports to (the `--opset` option's lower bound)
-MAX_DIFF = 1e-4  # max |onnxruntime - PyTorch| on the logits accepted by export
+MAX_DIFF = 1e-4  # max |onnxruntime - PyTorch| on the logits and the features accepted by export
+LOGITS, FEATURES = "logits", "features"  # the graph's outputs, in this order
 
 
 def input_shape(meta: dict, batch: int = 1) -> tuple[int, ...]:
@@ -68,6 +72,12 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
     if out.exists() and out.is_dir():
         raise BadInput("is a folder; --onnx takes a file name", out)
     model, meta = load_checkpoint(checkpoint)
+    rule = None
+    if "open_set" in meta["extra"]:  # checked as `run` checks it, so no file carries a rule `run --onnx` refuses
+        try:
+            rule = OpenSetRule.from_dict(meta["extra"]["open_set"], len(meta["classes"]), model.feature_channels)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise BadInput(f"the checkpoint's open-set rule is unusable ({e})", checkpoint) from None
     example = torch.from_numpy(np.random.default_rng(0).normal(size=input_shape(meta, 2)).astype(np.float32))
     props = {
         "format": FORMAT,
@@ -78,13 +88,18 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
         "model_config": meta["model_config"].to_dict(),
         "source": Path(checkpoint).name,
     }
+    if rule is not None:  # float64 lists as in the checkpoint (JSON round-trips them exactly): ~0.4 MB at 128 channels
+        props["open_set"] = rule.to_dict()
     with atomic_path(out) as tmp:
         with warnings.catch_warnings():  # the legacy exporter's deprecation notice: chosen on purpose
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=["skeleton"], output_names=["logits"],
-                              dynamic_axes={"skeleton": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(_with_features(model), (example,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["skeleton"], output_names=[LOGITS, FEATURES],
+                              dynamic_axes={"skeleton": {0: "batch"}, LOGITS: {0: "batch"}, FEATURES: {0: "batch"}})
         proto = onnx.load(str(tmp))
+        # The tracer leaves the features' channel axis symbolic (`pool` reshapes with -1): it is fixed, and
+        # `load_onnx` checks the rule against it.
+        proto.graph.output[1].type.tensor_type.shape.dim[1].dim_value = model.feature_channels
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(props)
         proto.producer_name = "skd-pipeline"
@@ -92,20 +107,40 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
         onnx.save(proto, str(tmp))
         diff = parity(model, _session(str(tmp)), meta)
         if not diff <= MAX_DIFF:  # a wrong graph is an internal error, and leaves no file behind
-            raise RuntimeError(f"onnxruntime's logits differ from PyTorch's by {diff:.3g} (> {MAX_DIFF})")
+            raise RuntimeError(f"onnxruntime's outputs differ from PyTorch's by {diff:.3g} (> {MAX_DIFF})")
     return {"path": str(out), "bytes": out.stat().st_size, "max_abs_diff": diff,
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
+def _with_features(model):
+    """`model` with a second output: the pooled features, exactly as `TorchPredictor` feeds the open-set rule."""
+    import torch
+
+    class WithFeatures(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits, f = self.net(x, return_features=True)
+            return logits, self.net.pool(f.float(), x.shape[0])
+
+    return WithFeatures(model).eval()
+
+
 def parity(model, session, meta: dict, batch: int = 4, seed: int = 1) -> float:
-    """Max |onnxruntime - PyTorch| over the logits of a random batch."""
+    """Max |onnxruntime - PyTorch| over the logits and (when the graph has them) the features of a random batch."""
     import torch
 
     x = np.random.default_rng(seed).normal(size=input_shape(meta, batch)).astype(np.float32)
     with torch.inference_mode():
-        ref = model(torch.from_numpy(x)).numpy()
-    got = session.run(None, {session.get_inputs()[0].name: x})[0]
-    return float(np.abs(ref - got).max())
+        logits, f = model(torch.from_numpy(x), return_features=True)
+        ref = {LOGITS: logits.numpy(), FEATURES: model.pool(f.float(), batch).numpy()}
+    names = [o.name for o in session.get_outputs()]
+    if names[0] != LOGITS:
+        raise RuntimeError(f"the exported graph's first output is {names[0]!r}, not {LOGITS!r}")
+    got = dict(zip(names, session.run(None, {session.get_inputs()[0].name: x})))
+    return max(float(np.abs(ref[k] - got[k]).max()) for k in ref if k in got)
 
 
 def _session(path: str, threads: int | None = None):
@@ -120,7 +155,8 @@ def _session(path: str, threads: int | None = None):
 
 
 def load_onnx(path: str | os.PathLike, threads: int | None = None) -> tuple[object, dict]:
-    """An onnxruntime session for a file written by `export_onnx`, and its metadata (as `load_checkpoint`'s)."""
+    """An onnxruntime session for a file written by `export_onnx`, and its metadata (as `load_checkpoint`'s, plus
+    `open_set`: the checked `OpenSetRule`, or None when the file has none)."""
     import onnx
 
     p = vet_input(path, "onnx")
@@ -140,11 +176,31 @@ def load_onnx(path: str | os.PathLike, threads: int | None = None) -> tuple[obje
             raise ValueError(f"format {d.get('format')!r}")
         meta = {"layout": Layout.from_dict(d["layout"], str(p)), "classes": [str(c) for c in d["classes"]],
                 "coord_dims": int(d["coord_dims"]), "input_config": InputConfig.from_dict(d["input_config"]),
-                "model_config": d.get("model_config", {})}
+                "model_config": d.get("model_config", {}), "open_set": d.get("open_set")}
+        if meta["open_set"] is not None and not isinstance(meta["open_set"], dict):
+            raise ValueError("open_set is not an object")
     except (ValueError, KeyError, TypeError) as e:
         raise BadInput(f"ONNX metadata is invalid ({e})", p) from None
     try:
         session = _session(str(p), threads)
     except Exception as e:  # onnxruntime's own Fail/InvalidGraph exceptions
         raise BadInput(f"onnxruntime cannot load it ({str(e).splitlines()[0][:200]})", p) from None
+    meta["open_set"] = _rule(session, meta, p)
     return session, meta
+
+
+def _rule(session, meta: dict, p: Path) -> OpenSetRule | None:
+    """The file's open-set rule, checked against its classes and its `features` output; None when it has none."""
+    d = meta["open_set"]
+    if d is None:
+        return None
+    outs = {o.name: o for o in session.get_outputs()}
+    if FEATURES not in outs:
+        raise BadInput(f"ONNX model has an open-set rule but no {FEATURES!r} output; export it again", p)
+    channels = outs[FEATURES].shape[-1]
+    try:
+        if not isinstance(channels, int):
+            raise ValueError(f"the {FEATURES!r} output has no fixed channel count ({channels!r})")
+        return OpenSetRule.from_dict(d, len(meta["classes"]), channels)
+    except (KeyError, TypeError, ValueError) as e:
+        raise BadInput(f"the ONNX model's open-set rule is unusable ({e})", p) from None

@@ -24,7 +24,7 @@ from models.contract.layouts import BLAZEPOSE33, Layout, coverage
 from models.contract.skeleton import Clip
 from models.net.transforms import InputConfig, make_input, sample_indices
 from models.openset import OpenSetRule
-from pipeline.infer.onnx_export import load_onnx
+from pipeline.infer.onnx_export import FEATURES, load_onnx
 
 # models/zoo is package data: found through importlib.resources, wherever the package is installed.
 BUNDLED_MODEL = Path(str(resources.files("models") / "zoo" / "student_penn13.pt"))
@@ -79,7 +79,7 @@ class ModelInfo:
     input_config: InputConfig
     coord_dims: int
     source: str
-    open_set: OpenSetRule | None = None  # None: the model carries no rejection rule (older or ONNX models)
+    open_set: OpenSetRule | None = None  # None: the model carries no rejection rule (older checkpoints/exports)
 
 
 class TorchPredictor:
@@ -128,17 +128,24 @@ class OnnxPredictor:
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         self.session, meta = load_onnx(path, threads)
         self.input_name = self.session.get_inputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        self.feature_index = names.index(FEATURES) if FEATURES in names else None  # older exports: logits only
         self.info = ModelInfo(meta["layout"], list(meta["classes"]), meta["input_config"], meta["coord_dims"],
-                              str(path))
+                              str(path), meta["open_set"])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})[0]
+        return self.predict_with_distance(x)[0]
+
+    def predict_with_distance(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """As `TorchPredictor`'s; the distance is None for files without a rule (`load_onnx` refuses a rule
+        without the `features` output)."""
+        outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
+        logits = outs[0]
         z = logits - logits.max(axis=-1, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=-1, keepdims=True)
-
-    def predict_with_distance(self, x: np.ndarray) -> tuple[np.ndarray, None]:
-        return self.predict(x), None  # the exported graph has no feature output: no open-set rule
+        rule = self.info.open_set
+        dist = rule.distance(outs[self.feature_index]) if rule is not None and self.feature_index is not None else None
+        return e / e.sum(axis=-1, keepdims=True), dist
 
 
 Predictor = TorchPredictor | OnnxPredictor
