@@ -47,7 +47,7 @@ SEVERITIES = [
     ("measured BlazePose lite miss-episode profile", f"profile={LITE_PROFILE}"),
 ]
 TABLE_METHODS = [("none", "none"), ("kd", "none"), ("fitnet", "none"), ("rkd", "none"), ("at", "none"),
-                 ("skd-authors", "global"), ("skd", "tail")]
+                 ("skd-authors", "global"), ("skd", "none"), ("skd", "tail")]
 SEVERITY_METHODS = [("none", "none"), ("skd-authors", "global"), ("skd", "tail")]
 
 
@@ -265,7 +265,8 @@ def report(out: Path) -> str:
             if not sel:
                 continue
             label = {"none": "student, labels only"}.get(method, f"student, {method}") + \
-                (f" (revision {rev})" if method != "none" and rev != "none" else "")
+                (f" (revision {rev})" if method != "none" and rev != "none" else
+                 " (no revision)" if method.startswith("skd") else "")
             conf = ""
             if sel[0]["revision_stats"]:
                 conf = ", ".join(f"{k.split('/')[1]} {statistics.mean(r['revision_stats'].get(k, 0) for r in sel):.0%}"
