@@ -304,7 +304,8 @@ def _plot(path: Path, by_spec: dict) -> None:
     ax.plot(x, [pick(by_spec[s], "skd-authors") for s in specs], "v-", label="student, authors' SKD (LQ)")
     ax.plot(x, [pick(by_spec[s], "skd", "tail") for s in specs], "^-", label="student, skd default (LQ)")
     ax.set_xticks(list(x))
-    ax.set_xticklabels([display(s).replace("models/zoo/", "").replace(",", "\n") for s in specs],
+    ax.set_xticklabels([display(s).replace("models/zoo/lq_profile_", "").replace(".json", "").replace(",", "\n")
+                        for s in specs],
                        fontsize=7)
     ax.set_ylabel("top-1, Penn Action test split")
     ax.grid(alpha=0.3)
