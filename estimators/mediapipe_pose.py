@@ -158,6 +158,10 @@ class MediaPipePose(PoseEstimator):
                 smooth_landmarks=c.smooth_landmarks, enable_segmentation=False,
                 min_detection_confidence=c.min_detection_confidence,
                 min_tracking_confidence=c.min_tracking_confidence)
+            # The graph opens its calculators (and TFLite logs its delegate) on worker threads after start-up; one
+            # blank frame waits for that inside the quiet block, so no half-line escapes to the user's stderr.
+            pose.process(np.zeros((64, 64, 3), np.uint8))
+            pose.reset()
         self._fresh.add(id(pose))
         return pose
 
