@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import platform
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from estimators.base import native_stderr_quiet
+from estimators.weights import sha256_of
 from models.contract.atomic import atomic_write_text
 from models.contract.errors import BadInput
 from pipeline.infer.pose_choice import fast_estimator
@@ -68,14 +68,6 @@ def load_manifest(path: Path) -> list[Entry]:
             raise BadInput(f"entry {i} lacks {', '.join(missing)}", path)
         out.append(Entry(r["file"], r["class"], r["repo"], r["path"], r["commit"], r["sha256"]))
     return out
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_files(entries: list[Entry], clips: Path) -> tuple[list[Entry], list[str]]:

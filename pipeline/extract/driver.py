@@ -23,7 +23,7 @@ from estimators.mediapipe_pose import MODELS
 from models.contract.errors import BadInput
 from pipeline.extract.cache import DEFAULT_ROOT, PoseCache, hash_file
 from pipeline.extract.shard import select_shard
-from pipeline.extract.video import VideoReader, announced_frames, find_videos
+from pipeline.extract.video import VideoReader, announced_frames, capture_fps, find_videos
 
 
 @dataclass(frozen=True)
@@ -202,8 +202,7 @@ def _reported_frames(path: Path) -> int:
     try:
         if not cap.isOpened():
             return 0
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        return announced_frames(path, cap, fps if np.isfinite(fps) and 0 < fps < 1000 else 30.0)
+        return announced_frames(path, cap, capture_fps(cap))
     finally:
         cap.release()
 

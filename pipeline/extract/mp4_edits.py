@@ -16,21 +16,31 @@ MAX_MOOV_BYTES = 64 << 20  # an index far larger than this is not one we parse; 
 MAX_TOP_BOXES = 4096
 
 
+def _header(buf: bytes, avail: int) -> tuple[int, bytes, int] | None:
+    """(size, type, header length) of the box whose first bytes are `buf`, `avail` bytes being left from its
+    start (size 0: to the end); None when the header is cut or its size is smaller than the header."""
+    if len(buf) < 8:
+        return None
+    size, kind = struct.unpack_from(">I4s", buf)
+    head = 8
+    if size == 1:
+        if len(buf) < 16:
+            return None
+        size, head = struct.unpack_from(">Q", buf, 8)[0], 16
+    elif size == 0:
+        size = avail
+    return (size, kind, head) if size >= head else None
+
+
 def _boxes(data: bytes, start: int = 0, end: int | None = None):
     """(type, payload) of the boxes in data[start:end]; stops quietly at a malformed size."""
     end = len(data) if end is None else end
     off = start
     while off + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, off)
-        head = 8
-        if size == 1:
-            if off + 16 > end:
-                return
-            size, head = struct.unpack_from(">Q", data, off + 8)[0], 16
-        elif size == 0:
-            size = end - off
-        if size < head or off + size > end:
+        h = _header(data[off:min(off + 16, end)], end - off)
+        if h is None or off + h[0] > end:
             return
+        size, kind, head = h
         yield kind, data[off + head:off + size]
         off += size
 
@@ -42,24 +52,15 @@ def _read_moov(fh: BinaryIO) -> bytes | None:
     off = 0
     for _ in range(MAX_TOP_BOXES):
         fh.seek(off)
-        head = fh.read(16)
-        if len(head) < 8:
+        h = _header(fh.read(16), file_size - off)
+        if h is None:
             return None
-        size, kind = struct.unpack_from(">I4s", head)
-        hsize = 8
-        if size == 1:
-            if len(head) < 16:
-                return None
-            size, hsize = struct.unpack_from(">Q", head, 8)[0], 16
-        elif size == 0:
-            size = file_size - off
-        if size < hsize:
-            return None
+        size, kind, head = h
         if kind == b"moov":
             if size > MAX_MOOV_BYTES or off + size > file_size:
                 return None
-            fh.seek(off + hsize)
-            return fh.read(size - hsize)
+            fh.seek(off + head)
+            return fh.read(size - head)
         off += size
     return None
 

@@ -48,8 +48,7 @@ class VideoReader:
             raise BadInput(f"only 1 frame; a video needs at least {MIN_FRAMES}", self.path)
         self._head: list[np.ndarray] = [f0, f1]
         self.height, self.width = f0.shape[:2]
-        fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps if np.isfinite(fps) and 0 < fps < 1000 else 30.0
+        self.fps = capture_fps(self.cap)
         self.reported_frames = announced_frames(self.path, self.cap, self.fps)
         self.decoded = 0
 
@@ -90,6 +89,12 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def capture_fps(cap: cv2.VideoCapture) -> float:
+    """The container's frame rate, or 30 when it gives none or a nonsensical one."""
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    return fps if np.isfinite(fps) and 0 < fps < 1000 else 30.0
 
 
 def announced_frames(path: Path, cap: cv2.VideoCapture, fps: float) -> int:
