@@ -18,7 +18,7 @@ import torch
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.atomic import atomic_path, atomic_savefig, atomic_write_text
 from models.contract.errors import BadInput, notice
-from models.contract.layouts import get_layout
+from models.contract.layouts import Layout, get_layout
 from models.contract.numbers import check_number
 from models.contract.skeleton import Clip
 from models.losses.distill import WEIGHT_FIELDS, DistillConfig, build_distill_losses
@@ -57,7 +57,7 @@ class DistillRequest:
 
 
 def load_pair(hq_path: str | os.PathLike, lq_path: str | os.PathLike | None, corrupt: str | None,
-              layout: str | None, seed: int, allow_unpaired: bool, source_layout: str | None = None
+              layout: str | Layout | None, seed: int, allow_unpaired: bool, source_layout: str | None = None
               ) -> tuple[PairedData, str]:
     """The paired data, and a description of where LQ came from."""
     if (lq_path is None) == (corrupt is None):
@@ -80,15 +80,10 @@ def load_unlabeled(hq_path, lq_path, corrupt: str | None, layout, seed: int, all
                    source_layout: str | None, coord_dims: int) -> tuple[list[Clip], list[Clip]]:
     """Every clip of the unlabeled HQ pickle (its labels and splits are ignored) and its LQ: from `lq_path`, else
     corrupted from HQ with the run's --corrupt spec."""
-    hq = load_dataset(hq_path, layout, source_layout)
-    if lq_path is not None:
-        lq = load_dataset(lq_path, layout, source_layout)
-    elif corrupt is not None:
-        lq = corrupt_dataset(hq, parse_spec(corrupt), seed)
-    else:
+    if lq_path is None and corrupt is None:
         raise BadInput("--unlabeled with --lq needs --unlabeled-lq (LQ of the unlabeled clips)", hq_path)
-    pair = pair_datasets(hq, lq, layout, allow_unpaired=allow_unpaired,
-                         names=(f"HQ {hq_path}", f"LQ {lq_path}" if lq_path is not None else "its LQ"))
+    pair, _ = load_pair(hq_path, lq_path, None if lq_path is not None else corrupt, layout, seed, allow_unpaired,
+                        source_layout)
     if pair.hq[0].num_channels != coord_dims:
         raise BadInput(f"clips are {pair.hq[0].num_channels}D but the labeled clips are {coord_dims}D", hq_path)
     return pair.hq, pair.lq
