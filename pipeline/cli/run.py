@@ -6,13 +6,11 @@ from pathlib import Path
 
 import click
 
-from estimators import DEFAULT
-from estimators.mediapipe_pose import MODELS
 from models.contract.errors import BadInput
 from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.cli.run_opts import clip_run_options
 from pipeline.infer.onnx_export import export_onnx
-from pipeline.infer.pose_choice import RUN_ESTIMATORS
 from pipeline.infer.prediction import RunOptions, load_predictor
 from pipeline.infer.runner import format_json, format_text, run_videos
 
@@ -21,9 +19,7 @@ from pipeline.infer.runner import format_json, format_text, run_videos
 @click.argument("clips", nargs=-1, type=click.Path(path_type=Path))  # files or folders
 @click.option("--model", type=click.Path(path_type=Path),
               help="Student checkpoint (.pt) [default: the bundled Penn Action student, models/zoo/student_penn13.pt].")
-@click.option("--onnx", "onnx_file", type=click.Path(path_type=Path),
-              help="Run the model part in onnxruntime from a file written by `pipeline export` (instead of --model; "
-                   "the file carries the layout and classes).")
+@clip_run_options
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(1), help="Labels to print.")
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object per video: {"video", "frames", "persons", "labels", "seconds"} (+ "windows", '
@@ -31,18 +27,9 @@ from pipeline.infer.runner import format_json, format_text, run_videos
 @click.option("--render", type=click.Path(path_type=Path),
               help="Write the video with the skeleton and the running label drawn (OUT.mp4; a folder when several "
                    "clips are given).")
-@click.option("--window", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Classify in sliding windows of this length [whole clip up to 10 s, else 4 s].")
-@click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Step between windows [2 s; half of --window when --window is given].")
 @click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1), help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda or cuda:N for the PyTorch model (the pose estimator runs on the CPU).")
-@click.option("--estimator", default=DEFAULT, show_default=True, type=click.Choice(RUN_ESTIMATORS),
-              help="Fast pose estimator (its low tier). blazepose: the lite model, or the full one that ships with "
-                   "mediapipe when lite is not installed (said once on stderr).")
-@click.option("--pose-model", default=None, type=click.Choice(list(MODELS)),
-              help="BlazePose landmark model instead of lite (blazepose only; lite and heavy: `pipeline models`).")
 @click.option("--max-persons", default=1, show_default=True, type=click.IntRange(1),
               help='Track up to N persons and classify each on its own; N > 1 adds "tracks": [{"id", "frames": '
                    '[first, last], "labels"}...] to the JSON ("persons" stays a count).')
@@ -56,10 +43,11 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
     """Recognise the action in CLIPS (video files, or folders searched for them) with the fast pose estimator
     and a distilled student.
 
-    Prints the top-k labels with scores per clip (and the top label of each window for long clips). A clip
-    unlike any action the model knows (its open-set rule, see `pipeline calibrate`) is reported as "not one of
-    the N actions this model knows" with the closest label; the JSON keeps the scores and adds "open_set". A bad
-    clip is reported in one line and the others go on; the exit code is 2 when any clip failed.
+    Prints the top-k labels with scores per clip (and the top label of each window for long clips). A clip or
+    window unlike any action the model knows (its open-set rule, see `pipeline calibrate`) is reported as "not a
+    known action" above the closest labels; the JSON keeps the scores and adds "open_set" (to the clip and to
+    each window). A bad clip is reported in one line and the others go on; the exit code is 2 when any clip
+    failed. `pipeline eval --videos` measures all this on labelled clips.
     """
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
         from models.training.runtime import resolve_device

@@ -41,7 +41,7 @@ from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout, convert, get_layout
 from pipeline.extract.video import VideoReader
-from pipeline.infer.prediction import Classification, Predictor, classify, top_labels, window_frames
+from pipeline.infer.prediction import Classification, Predictor, classify, said, top_labels, window_frames
 from pipeline.infer.rendering import draw_skeleton
 from pipeline.infer.runner import open_set_record
 
@@ -380,9 +380,7 @@ class LiveEngine:
             labels = top_labels(res.overall, self.info.classes, self.opts.topk)
             pid = self.person_id(tr)
             verdict = open_set_record(res, self.info, sc_m, self.fps)
-            top = f"{labels[0]['label']} {labels[0]['score']:.2f}"
-            unknown = verdict is not None and verdict["known"] is False
-            self.captions[id(tr)] = f"{pid}: not known (closest {top})" if unknown else f"{pid}: {top}"
+            self.captions[id(tr)] = f"{pid}: {said(labels, None if verdict is None else verdict['known'])}"
             self.stats.labels += 1
             self.stats.latencies_ms.append(latency)
             event = {"t": round(e / self.fps, 3), "person": pid,

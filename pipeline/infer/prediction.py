@@ -34,6 +34,7 @@ DEFAULT_STRIDE_S = 2.0
 MIN_COVERAGE = 0.8        # fraction of the model's joints the estimator must supply
 MAX_BATCH = 64            # windows per forward pass (bounds memory on hour-long videos)
 MIN_SECONDS = 0.5         # open-set: a clip with a person in fewer frames than this is not called known
+UNKNOWN_ACTION = "not a known action"  # the one wording of the open-set verdict (run, its banner, live, eval)
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ class Classification:
     seconds: float = 0.0
     distance: np.ndarray | None = None  # [W] open-set distance per window (None: the model has no rule)
     known: bool | None = None    # the clip is one of the model's actions (None: no rule to tell)
+    window_known: np.ndarray | None = None  # [W] bool: the same verdict for each window alone (None: no rule)
 
 
 def classify(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor, window: float | None = None,
@@ -240,14 +242,18 @@ def classify(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor
     dist = None if parts[0][1] is None else np.concatenate([d for _, d in parts])
     has = np.array([bool(found[s:e].any()) for s, e in bounds])
     overall = probs[has].mean(0) if has.any() else probs.mean(0)
-    known = None
+    known = window_known = None
     seen = int(found.sum())
     if info.open_set is not None and seen < min_frames(fps):
         known = False  # a glimpse: too little motion to tell any action apart, whatever the scores say
     elif dist is not None and info.open_set is not None:
         # The clip is known when most of its windows with a person are (the median window's distance).
         known = bool(np.median(dist[has] if has.any() else dist) <= info.open_set.threshold)
-    return Classification(bounds, probs, has, overall, time.perf_counter() - t0, dist, known)
+    if dist is not None and info.open_set is not None:
+        # Each window judged as if it were the whole clip (what `live` does with every window it labels).
+        seen_w = np.array([int(found[s:e].sum()) for s, e in bounds])
+        window_known = (dist <= info.open_set.threshold) & (seen_w >= min_frames(fps))
+    return Classification(bounds, probs, has, overall, time.perf_counter() - t0, dist, known, window_known)
 
 
 def min_frames(fps: float) -> int:
@@ -258,6 +264,15 @@ def min_frames(fps: float) -> int:
 def top_labels(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
     order = np.argsort(-probs, kind="stable")[:k]
     return [{"label": classes[i], "score": round(float(probs[i]), 4)} for i in order]
+
+
+def said(labels: list[dict], known: bool | None) -> str:
+    """The one-line verdict of a clip, window or person from its `top_labels`: "squat (0.87)", or, when the
+    open-set rule rejects it, "not a known action (closest: squat 0.87)"."""
+    top = labels[0]
+    if known is False:
+        return f"{UNKNOWN_ACTION} (closest: {top['label']} {top['score']:.2f})"
+    return f"{top['label']} ({top['score']:.2f})"
 
 
 @dataclass

@@ -11,7 +11,7 @@ from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
 from pipeline.extract.video import VideoReader
-from pipeline.infer.prediction import ModelInfo, VideoRun
+from pipeline.infer.prediction import Classification, ModelInfo, VideoRun, said, top_labels
 
 # ---------------------------------------------------------------------------------------------------- render
 
@@ -37,10 +37,7 @@ def render_video(src: Path, out: Path, run: VideoRun, info: ModelInfo) -> None:
 
     out = Path(out)
     which = frame_windows(run.result.bounds, run.keypoint.shape[1])
-    captions = []
-    for p, has in zip(run.result.probs, run.result.has_person):
-        k = int(np.argmax(p))
-        captions.append(f"{info.classes[k]} {p[k]:.2f}" if has else "no person")
+    captions = window_captions(run.result, info.classes)
     with VideoReader(src) as reader, atomic_path(out) as tmp:
         # atomic_path's temporary name ends in ".tmp"; OpenCV picks the container from the extension, so the
         # frames go to a sibling ending in ".mp4" that is moved onto the temporary file once complete.
@@ -62,6 +59,13 @@ def render_video(src: Path, out: Path, run: VideoRun, info: ModelInfo) -> None:
             writer.release()
             if video_tmp.exists():
                 video_tmp.unlink()
+
+
+def window_captions(result: Classification, classes: list[str]) -> list[str]:
+    """The banner of each window: its top label, or the open-set verdict when the rule rejects the window."""
+    known = result.window_known
+    return [said(top_labels(p, classes, 1), None if known is None else bool(known[w])) if has else "no person"
+            for w, (p, has) in enumerate(zip(result.probs, result.has_person))]
 
 
 _BONE = (80, 220, 80)

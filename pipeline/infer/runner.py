@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -29,6 +30,7 @@ from pipeline.extract.driver import check_result
 from pipeline.extract.video import VideoReader, find_videos
 from pipeline.infer.pose_choice import fast_estimator
 from pipeline.infer.prediction import (
+    UNKNOWN_ACTION,
     Classification,
     ModelInfo,
     Predictor,
@@ -38,6 +40,7 @@ from pipeline.infer.prediction import (
     classify,
     load_predictor,
     min_frames,
+    said,
     top_labels,
 )
 from pipeline.infer.rendering import render_video
@@ -104,9 +107,16 @@ def open_set_record(result: Classification, info: ModelInfo, score: np.ndarray, 
 
 
 def window_records(result: Classification, fps: float, classes: list[str], topk: int) -> list[dict]:
-    return [{"start": round(s / fps, 3), "end": round(e / fps, 3),
-             "labels": top_labels(p, classes, topk) if has else []}
-            for (s, e), p, has in zip(result.bounds, result.probs, result.has_person)]
+    """Each window's labels; with an open-set rule, each window with a person also gets its own verdict
+    ("open_set": {"known", "distance"}, judged as if the window were the whole clip)."""
+    out = []
+    for w, ((s, e), p, has) in enumerate(zip(result.bounds, result.probs, result.has_person)):
+        rec = {"start": round(s / fps, 3), "end": round(e / fps, 3),
+               "labels": top_labels(p, classes, topk) if has else []}
+        if has and result.window_known is not None and result.distance is not None:
+            rec["open_set"] = {"known": bool(result.window_known[w]), "distance": round(float(result.distance[w]), 2)}
+        out.append(rec)
+    return out
 
 
 def track_records(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor, opts: RunOptions
@@ -172,26 +182,36 @@ def render_targets(videos: list[Path], render: Path | None) -> list[Path | None]
     return [render / f"{s}.mp4" for s in stems]
 
 
+@contextmanager
+def run_session(opts: RunOptions, estimator: PoseEstimator | None = None
+                ) -> Iterator[tuple[PoseEstimator, Predictor]]:
+    """The estimator and the model `run` uses for `opts`, loaded and checked against each other once, before any
+    video is decoded; an estimator made here is closed on exit (one passed in is the caller's)."""
+    predictor = load_predictor(opts)
+    own = estimator is None
+    est = estimator if estimator is not None else default_estimator(opts)
+    try:
+        check_feedable(predictor.info, get_layout(est.layout))
+        yield est, predictor
+    finally:
+        if own:
+            with native_stderr_quiet():
+                est.close()
+
+
 def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
                on_result: Callable[[VideoRun], None] = lambda r: None,
                on_failure: Callable[[Failure], None] = lambda f: None,
                estimator: PoseEstimator | None = None) -> tuple[list[VideoRun], list[Failure]]:
     """Run every video (folders are searched for video files); bad videos are collected as failures and the
-    others go on.
-
-    The model is loaded (and checked against the estimator) once, before any video is decoded.
-    """
+    others go on."""
     paths = find_videos(list(videos))
     if not paths:
         raise BadInput("no videos found in " + ", ".join(str(v) for v in videos))
-    predictor = load_predictor(opts)
     targets = render_targets(paths, opts.render)
-    own = estimator is None
-    est = estimator if estimator is not None else default_estimator(opts)
-    check_feedable(predictor.info, get_layout(est.layout))
     done: list[VideoRun] = []
     failed: list[Failure] = []
-    try:
+    with run_session(opts, estimator) as (est, predictor):
         for path, target in zip(paths, targets):
             try:
                 r = run_video(path, est, predictor, opts, target)
@@ -202,10 +222,6 @@ def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
                 continue
             done.append(r)
             on_result(r)
-    finally:
-        if own:
-            with native_stderr_quiet():
-                est.close()
     return done, failed
 
 
@@ -217,24 +233,18 @@ def format_text(run: VideoRun) -> str:
     lines = [f"{r['video']}: {r['frames']} frames ({dur:.1f} s), {r['persons']} person(s); "
              f"pose {secs['pose']:.2f} s, model {secs['model']:.3f} s, total {secs['total']:.2f} s"]
     if r.get("open_set", {}).get("known") is False:
-        top = r["labels"][0]
         why = r["open_set"].get("reason")
-        lines.append(f"  not one of the {len(run_classes(run))} actions this model knows"
-                     + (f" ({why})" if why else "")
-                     + f" (closest: {top['label']} {top['score']:.3f}; `pipeline run --classes` lists them)")
-    else:
-        lines += [f"  {lab['score']:.3f}  {lab['label']}" for lab in r["labels"]]
+        lines.append(f"  {UNKNOWN_ACTION}" + (f" ({why})" if why else "")
+                     + f"; closest of the {len(run_classes(run))} this model knows (`pipeline run --classes`):")
+    lines += [f"  {lab['score']:.3f}  {lab['label']}" for lab in r["labels"]]
     if "windows" in r:
         lines.append(f"  {len(r['windows'])} windows:")
         for w in r["windows"]:
-            top = f"{w['labels'][0]['label']} ({w['labels'][0]['score']:.2f})" if w["labels"] else "no person"
+            top = said(w["labels"], w.get("open_set", {}).get("known")) if w["labels"] else "no person"
             lines.append(f"    {w['start']:7.2f}-{w['end']:7.2f} s  {top}")
     for tr in r.get("tracks", []):
-        top = tr["labels"][0]
-        said = f"{top['label']} ({top['score']:.2f})"
-        if tr.get("open_set", {}).get("known") is False:
-            said = f"not a known action (closest: {said})"
-        lines.append(f"  person {tr['id']} (frames {tr['frames'][0]}-{tr['frames'][1]}): {said}")
+        lines.append(f"  person {tr['id']} (frames {tr['frames'][0]}-{tr['frames'][1]}): "
+                     f"{said(tr['labels'], tr.get('open_set', {}).get('known'))}")
     return "\n".join(lines)
 
 
