@@ -95,26 +95,31 @@ def plot_student_curves(path: Path, rows: list[dict]) -> None:
     atomic_savefig(fig, path)
 
 
-def plot_confusion(path: Path, conf: np.ndarray, classes: list[str]) -> None:
+def plot_confusion(path: Path, conf: np.ndarray, classes: list[str], rows: list[str] | None = None,
+                   title: str | None = None) -> None:
+    """Counts `[true, predicted]`, each row shaded by its share. `rows`: the true labels when they are not
+    `classes` (e.g. only the classes present, plus "other"); `title` replaces the top-1 one."""
     plt = _pyplot()
-    k = len(classes)
+    rows = classes if rows is None else rows
+    k, r = len(classes), len(rows)
     norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
     size = min(4 + 0.35 * k, 30)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = plt.subplots(figsize=(size, min(4 + 0.35 * r, 30)))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    if k <= 60:
+    if max(k, r) <= 60:
         ax.set_xticks(range(k))
-        ax.set_yticks(range(k))
+        ax.set_yticks(range(r))
         ax.set_xticklabels(classes, rotation=90, fontsize=8)
-        ax.set_yticklabels(classes, fontsize=8)
-    if k <= 30:
-        for i in range(k):
+        ax.set_yticklabels(rows, fontsize=8)
+    if max(k, r) <= 30:
+        for i in range(r):
             for j in range(k):
                 if conf[i, j]:
                     ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if norm[i, j] > 0.5 else "black")
-    acc = np.trace(conf) / max(conf.sum(), 1)
-    ax.set_title(f"confusion (rows: true, columns: predicted), top-1 {acc:.3f}")
+    if title is None:
+        title = f"confusion (rows: true, columns: predicted), top-1 {np.trace(conf) / max(conf.sum(), 1):.3f}"
+    ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     atomic_savefig(fig, path)

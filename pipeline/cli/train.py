@@ -1,4 +1,5 @@
-"""`pipeline train` and `pipeline eval`: train an ST-GCN on a pyskl pickle; score a checkpoint on one."""
+"""`pipeline train` and `pipeline eval`: train an ST-GCN on a pyskl pickle; score a checkpoint on one (or, with
+`eval --videos`, `pipeline run` on labelled videos: pipeline/cli/eval_videos.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from models.contract.errors import BadInput
 from models.contract.paths import vet_output
 from models.training.distributed import check_sync_bn, distributed
-from models.training.policy import PRECISIONS, THREADS_HELP
+from models.training.policy import DEFAULT_THREADS, PRECISIONS, THREADS_HELP
 from models.training.runtime import resolve_device, set_threads
+from pipeline.cli.eval_videos import check_inputs, eval_videos, video_eval_options
 from pipeline.cli.layout_opts import layout_option, source_layout_option
 from pipeline.stages.training import eval_from_pickle, request_from_options, train_from_pickle
 
@@ -89,22 +92,36 @@ def train(data: Path, out: Path, layout: str | None, source_layout: str | None, 
 
 
 @click.command("eval")
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="Checkpoint (.pt).")
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="A pyskl pickle.")
-@click.option("--split", default="test", show_default=True, help="Split of DATA to score.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="Checkpoint (.pt) [--videos: the bundled student].")
+@click.option("--data", type=click.Path(path_type=Path), help="A pyskl pickle.")
+@video_eval_options
+@click.option("--split", default=None, help="Split of DATA to score [test]; --videos: only rows of this split [all].")
 @layout_option
 @source_layout_option
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--test-clips", type=click.IntRange(1), default=None, help="Windows per clip, averaged [as trained].")
 @click.option("--threads", type=click.IntRange(1), default=None, help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--json", "as_json", is_flag=True, help='Print {"top1", "top5", "n"} as JSON.')
-def eval_cmd(model_path: Path, data: Path, split: str, layout: str | None, source_layout: str | None, batch_size: int,
-             test_clips: int | None, threads: int | None, device: str, as_json: bool) -> None:
-    """Top-1 and top-5 accuracy of a checkpoint on a split of a pickle."""
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"top1", "top5", "n"} as JSON (--videos: {"summary", "clips"}).')
+@click.pass_context
+def eval_cmd(ctx: click.Context, model_path: Path | None, data: Path | None, split: str | None, layout: str | None,
+             source_layout: str | None, batch_size: int, test_clips: int | None, threads: int | None, device: str,
+             as_json: bool, videos: Path | None, **video_opts) -> None:
+    """Top-1 and top-5 accuracy of a checkpoint on a split of a pickle; or, with --videos, how `pipeline run`
+    labels labelled videos (top-1, top-3, per class, confusion, the unknown-action flag; --report for a page)."""
     import json
 
+    check_inputs(ctx, data, videos)
     set_threads(threads)
+    if videos is not None:
+        eval_videos(videos, model_path, split=split, threads=threads or DEFAULT_THREADS,
+                    device=str(resolve_device(device)), as_json=as_json, **video_opts)
+        return
+    if model_path is None:
+        raise BadInput("--data needs --model CKPT")
+    split = split or "test"
     res = eval_from_pickle(model_path, data, split=split, layout=layout, source_layout=source_layout,
                            batch_size=batch_size,
                            num_test_clips=test_clips, device=str(resolve_device(device)))
