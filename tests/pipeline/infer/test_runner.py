@@ -16,10 +16,18 @@ from models.contract.errors import BadInput
 from models.contract.layouts import PENN13, Layout
 from models.net.transforms import InputConfig
 from pipeline.infer import prediction, rendering
-from pipeline.infer.prediction import ModelInfo, RunOptions, TorchPredictor, check_feedable, classify, window_bounds
-from pipeline.infer.rendering import frame_windows
-from pipeline.infer.runner import render_targets, run_videos
-from tests.support.run_files import CLASSES, tiny_checkpoint
+from pipeline.infer.prediction import (
+    UNKNOWN_ACTION,
+    ModelInfo,
+    RunOptions,
+    TorchPredictor,
+    check_feedable,
+    classify,
+    window_bounds,
+)
+from pipeline.infer.rendering import frame_windows, window_captions
+from pipeline.infer.runner import format_text, render_targets, run_videos
+from tests.support.run_files import CLASSES, tiny_checkpoint, with_rule
 from tests.support.video_files import cut
 
 
@@ -258,3 +266,28 @@ def test_bundled_model_on_a_real_clip(shared_data: Path):
     penn = {"baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing", "jump_rope",
             "jumping_jacks", "pullup", "pushup", "situp", "squat", "strum_guitar", "tennis_forehand", "tennis_serve"}
     assert len(labels) == 5 and {lab["label"] for lab in labels} <= penn
+
+
+def test_each_window_carries_its_own_open_set_verdict(short_clip: Path, tiny_ckpt: Path, tmp_path: Path):
+    """With a rule, every window with a person gets "open_set" in the JSON, the verdict in the text and the render
+    banner; a flagged clip still lists its top-k labels; a window too short to judge is never called known."""
+    seen = {}
+    for threshold, known in ((-1.0, False), (1e12, True)):
+        model = with_rule(tiny_ckpt, tmp_path / f"rule{threshold:g}.pt", threshold)
+        (run,), _ = run_videos([short_clip], RunOptions(model=model, topk=3, window=0.6, stride=0.4, progress=False))
+        wins = run.record["windows"]
+        assert len(wins) == 5 and all(w["open_set"]["known"] is known for w in wins)
+        assert all(set(w["open_set"]) == {"known", "distance"} for w in wins)
+        text = format_text(run).splitlines()
+        window_lines = [line for line in text if line.endswith(")") and " s  " in line]
+        assert len(window_lines) == 5
+        assert all((UNKNOWN_ACTION in line) is not known for line in window_lines)
+        assert sum(line.startswith("  0.") for line in text) == 3  # --topk 3 is kept, flagged or not
+        assert (f"  {UNKNOWN_ACTION}; closest of the {len(CLASSES)}" in text[1]) is not known
+        captions = window_captions(run.result, CLASSES)
+        assert all(c.startswith(f"{UNKNOWN_ACTION} (closest: ") is not known for c in captions)
+        seen[known] = run
+    # The lax rule keeps the clip, but 0.2 s windows (5 frames at 25 fps) are glimpses: each is flagged alone.
+    run = seen[True]
+    res = classify(run.keypoint, run.score, run.fps, TorchPredictor(tmp_path / "rule1e+12.pt"), window=0.2)
+    assert res.known is True and res.window_known is not None and not res.window_known.any()
