@@ -108,7 +108,7 @@ def render_clip(src: Path, dst: Path, run: VideoRun, classes: list[str], layout:
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.2em;color:#222;background:#fafafa}
 h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.4em}
-table.sum td{padding:.15em .8em .15em 0}
+table.sum td{padding:.15em .8em .15em 0;vertical-align:top}table.sum td:first-child{white-space:nowrap}
 .grid{display:flex;flex-wrap:wrap;gap:.8em}
 .card{background:#fff;border:1px solid #ccc;border-left:6px solid #2a2;border-radius:4px;padding:.5em;width:340px;
 font-size:.85em}
@@ -189,7 +189,7 @@ def page_html(result: dict, cards: list[tuple[dict, str | None]], title: str) ->
     if inc["per_class"]:
         rows.append(("per class", ", ".join(f"{k} {v['top1']:.2f} ({v['n']})" for k, v in inc["per_class"].items())))
     rows.append(("model", s["model"]))
-    rows.append(("pose", " ".join(f"{k}={v}" for k, v in s["pose"].items())))
+    rows.append(("pose", f"{s['pose'].get('estimator')} {s['pose'].get('model', '')} (all settings: report.json)"))
     order = sorted(range(len(cards)), key=lambda i: (outcome(cards[i][0])[0], cards[i][0]["label"], i))
     groups = {0: "Mistakes", 1: "Other actions, rightly flagged", 2: "Right", 3: "Failed clips"}
     body = []
