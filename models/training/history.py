@@ -100,11 +100,12 @@ def plot_confusion(path: Path, conf: np.ndarray, classes: list[str], rows: list[
     """Counts `[true, predicted]`, each row shaded by its share. `rows`: the true labels when they are not
     `classes` (e.g. only the classes present, plus "other"); `title` replaces the top-1 one."""
     plt = _pyplot()
+    square = rows is None
     rows = classes if rows is None else rows
     k, r = len(classes), len(rows)
     norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
     size = min(4 + 0.35 * k, 30)
-    fig, ax = plt.subplots(figsize=(size, min(4 + 0.35 * r, 30)))
+    fig, ax = plt.subplots(figsize=(size, size if square else min(2.5 + 0.35 * r, 30)))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     if max(k, r) <= 60:
         ax.set_xticks(range(k))
