@@ -62,3 +62,6 @@ def eval_videos(videos: Path, model: Path | None, onnx_file: Path | None, split:
         title = f"pipeline eval --videos {videos.name}" + (f" --split {split}" if split else "")
         page = write_report(report, ev, title)
         click.echo(f"wrote {page}", err=True)
+    s = ev.result["summary"]
+    if not s["evaluated"]:
+        raise BadInput(f"none of the {s['clips']} clips could be run (each is listed above)", videos)

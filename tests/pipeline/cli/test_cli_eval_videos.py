@@ -103,6 +103,14 @@ def test_split_keeps_its_rows(labels: Path, bundled: Path):
     assert s["in_class"]["top1"] is None and s["flag"]["auroc"] is None  # no in-class clip to rank against
 
 
+def test_nothing_runnable_is_an_error(tmp_path: Path, bundled: Path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("gone.mp4,squat\n")
+    proc = run_pipeline("eval", "--videos", csv)
+    assert proc.returncode == 2 and "failed: gone.mp4: " in proc.stdout
+    assert error_lines(proc) == [f"Error: {csv}: none of the 1 clips could be run (each is listed above)"]
+
+
 def test_bad_rows_and_bad_option_mixes(tmp_path: Path):
     csv = tmp_path / "labels.csv"
     csv.write_text("video,label\na.mp4,squat\nb.mp4,squat,dev,extra\n")
