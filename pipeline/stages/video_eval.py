@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +69,7 @@ def select_rows(labels_csv: str | os.PathLike, split: str | None) -> list[LabelR
 
 
 def evaluate_videos(labels_csv: str | os.PathLike, opts: RunOptions, split: str | None = None,
-                    on_clip: Callable[[ClipOutcome], None] = lambda c: None,
-                    progress: bool = False, estimator: PoseEstimator | None = None
-                    ) -> VideoEval:
+                    progress: bool = False, estimator: PoseEstimator | None = None) -> VideoEval:
     """Run every selected clip as `pipeline run` does, and score the lot (see `summarise`)."""
     rows = select_rows(labels_csv, split)
     base = Path(labels_csv).parent
@@ -87,7 +84,6 @@ def evaluate_videos(labels_csv: str | os.PathLike, opts: RunOptions, split: str 
             except BadInput as e:
                 c.error = str(e)
             outcomes.append(c)
-            on_clip(c)
         pose = {"estimator": est.name, **est.settings()}
     result = summarise(outcomes, classes, has_rule)
     result["summary"].update(model=predictor.info.source, pose=pose)
