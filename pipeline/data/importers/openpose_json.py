@@ -22,7 +22,6 @@ frames, are skipped with a warning.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
@@ -32,8 +31,8 @@ import numpy as np
 
 from estimators.tracking import PersonTracker, TrackerConfig
 from models.contract.errors import BadInput
+from models.contract.jsonio import read_json
 from models.contract.layouts import BODY25, OPENPOSE18
-from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset
 from pipeline.data.importers.base import Importer
 from pipeline.data.labels import class_index, read_labels, split_of
@@ -77,12 +76,7 @@ def _frame_numbers(files: list[Path]) -> list[int]:
 
 def _read_people(path: Path) -> list[np.ndarray]:
     """Each person's `[K, 3]` (x, y, confidence) array; K is 25 or 18."""
-    try:
-        obj = json.loads(vet_input(path, "json").read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadInput(f"not valid JSON ({' '.join(str(e).split())})", path) from None
-    except OSError as e:
-        raise BadInput(f"cannot read ({e.strerror or type(e).__name__})", path) from None
+    obj = read_json(path)
     if not isinstance(obj, dict) or not isinstance(obj.get("people"), list):
         raise BadInput("not an OpenPose keypoints file (expected {\"version\", \"people\": [...]})", path)
     people = []
