@@ -36,11 +36,10 @@ from models.contract.errors import BadInput
 from models.contract.jsonio import read_json
 from models.contract.layouts import OPENPOSE18
 from models.contract.skeleton import Clip, SkeletonDataset
-from pipeline.data.importers.base import Importer
+from pipeline.data.importers.base import MAX_FRAMES, Importer
 
 NUM_JOINTS = 18
 MAX_PERSONS = 2
-MAX_FRAMES = 100_000  # a frame_index beyond this is a broken file, not a 55-minute clip
 MAX_INDEX = 1_000_000  # no frame_index or label_index is larger in a sane file
 _SHAPE_HINT = "expected an ST-GCN Kinetics-skeleton json {\"data\": [{\"frame_index\", \"skeleton\": [...]}], ...}"
 
