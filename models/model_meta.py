@@ -27,6 +27,14 @@ def kind_of(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def shown(value: object) -> str:
+    """A short repr for a message: a value from a file may be a 5000-digit integer (whose repr raises) or huge."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def same_layout(a: Layout, b: Layout) -> bool:
     """Same joints (by name, in order), bones and centre; the name alone does not matter."""
     def bones(lay: Layout) -> set[tuple[int, int]]:
@@ -59,11 +67,11 @@ def check_meta(d: object, path: str | os.PathLike, what: str = "checkpoint") -> 
         raise bad(f"'classes' has {len(classes)} names (1 to {ARCH_LIMITS['num_classes']})")
     odd = next((c for c in classes if not isinstance(c, str) or not c or len(c) > MAX_CLASS_NAME), None)
     if odd is not None:
-        raise bad(f"'classes' holds {kind_of(odd)} {str(odd)[:40]!r}; class names are non-empty strings of at "
+        raise bad(f"'classes' holds {shown(odd)} ({kind_of(odd)}); class names are non-empty strings of at "
                   f"most {MAX_CLASS_NAME} characters")
     coord_dims = d["coord_dims"]
     if isinstance(coord_dims, bool) or not isinstance(coord_dims, int) or coord_dims not in (2, 3):
-        raise bad(f"'coord_dims' is {coord_dims!r}, expected 2 or 3")
+        raise bad(f"'coord_dims' is {shown(coord_dims)}, expected 2 or 3")
     try:
         icfg = InputConfig.from_dict(d["input_config"])
     except (TypeError, ValueError) as e:
@@ -80,16 +88,16 @@ def _agrees(mc: dict, layout: Layout, num_classes: int, coord_dims: int, icfg: I
     for key in ("num_classes", "in_channels", "max_persons"):
         v = mc.get(key)
         if key in mc and (isinstance(v, bool) or not isinstance(v, int)):
-            raise bad(f"model_config '{key}' is {v!r}, expected an integer")
+            raise bad(f"model_config '{key}' is {shown(v)}, expected an integer")
     if mc.get("num_classes", num_classes) != num_classes:
-        raise bad(f"{num_classes} class names for a model with {mc['num_classes']} outputs")
+        raise bad(f"{num_classes} class names for a model with {shown(mc['num_classes'])} outputs")
     channels = in_channels(icfg, coord_dims)
     if mc.get("in_channels", channels) != channels:
         raise bad(f"coord_dims {coord_dims} and the input configuration make {channels} input channels, the model "
-                  f"takes {mc['in_channels']}")
+                  f"takes {shown(mc['in_channels'])}")
     if mc.get("max_persons", icfg.max_persons) < icfg.max_persons:
         raise bad(f"the input configuration feeds {icfg.max_persons} persons, the model takes at most "
-                  f"{mc['max_persons']}")
+                  f"{shown(mc['max_persons'])}")
     if "layout" in mc:
         if not isinstance(mc["layout"], dict):
             raise bad(f"model_config 'layout' is {kind_of(mc['layout'])}, expected an object")

@@ -348,7 +348,7 @@ CASES = [
     Case("kinetics-empty-folder", ("dataset", "import", "kinetics-json", "{d}/kin", "--out", "{d}/k.pkl"),
          lambda d: (d / "kin").mkdir(), "no Kinetics-skeleton .json clip files", "{d}/kin", "empty folder"),
     Case("kinetics-nan-frame-index", ("dataset", "import", "kinetics-json", "{d}/kin/v.json", "--out", "{d}/k.pkl"),
-         lambda d: _kinetics(d / "kin" / "v.json", frame_index=float("nan")), "is not an integer",
+         lambda d: _kinetics(d / "kin" / "v.json", frame_index=float("nan")), "NaN is not a JSON number",
          "{d}/kin/v.json", "NaN or infinite values"),
     # --- corrupt / export / build
     Case("corrupt-profile-missing",
