@@ -14,7 +14,7 @@ import os
 
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
-from models.contract.numbers import ARCH_LIMITS
+from models.contract.numbers import ARCH_LIMITS, check_number
 from models.net.transforms import InputConfig, in_channels
 
 MAX_CLASS_NAME = 1000  # characters of one class name
@@ -85,10 +85,12 @@ def check_meta(d: object, path: str | os.PathLike, what: str = "checkpoint") -> 
 
 def _agrees(mc: dict, layout: Layout, num_classes: int, coord_dims: int, icfg: InputConfig, bad) -> None:
     """The model configuration describes the network the other fields say it is."""
-    for key in ("num_classes", "in_channels", "max_persons"):
-        v = mc.get(key)
-        if key in mc and (isinstance(v, bool) or not isinstance(v, int)):
-            raise bad(f"model_config '{key}' is {shown(v)}, expected an integer")
+    for key in ("num_classes", "in_channels", "max_persons"):  # the bounds STGCNConfig checks, torch-free here
+        if key in mc:
+            try:
+                check_number(key, mc[key], 1, ARCH_LIMITS[key], integer=True)
+            except ValueError as e:
+                raise bad(f"model_config {e}") from None
     if mc.get("num_classes", num_classes) != num_classes:
         raise bad(f"{num_classes} class names for a model with {shown(mc['num_classes'])} outputs")
     channels = in_channels(icfg, coord_dims)
