@@ -47,6 +47,16 @@ def keypoint_box(kp: np.ndarray, score: np.ndarray, min_score: float = 0.0) -> n
     return np.concatenate([pts.min(0), pts.max(0)]).astype(np.float64)
 
 
+def _boxes(kp: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`keypoint_box` of each of `kp [N, V, 2]` at once: (`[N, 4]` boxes, `[N]` whether two joints were found)."""
+    big = np.finfo(np.float64).max
+    k = kp.astype(np.float64)
+    lo = np.where(found[..., None], k, big).min(1)
+    hi = np.where(found[..., None], k, -big).max(1)
+    ok = found.sum(1) >= 2
+    return np.where(ok[:, None], np.concatenate([lo, hi], 1), 0.0), ok
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -77,18 +87,23 @@ class PersonTracker:
         active = [i for i, tr in enumerate(self.tracks) if t - tr.frames[-1] <= self.cfg.max_age]
         matched: dict[int, int] = {}
         if active and dets:
-            cost = np.full((len(active), len(dets)), np.inf)
-            for a, ti in enumerate(active):
-                tr = self.tracks[ti]
-                for d, (kp, sc) in enumerate(dets):
-                    cost[a, d] = self._cost(tr.keypoints[-1], tr.scores[-1], kp, sc)
+            cost = self._costs([self.tracks[i] for i in active], dets)
             # Greedy, cheapest pair first: with a handful of people it matches what an optimal assignment
-            # would, and it avoids importing scipy.optimize (~0.8 s) into every extraction process.
-            used: set[int] = set()
-            for a, d in sorted(zip(*np.nonzero(np.isfinite(cost))), key=lambda ad: cost[ad]):
-                if a not in used and d not in matched:
-                    used.add(a)
-                    matched[int(d)] = active[a]
+            # would, and it avoids importing scipy.optimize (~0.8 s) into every extraction process. The pairs
+            # are sorted once (stable, so ties keep track-then-detection order) and the walk stops when either
+            # side runs out: O(A D log(A D)) per frame, not a Python loop over every pair.
+            rows, cols = np.nonzero(np.isfinite(cost))
+            order = np.argsort(cost[rows, cols], kind="stable")
+            used_a = np.zeros(len(active), bool)
+            used_d = np.zeros(len(dets), bool)
+            left = min(len(active), len(dets))
+            for a, d in zip(rows[order].tolist(), cols[order].tolist()):
+                if not used_a[a] and not used_d[d]:
+                    used_a[a] = used_d[d] = True
+                    matched[d] = active[a]
+                    left -= 1
+                    if not left:
+                        break
         for d, (kp, sc) in enumerate(dets):
             if d in matched:
                 tr = self.tracks[matched[d]]
@@ -98,18 +113,38 @@ class PersonTracker:
             else:
                 self.tracks.append(_Track([t], [kp], [sc]))
 
-    def _cost(self, kp_a: np.ndarray, sc_a: np.ndarray, kp_b: np.ndarray, sc_b: np.ndarray) -> float:
-        box_a = keypoint_box(kp_a, sc_a, self.cfg.min_score)
-        box_b = keypoint_box(kp_b, sc_b, self.cfg.min_score)
-        both = (sc_a > self.cfg.min_score) & (sc_b > self.cfg.min_score)
-        if box_a is None or box_b is None or not both.any():
-            return np.inf
-        diag = max(float(np.hypot(box_a[2] - box_a[0], box_a[3] - box_a[1])), 1e-6)
-        dist = float(np.linalg.norm(kp_a[both, :2] - kp_b[both, :2], axis=-1).mean()) / diag
-        iou = box_iou(box_a, box_b)
-        if iou < self.cfg.min_iou and dist > self.cfg.max_distance:
-            return np.inf
-        return dist + (1.0 - iou)
+    def _costs(self, tracks: list[_Track], dets: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """`[tracks, detections]` matching costs, all pairs at once: the mean distance of the joints both found,
+        over the track's box diagonal, plus 1 - IoU of the keypoint boxes; inf where a pair may not match (fewer
+        than two found joints on either side, no joint in common, or too little overlap and too far apart)."""
+        mins = self.cfg.min_score
+        ka = np.stack([tr.keypoints[-1][:, :2] for tr in tracks])       # [A, V, 2]
+        sa = np.stack([tr.scores[-1] for tr in tracks]) > mins          # [A, V]
+        kb = np.stack([kp[:, :2] for kp, _ in dets])                    # [D, V, 2]
+        sb = np.stack([sc for _, sc in dets]) > mins                    # [D, V]
+        box_a, ok_a = _boxes(ka, sa)
+        box_b, ok_b = _boxes(kb, sb)
+        both = sa[:, None, :] & sb[None, :, :]                          # [A, D, V]
+        n_both = both.sum(-1)
+        dx = ka[:, None, :, 0] - kb[None, :, :, 0]
+        dy = ka[:, None, :, 1] - kb[None, :, :, 1]
+        dist = np.sqrt(dx * dx + dy * dy)                               # [A, D, V], float32 like the poses
+        dist *= both
+        mean = dist.sum(-1, dtype=np.float64) / np.maximum(n_both, 1)
+        diag = np.maximum(np.hypot(box_a[:, 2] - box_a[:, 0], box_a[:, 3] - box_a[:, 1]), 1e-6)
+        dist = mean / diag[:, None]
+        lo = np.maximum(box_a[:, None, :2], box_b[None, :, :2])         # [A, D, 2] overlap corners
+        hi = np.minimum(box_a[:, None, 2:], box_b[None, :, 2:])
+        iw, ih = np.clip(hi - lo, 0, None).transpose(2, 0, 1)
+        inter = iw * ih
+        area_a = (box_a[:, 2] - box_a[:, 0]) * (box_a[:, 3] - box_a[:, 1])
+        area_b = (box_b[:, 2] - box_b[:, 0]) * (box_b[:, 3] - box_b[:, 1])
+        union = area_a[:, None] + area_b[None, :] - inter
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+        cost = dist + (1.0 - iou)
+        far = (iou < self.cfg.min_iou) & (dist > self.cfg.max_distance)
+        cost[far | ~ok_a[:, None] | ~ok_b[None, :] | (n_both == 0)] = np.inf
+        return cost
 
     def ranked(self) -> list[_Track]:
         """Tracks best first: most total confidence (length x mean score), then earliest seen."""

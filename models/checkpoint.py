@@ -18,6 +18,7 @@ from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
 from models.contract.paths import vet_input
+from models.model_meta import check_meta, kind_of, same_layout
 from models.net.stgcn import STGCN, STGCNConfig
 from models.net.transforms import InputConfig
 
@@ -106,14 +107,12 @@ def load_checkpoint(path: str | os.PathLike, *, expect_layout: Layout | None = N
     """
     p = Path(path)
     obj = read_checkpoint(p)
+    meta = check_meta(obj, p)
     try:
-        layout = Layout.from_dict(obj["layout"], str(p))
-        mcfg = STGCNConfig.from_dict(obj["model_config"])
-        icfg = InputConfig.from_dict(obj["input_config"])
+        mcfg = STGCNConfig.from_dict(meta["model_config"])
     except (TypeError, ValueError) as e:
         raise BadInput(f"checkpoint configuration is invalid ({e})", p) from None
-    classes = list(obj["classes"])
-    coord_dims = int(obj["coord_dims"])
+    layout, classes, coord_dims = meta["layout"], meta["classes"], meta["coord_dims"]
     if expect_layout is not None and not same_layout(layout, expect_layout):
         raise BadInput(f"checkpoint is for layout {layout.name} ({layout.num_joints} joints), the data is "
                        f"{expect_layout.name} ({expect_layout.num_joints} joints)", p)
@@ -121,8 +120,10 @@ def load_checkpoint(path: str | os.PathLike, *, expect_layout: Layout | None = N
         raise BadInput(f"checkpoint has {len(classes)} classes, the data has {expect_classes}", p)
     if expect_channels is not None and expect_channels != coord_dims:
         raise BadInput(f"checkpoint takes {coord_dims}D coordinates, the data has {expect_channels}D", p)
-    if isinstance(obj["state_dict"], dict):
-        check_finite_weights(obj["state_dict"], p)
+    if not isinstance(obj["state_dict"], dict):
+        raise BadInput(f"checkpoint metadata is invalid: 'state_dict' is {kind_of(obj['state_dict'])}, expected "
+                       f"an object", p)
+    check_finite_weights(obj["state_dict"], p)
     try:
         model = STGCN(mcfg)
         model.load_state_dict(obj["state_dict"])
@@ -130,14 +131,5 @@ def load_checkpoint(path: str | os.PathLike, *, expect_layout: Layout | None = N
         first = str(e).strip().splitlines()[0]
         raise BadInput(f"checkpoint weights do not fit its model configuration ({first[:200]})", p) from None
     model.eval()
-    meta = {"layout": layout, "classes": classes, "coord_dims": coord_dims, "model_config": mcfg,
-            "input_config": icfg, "extra": dict(obj.get("extra") or {})}
+    meta["model_config"] = mcfg
     return model, meta
-
-
-def same_layout(a: Layout, b: Layout) -> bool:
-    """Same joints (by name, in order), bones and centre; the name alone does not matter."""
-    def bones(lay: Layout) -> set[tuple[int, int]]:
-        return {(min(i, j), max(i, j)) for i, j in lay.edges}
-
-    return a.joints == b.joints and bones(a) == bones(b) and a.center == b.center

@@ -348,7 +348,7 @@ CASES = [
     Case("kinetics-empty-folder", ("dataset", "import", "kinetics-json", "{d}/kin", "--out", "{d}/k.pkl"),
          lambda d: (d / "kin").mkdir(), "no Kinetics-skeleton .json clip files", "{d}/kin", "empty folder"),
     Case("kinetics-nan-frame-index", ("dataset", "import", "kinetics-json", "{d}/kin/v.json", "--out", "{d}/k.pkl"),
-         lambda d: _kinetics(d / "kin" / "v.json", frame_index=float("nan")), "is not an integer",
+         lambda d: _kinetics(d / "kin" / "v.json", frame_index=float("nan")), "NaN is not a JSON number",
          "{d}/kin/v.json", "NaN or infinite values"),
     # --- corrupt / export / build
     Case("corrupt-profile-missing",
@@ -625,6 +625,290 @@ CASES = [
     Case("usage-unknown-option", ("dataset", "info", "{d}/ok.pkl", "--lyout", "coco17"),
          lambda d: tiny_pkl(d / "ok.pkl"), "No such option", "--lyout", "command-line usage error"),
 ]
+
+
+# ============================================================================================================
+# Issue 24, classes 4-10 (branch badio-b): JSON depth and numbers, model-file schema and self-consistency,
+# limits, MP4 edit lists, `live` sources, the OpenPose importer's tracker. Each row failed (a traceback, an
+# endless decode, a hang, or exit 0) before the fixes named in docs/RELIABILITY.md.
+# ============================================================================================================
+
+def deep_json(path: Path, depth: int = 100_000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[" * depth + "]" * depth)
+    return path
+
+
+def kinetics_raw(path: Path, label_index: str = "0", pose_value: str = "0.5") -> Path:
+    """A Kinetics-skeleton file written as text, so a number can be what `json.dumps` never writes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pose = ", ".join([pose_value] + ["0.5"] * 35)
+    path.write_text('{"data": [{"frame_index": 1, "skeleton": [{"pose": [' + pose + '], "score": ['
+                    + ", ".join(["0.9"] * 18) + ']}]}], "label": "x", "label_index": ' + label_index + "}")
+    return path
+
+
+def openpose_folder(d: Path, frames: dict[str, str]) -> None:
+    """An OpenPose json folder (one video `v`, frame files as given) and its labels CSV."""
+    (d / "op").mkdir(parents=True, exist_ok=True)
+    for name, text in frames.items():
+        (d / "op" / name).write_text(text)
+    (d / "labels.csv").write_text("video,label\nv,a\n")
+
+
+def meta_checkpoint(path: Path, num_classes: int = 3, **fields) -> Path:
+    """A real checkpoint whose top-level metadata fields are replaced (a crafted file)."""
+    import torch
+
+    checkpoint(path, num_classes=num_classes)
+    obj = torch.load(path, weights_only=True)
+    obj.update(fields)
+    torch.save(obj, path)
+    return path
+
+
+_EXPORTED: dict[str, Path] = {}
+
+
+def onnx_with_meta(path: Path, edit: Callable[[dict], object] | None = None, raw: str | None = None) -> Path:
+    """A real `pipeline export` of a tiny coco17 checkpoint, with its metadata edited by `edit` (which returns
+    the new metadata) or replaced by the text `raw`. One export per session, copied."""
+    import shutil
+    import tempfile
+
+    import onnx
+
+    from pipeline.infer.onnx_export import METADATA_KEY, export_onnx
+
+    if "file" not in _EXPORTED:
+        tmp = Path(tempfile.mkdtemp(prefix="issue24-onnx-"))
+        export_onnx(checkpoint(tmp / "m.pt"), tmp / "m.onnx")
+        _EXPORTED["file"] = tmp / "m.onnx"
+    shutil.copyfile(_EXPORTED["file"], path)
+    proto = onnx.load(str(path))
+    entry = next(e for e in proto.metadata_props if e.key == METADATA_KEY)
+    entry.value = raw if raw is not None else json.dumps(edit(json.loads(entry.value)))
+    onnx.save(proto, str(path))
+    return path
+
+
+def fewer_joints(meta: dict) -> dict:
+    """The metadata of a 16-joint layout (coco17 less its last joint) in both places: consistent with itself,
+    not with the graph, which takes 17 joints."""
+    lay = meta["layout"]
+    lay = {"name": "coco16", "joints": lay["joints"][:16], "edges": [e for e in lay["edges"] if max(e) < 16],
+           "center": lay["center"]}
+    meta["layout"] = meta["model_config"]["layout"] = lay
+    return meta
+
+
+def set_key(key: str, value: object) -> Callable[[dict], dict]:
+    return lambda meta: {**meta, key: value}
+
+
+def split_keypoint_release(d: Path, total_frames: int | None = None, kpfile: bytes | None = None) -> None:
+    """A PYSKL split-keypoint table of contents (one clip) and its kpfile."""
+    (d / "kp").mkdir()
+    kp = np.concatenate([np.ones((2, 17, 2)), np.full((2, 17, 1), 0.9)], -1).astype(np.float16)
+    (d / "kp" / "part.pkl").write_bytes(kpfile if kpfile is not None else pickle.dumps({"a": {"keypoint": kp}}))
+    ann = {"frame_dir": "a", "label": 0, "frame_inds": np.array([0, 1], np.int64), "raw_file": "part.pkl",
+           "img_shape": (256, 340), "original_shape": (256, 340)}
+    if total_frames is not None:
+        ann["total_frames"] = total_frames
+    (d / "toc.pkl").write_bytes(pickle.dumps({"split": {"train": ["a"]}, "annotations": [ann]}))
+
+
+# bytearray(1_000_000_000) as a pickle calls it: 44 bytes that allocated 1 GB (3 GB with 3 * 10**9)
+BYTEARRAY_BOMB = b"\x80\x02cbuiltins\nbytearray\nJ\x00\xca\x9a;\x85R."
+
+
+def edit_listed_video(path: Path, entries: int, seconds_each: float = 1.0) -> Path:
+    """40 frames at 25 fps (1.6 s) whose edit list plays `entries` x `seconds_each` s."""
+    from tests.support.mp4_boxes import with_edit_list
+
+    src = stick_video(path.with_name("plain.mp4"), 40)
+    with_edit_list(src, path, entries, seconds_each)
+    src.unlink()
+    return path
+
+
+def layout_with_joints(path: Path, n: int, name: str = "big") -> Path:
+    """A layout holding coco17's joints (so it converts from the data) plus `n - 17` more."""
+    from models.contract.layouts import COCO17
+
+    joints = list(COCO17.joints) + [f"extra_{i}" for i in range(n - 17)]
+    path.write_text(json.dumps({"name": name, "joints": joints, "edges": [list(e) for e in COCO17.edges],
+                                "center": COCO17.center}))
+    return path
+
+
+ISSUE24_B = [
+    # --- class 4: one bounded JSON reader (depth, integers, non-finite numbers)
+    Case("json-layout-100000-deep", ("dataset", "info", "{d}/ok.pkl", "--layout", "{d}/deep.json"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), deep_json(d / "deep.json")), "nested 100000 levels deep (at most 64)",
+         "{d}/deep.json", "JSON too deep or a number out of range"),
+    Case("json-profile-100000-deep", ("dataset", "corrupt", "{d}/ok.pkl", "--spec", "profile={d}/deep.json",
+                                      "--out", "{d}/lq.pkl"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), deep_json(d / "deep.json")), "nested 100000 levels deep",
+         "{d}/deep.json", "JSON too deep or a number out of range"),
+    Case("json-openpose-100000-deep", ("dataset", "import", "openpose-json", "{d}/op", "--labels", "{d}/labels.csv",
+                                       "--out", "{d}/o.pkl"),
+         lambda d: openpose_folder(d, {"v_000000000000_keypoints.json": "[" * 100_000 + "]" * 100_000}),
+         "nested 100000 levels deep", "{d}/op/v_000000000000_keypoints.json", "JSON too deep or a number out of range"),
+    Case("json-kinetics-5000-digit-integer", ("dataset", "import", "kinetics-json", "{d}/v.json", "--out", "{d}/k.pkl"),
+         lambda d: kinetics_raw(d / "v.json", label_index="7" * 5000), "(5000 digits) is out of range",
+         "{d}/v.json", "JSON too deep or a number out of range"),
+    Case("json-kinetics-integer-beyond-float", ("dataset", "import", "kinetics-json", "{d}/v.json", "--out",
+                                                "{d}/k.pkl"),
+         lambda d: kinetics_raw(d / "v.json", pose_value="9" * 400), "(400 digits) is out of range", "{d}/v.json",
+         "JSON too deep or a number out of range"),
+    Case("json-onnx-coord-dims-infinity", ("run", "--onnx", "{d}/m.onnx", "--classes"),
+         lambda d: onnx_with_meta(d / "m.onnx", set_key("coord_dims", float("inf"))),
+         "Infinity is not a JSON number", "{d}/m.onnx", "JSON too deep or a number out of range"),
+    # --- class 5: one schema for a model file's metadata, checkpoint and ONNX alike
+    Case("meta-onnx-is-a-list", ("run", "--onnx", "{d}/m.onnx", "--classes"),
+         lambda d: onnx_with_meta(d / "m.onnx", raw="[1, 2]"), "ONNX metadata is invalid: it is a list",
+         "{d}/m.onnx", "model metadata of the wrong type"),
+    Case("meta-onnx-is-a-string", ("run", "--onnx", "{d}/m.onnx", "--classes"),
+         lambda d: onnx_with_meta(d / "m.onnx", raw='"coco17"'), "ONNX metadata is invalid: it is a string",
+         "{d}/m.onnx", "model metadata of the wrong type"),
+    Case("meta-classes-an-int", ("run", "--model", "{d}/m.pt", "--classes"),
+         lambda d: meta_checkpoint(d / "m.pt", classes=3), "'classes' is an integer, expected a list", "{d}/m.pt",
+         "model metadata of the wrong type"),
+    Case("meta-coord-dims-a-string", ("export", "--model", "{d}/m.pt", "--onnx", "{d}/m.onnx"),
+         lambda d: meta_checkpoint(d / "m.pt", coord_dims="two"), "'coord_dims' is 'two', expected 2 or 3",
+         "{d}/m.pt", "model metadata of the wrong type"),
+    Case("meta-extra-a-list", ("run", "--model", "{d}/m.pt", "--classes"),
+         lambda d: meta_checkpoint(d / "m.pt", extra=[1, 2]), "'extra' is a list, expected an object", "{d}/m.pt",
+         "model metadata of the wrong type"),
+    Case("meta-model-config-a-list", ("eval", "--model", "{d}/m.pt", "--data", "{d}/ok.pkl"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), meta_checkpoint(d / "m.pt", model_config=[1])),
+         "'model_config' is a list, expected an object", "{d}/m.pt", "model metadata of the wrong type"),
+    Case("meta-input-config-a-list", ("run", "--model", "{d}/m.pt", "--classes"),
+         lambda d: meta_checkpoint(d / "m.pt", input_config=["joint"]), "'input_config' is a list, expected an object",
+         "{d}/m.pt", "model metadata of the wrong type"),
+    # --- class 6: a model file consistent with itself (its weights, its graph) or refused
+    Case("meta-one-name-for-15-outputs-run", ("run", "--model", "{d}/m.pt", "--classes"),
+         lambda d: meta_checkpoint(d / "m.pt", 15, classes=["walk"]), "1 class names for a model with 15 outputs",
+         "{d}/m.pt", "model file inconsistent with itself"),
+    Case("meta-one-name-for-15-outputs-export", ("export", "--model", "{d}/m.pt", "--onnx", "{d}/m.onnx"),
+         lambda d: meta_checkpoint(d / "m.pt", 15, classes=["walk"]), "1 class names for a model with 15 outputs",
+         "{d}/m.pt", "model file inconsistent with itself"),
+    Case("meta-a-million-names", ("export", "--model", "{d}/m.pt", "--onnx", "{d}/m.onnx"),
+         lambda d: meta_checkpoint(d / "m.pt", classes=[f"c{i}" for i in range(1_000_000)]),
+         "'classes' has 1000000 names", "{d}/m.pt", "model file inconsistent with itself"),
+    Case("meta-classes-a-15-letter-string", ("run", "--model", "{d}/m.pt", "--classes"),
+         lambda d: meta_checkpoint(d / "m.pt", 15, classes="abcdefghijklmno"), "'classes' is a string",
+         "{d}/m.pt", "model file inconsistent with itself"),
+    Case("meta-layout-not-the-models", ("run", "--model", "{d}/m.pt", "--classes"),
+         lambda d: meta_checkpoint(d / "m.pt", layout=_penn13()), "the layout (penn13, 13 joints) is not the model's "
+         "(coco17, 17 joints)", "{d}/m.pt", "model file inconsistent with itself"),
+    Case("meta-coord-dims-3-on-a-2d-model", ("export", "--model", "{d}/m.pt", "--onnx", "{d}/m.onnx"),
+         lambda d: meta_checkpoint(d / "m.pt", coord_dims=3), "coord_dims 3 and the input configuration make 4 input "
+         "channels, the model takes 3", "{d}/m.pt", "model file inconsistent with itself"),
+    Case("meta-onnx-graph-takes-17-joints-for-16", ("run", "--onnx", "{d}/m.onnx", "--classes"),
+         lambda d: onnx_with_meta(d / "m.onnx", fewer_joints), "the ONNX graph takes input ['batch', 1, 8, 17, 3]",
+         "{d}/m.onnx", "model file inconsistent with itself"),
+    # --- class 7: limits that surfaced as tracebacks, allocations or multi-line errors
+    Case("limit-train-layout-2000-joints", ("train", "--data", "{d}/ok.pkl", "--out", "{d}/run", "--layout",
+                                            "{d}/big.json", *SMALL_TRAIN),
+         lambda d: (tiny_pkl(d / "ok.pkl"), layout_with_joints(d / "big.json", 2000)),
+         "layout has 2000 joints (at most 1000)", "{d}/big.json", "limit exceeded"),
+    Case("limit-split-keypoint-total-frames-1e9", ("dataset", "import", "pyskl", "{d}/toc.pkl", "--keypoints",
+                                                   "{d}/kp", "--out", "{d}/o.pkl"),
+         lambda d: split_keypoint_release(d, total_frames=10 ** 9), "total_frames 1000000000 is more than 100000",
+         "{d}/toc.pkl", "limit exceeded"),
+    Case("limit-split-keypoint-total-frames-2e5", ("dataset", "import", "pyskl", "{d}/toc.pkl", "--keypoints",
+                                                   "{d}/kp", "--out", "{d}/o.pkl"),
+         lambda d: split_keypoint_release(d, total_frames=200_000), "total_frames 200000 is more than 100000",
+         "{d}/toc.pkl", "limit exceeded"),
+    Case("limit-kpfile-bytearray-bomb", ("dataset", "import", "pyskl", "{d}/toc.pkl", "--keypoints", "{d}/kp",
+                                         "--out", "{d}/o.pkl"),
+         lambda d: split_keypoint_release(d, kpfile=BYTEARRAY_BOMB), "builtins.bytearray called with int",
+         "{d}/kp/part.pkl", "limit exceeded"),
+    Case("limit-csv-200000-character-field", ("dataset", "build", "--cache", "{d}/cache", "--labels",
+                                              "{d}/labels.csv", "--out-hq", "{d}/hq.pkl", "--out-lq", "{d}/lq.pkl"),
+         lambda d: labels_csv(d, "video,label\n" + "v" * 200_000 + ".mp4,a\n"), "field larger than field limit",
+         "{d}/labels.csv", "limit exceeded"),
+    Case("limit-layout-name-with-newlines", ("dataset", "info", "{d}/ok.pkl", "--layout", "{d}/l.json"),
+         lambda d: (tiny_pkl(d / "ok.pkl"), (d / "l.json").write_text(json.dumps(
+             {"name": "five\nError: a second line\r\x1b[2K", "joints": list("abcde"), "edges": [[0, 1]],
+              "center": 0}))),
+         "layout five\\nError: a second line\\r\\x1b[2K (5 joints) shares no joint name", "{d}/ok.pkl",
+         "limit exceeded"),
+    # --- class 8: MP4 edit lists that would replay the video without end
+    Case("mp4-100000-edits-extract", ("extract", "{d}/loop.mp4", *EXTRACT),
+         lambda d: edit_listed_video(d / "loop.mp4", 100_000), "its edit list has 100000 entries (at most 1000)",
+         "{d}/loop.mp4", "MP4 edit list beyond its media", extract=True),
+    Case("mp4-100000-edits-run", ("run", "{d}/loop.mp4", "--model", "{d}/m.pt", *FULL),
+         lambda d: (checkpoint(d / "m.pt"), edit_listed_video(d / "loop.mp4", 100_000)),
+         "its edit list has 100000 entries", "{d}/loop.mp4", "MP4 edit list beyond its media"),
+    Case("mp4-100000-edits-live", ("live", "{d}/loop.mp4", "--model", "{d}/m.pt", "--no-realtime", *FULL),
+         lambda d: (checkpoint(d / "m.pt"), edit_listed_video(d / "loop.mp4", 100_000)),
+         "its edit list has 100000 entries", "{d}/loop.mp4", "MP4 edit list beyond its media"),
+    Case("mp4-edits-play-300-s-of-1.6", ("extract", "{d}/long.mp4", *EXTRACT),
+         lambda d: edit_listed_video(d / "long.mp4", 3, 100.0), "its edit list plays 300 s but the video track "
+         "holds 1.6 s", "{d}/long.mp4", "MP4 edit list beyond its media", extract=True),
+    # --- class 9 (sources): what `pipeline live SOURCE` takes
+    Case("live-superscript-two", ("live", "²", "--model", "{d}/m.pt"), lambda d: checkpoint(d / "m.pt"),
+         "file not found", "²", "live source that is none of camera, stream, file"),
+    Case("live-20-digit-camera", ("live", "12345678901234567890", "--model", "{d}/m.pt"),
+         lambda d: checkpoint(d / "m.pt"), "camera index 12345678901234567890 is out of range",
+         "12345678901234567890", "live source that is none of camera, stream, file"),
+    Case("live-file-url-to-a-fifo", ("live", "file://{d}/pipe.mp4", "--model", "{d}/m.pt"),
+         lambda d: (checkpoint(d / "m.pt"), fifo(d / "pipe.mp4")), "is a named pipe (FIFO)", "{d}/pipe.mp4",
+         "live source that is none of camera, stream, file", keep=("{d}/pipe.mp4",)),
+]
+CASES += ISSUE24_B
+ISSUE24_B_ITEMS = {"JSON too deep or a number out of range", "model metadata of the wrong type",
+                   "model file inconsistent with itself", "limit exceeded", "MP4 edit list beyond its media",
+                   "live source that is none of camera, stream, file"}
+
+
+def _penn13() -> dict:
+    from models.contract.layouts import PENN13
+
+    return PENN13.to_dict()
+
+
+def test_issue_24_classes_4_to_10_are_all_in_the_catalogue():
+    assert ISSUE24_B_ITEMS <= {c.item for c in CASES}, ISSUE24_B_ITEMS - {c.item for c in CASES}
+
+
+def openpose_crowd(root: Path, people: int = 300, frames: int = 12) -> Path:
+    """`people` BODY_25 skeletons on a grid, each moving a little from frame to frame."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 40, (people, 25, 2)) + np.stack(np.divmod(np.arange(people), 20), -1)[:, None] * 60.0
+    conf = rng.uniform(0.3, 1, (people, 25, 1))  # each person's confidence is the same in every frame
+    (root / "crowd").mkdir(parents=True)
+    for t in range(frames):
+        pts = base + rng.normal(0, 1, base.shape) + t
+        doc = {"version": 1.3, "people": [{"pose_keypoints_2d": np.concatenate([p, c], 1).round(2).ravel().tolist()}
+                                          for p, c in zip(pts, conf)]}
+        (root / "crowd" / f"crowd_{t:012d}_keypoints.json").write_text(json.dumps(doc))
+    (root / "labels.csv").write_text("video,label\ncrowd,wave\n")
+    return root
+
+
+def test_openpose_import_of_a_crowd_is_fast(tmp_path: Path):
+    """300 people in each of 12 frames took 36-92 s in the importer's tracker (every pair scored in Python); now
+    the costs are computed at once and a frame gives the tracker its 100 most confident people."""
+    import time
+
+    from pipeline.data.importers.openpose_json import MAX_PEOPLE, import_openpose_json
+
+    root = openpose_crowd(tmp_path)
+    t0 = time.perf_counter()
+    ds = import_openpose_json(root / "crowd", root / "labels.csv", max_persons=2)
+    seconds = time.perf_counter() - t0
+    assert seconds < 20, f"importing 300 people x 12 frames took {seconds:.1f} s"
+    (clip,) = ds.clips
+    assert clip.keypoint.shape == (2, 12, 25, 2) and (clip.keypoint_score > 0).all() and MAX_PEOPLE == 100
+    # the two kept people are each one person throughout: no jump between grid cells (60 px apart)
+    assert (np.abs(np.diff(clip.keypoint, axis=1)) < 10).all()
+
+
+# ============================================================================= end of issue 24 (badio-b) block
 
 
 def _penn_mat(path: Path, **fields) -> None:

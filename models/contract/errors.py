@@ -6,16 +6,26 @@ import os
 import sys
 
 
+def one_line(text: str) -> str:
+    """`text` with every control or line-breaking character escaped (`\\n`, `\\x1b`, `\\u2028`...): a name taken
+    from a file or the command line cannot add a line (a fake "Traceback") or a terminal escape to a message."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 class BadInput(Exception):
     """A user-supplied file, folder or value that cannot be used.
 
-    The message should name the file and the reason in one line.
+    The message names the file and the reason in one line: whatever it echoes (a path, a layout name, a value
+    read from a file) is escaped here, once for every message.
     """
 
     def __init__(self, message: str, path: str | os.PathLike | None = None):
         if path is not None:
-            message = f"{os.fspath(path)}: {message}"
-        super().__init__(message)
+            message = f"{os.fsdecode(path)}: {message}"
+        super().__init__(one_line(message))
 
 
 def notice(message: str) -> None:

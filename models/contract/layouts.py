@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from models.contract.errors import BadInput
-from models.contract.paths import vet_input
+from models.contract.jsonio import read_json
+from models.contract.numbers import ARCH_LIMITS
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ class Layout:
             raise BadInput("layout 'name' must be a non-empty string", source)
         if not isinstance(joints, list) or not joints or not all(isinstance(j, str) for j in joints):
             raise BadInput("layout 'joints' must be a non-empty list of names", source)
+        if len(joints) > ARCH_LIMITS["joints"]:  # no model can be built for it: refuse before anything is made
+            raise BadInput(f"layout has {len(joints)} joints (at most {ARCH_LIMITS['joints']})", source)
         if not isinstance(edges, list) or not all(
             isinstance(e, (list, tuple)) and len(e) == 2 and all(_is_int(x) for x in e) for e in edges
         ):
@@ -201,14 +203,7 @@ def get_layout(spec: str | os.PathLike | Layout | dict) -> Layout:
     if s in BUILTIN:
         return BUILTIN[s]
     if s.endswith(".json") or os.path.sep in s or Path(s).is_file():
-        p = vet_input(s, "layout")
-        try:
-            d = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BadInput(f"not valid JSON ({e})", s) from None
-        except OSError as e:  # no permission, an I/O error
-            raise BadInput(f"cannot read ({e.strerror or type(e).__name__})", s) from None
-        return Layout.from_dict(d, s)
+        return Layout.from_dict(read_json(s, "layout"), s)
     raise BadInput(f"unknown layout (built-in: {', '.join(BUILTIN)}; or a path to a layout .json)", s)
 
 

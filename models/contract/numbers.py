@@ -29,7 +29,9 @@ def check_number(name: str, value: object, lo: float | None = None, hi: float | 
     kind = "an integer" if integer else "a finite number"
     ok_type = isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real)
     if isinstance(value, bool) or not ok_type:
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+        raise ValueError(f"{name} must be {kind}, got {repr(value)[:60]}")
+    if isinstance(value, numbers.Integral) and abs(int(value)) >= 2 ** 63:  # beyond float range, or too long to print
+        raise ValueError(f"{name} must be {kind} in range, got one of {int(value).bit_length()} bits")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be {kind}, got {value}")
     below = lo is not None and (value <= lo if lo_open else value < lo)

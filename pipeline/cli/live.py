@@ -13,7 +13,7 @@ from estimators.base import native_stderr_quiet
 from estimators.mediapipe_pose import MODELS
 from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
-from pipeline.infer.live import LiveOptions, check_display, json_line, open_source, run_live
+from pipeline.infer.live import LiveOptions, check_display, json_line, open_source, parse_source, run_live
 from pipeline.infer.pose_choice import RUN_ESTIMATORS
 from pipeline.infer.prediction import RunOptions, load_predictor
 from pipeline.infer.runner import default_estimator
@@ -68,7 +68,8 @@ def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: fl
     if show:
         check_display()
     if render is not None:  # before anything opens; a file source is the one input it must not overwrite
-        vet_output(render, inputs=[source] if not source.isdigit() and "://" not in source else [])
+        spec = parse_source(source)
+        vet_output(render, inputs=[spec.path] if spec.kind == "file" else [])
     cv2.setNumThreads(threads)
     predictor = load_predictor(RunOptions(model=model, onnx=onnx_file, threads=threads))
     stop = threading.Event()

@@ -16,12 +16,12 @@ Frame counts, clip ids and labels are unchanged.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from models.contract.errors import BadInput
+from models.contract.jsonio import read_json
 from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset, body_scale
 from pipeline.data.miss_profile import Replay, apply, is_episode_profile, load_replay
@@ -89,14 +89,10 @@ def parse_spec(text: str) -> CorruptSpec:
 
 def load_profile(path: str, num_joints: int) -> tuple[np.ndarray, np.ndarray]:
     p = vet_input(path, "profile")
+    d = read_json(p, "profile")
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
         miss = np.asarray(d["miss_rate"], dtype=np.float64)
         jit = np.asarray(d["jitter"], dtype=np.float64)
-    except FileNotFoundError:
-        raise BadInput("corruption profile not found", p) from None
-    except OSError as e:  # a folder, no permission, an I/O error
-        raise BadInput(f"cannot read the corruption profile ({e.strerror or type(e).__name__})", p) from None
     except (ValueError, KeyError, TypeError) as e:
         raise BadInput(f"not a corruption profile ({e})", p) from None
     if miss.shape != (num_joints,) or jit.shape != (num_joints,):

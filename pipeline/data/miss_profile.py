@@ -22,13 +22,13 @@ independent-miss fields, so older readers still work), "episode_start_rate", "ep
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from models.contract.errors import BadInput
+from models.contract.jsonio import read_json
 from models.contract.paths import vet_input
 from models.contract.skeleton import body_scale
 
@@ -191,17 +191,17 @@ class Replay:
 
 
 def is_episode_profile(path: str) -> bool:
-    p = vet_input(path, "profile")  # a FIFO or /dev/urandom behind the name must not hang or fill memory
-    try:
-        return json.loads(p.read_text(encoding="utf-8")).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
+    try:  # vetted: a FIFO or /dev/urandom behind the name must not hang or fill memory
+        d = read_json(path, "profile")
+    except BadInput:
         return False  # the old reader reports what is wrong with the file
+    return isinstance(d, dict) and d.get("format") == FORMAT
 
 
 def load_replay(path: str, num_joints: int) -> Replay:
     p = vet_input(path, "profile")
+    d = read_json(p, "profile")
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
         eps = tuple(tuple(int(m) for m in e) for e in d["episodes"])
         arrs = [np.asarray(d[k], np.float64) for k in ("error_mean", "error_std", "error_rho")]
         offset = np.asarray(d.get("annotation_offset", np.zeros((num_joints, 2))), np.float64)

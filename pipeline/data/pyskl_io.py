@@ -32,7 +32,7 @@ _ALLOWED = {
 } | {
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
-    ("builtins", "slice"), ("builtins", "complex"), ("builtins", "bytearray"),
+    ("builtins", "slice"), ("builtins", "complex"),
 }
 
 
@@ -48,12 +48,24 @@ def _latin1_bytes(text: object, encoding: str = "utf-8", errors: str = "strict")
     return text.encode("latin-1")
 
 
+def _bytearray(data: object = b"", encoding: str | None = None) -> bytearray:
+    """`bytearray` as pickles call it (a copy of bytes, or of a latin-1 str under protocols 0-2), and nothing
+    else: `bytearray(3_000_000_000)` from a 100-byte file would allocate 3 GB."""
+    if isinstance(data, bytes) and encoding is None:
+        return bytearray(data)
+    if isinstance(data, str) and encoding in ("latin1", "latin-1"):
+        return bytearray(data, "latin-1")
+    raise RefusedPickle(f"builtins.bytearray called with {type(data).__name__}")
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: D401
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         if (module, name) == ("_codecs", "encode"):
             return _latin1_bytes
+        if (module, name) == ("builtins", "bytearray"):
+            return _bytearray
         # numpy dtype classes (numpy.dtypes.Float32DType) appear in numpy>=1.25 pickles of dtypes.
         # No dots: protocol 4 resolves "a.b.c" attribute chains, which must not walk out of the class.
         if module == "numpy.dtypes" and name.endswith("DType") and "." not in name:

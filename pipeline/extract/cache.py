@@ -26,12 +26,13 @@ import numpy as np
 from estimators.base import PoseResult
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
+from models.contract.jsonio import loads_json
 from models.contract.paths import vet_input
 
 DEFAULT_ROOT = Path("data_cache")
 # What np.load and the metadata checks raise for a damaged or foreign entry (a pickled object array is refused
 # by allow_pickle=False with a ValueError).
-_UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+_UNREADABLE = (BadInput, OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 FORMAT_VERSION = 1
 REMAKE = "`pipeline extract` on its video makes it again"  # it replaces a damaged entry
 _HEX = re.compile(r"[0-9a-f]{16,128}")
@@ -111,7 +112,7 @@ class PoseCache:
         vet_input(entry, "cache-entry")
         try:
             with np.load(entry, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
+                meta = loads_json(str(z["meta"]), entry, "cache entry metadata")
                 kp, sc = z["keypoint"], z["keypoint_score"]
             res = PoseResult(kp, sc, meta["layout"], tuple(meta["img_shape"]), float(meta["fps"]),
                              meta.get("timing", {}))
@@ -132,7 +133,7 @@ class PoseCache:
         vet_input(entry, "cache-entry")
         try:
             with np.load(entry, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
+                meta = loads_json(str(z["meta"]), entry, "cache entry metadata")
         except _UNREADABLE as e:
             raise BadInput(f"unreadable cache entry ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
                            f"{REMAKE}", entry) from None

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 from models.contract.errors import BadInput  # noqa: E402
 from models.contract.paths import vet_input  # noqa: E402
-from pipeline.extract.mp4_edits import edited_seconds  # noqa: E402
+from pipeline.extract.mp4_edits import check_edits, edit_list  # noqa: E402
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 MIN_FRAMES = 2
@@ -33,6 +33,7 @@ class VideoReader:
         self.path = vet_input(path, "video")
         if self.path.stat().st_size == 0:
             raise BadInput("empty file (0 bytes)", self.path)
+        check_edits(self.path)  # before decoding: a hostile edit list makes FFmpeg play the file endlessly
         self.cap = cv2.VideoCapture(str(self.path))
         if not self.cap.isOpened():
             self.cap.release()
@@ -102,8 +103,8 @@ def announced_frames(path: Path, cap: cv2.VideoCapture, fps: float) -> int:
     edit list plays only part of them (a phone's trim) decodes just that part, as any player shows it."""
     n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
     samples = int(n) if np.isfinite(n) and 0 < n < 1e9 else 0
-    seconds = edited_seconds(path)
-    played = round(seconds * fps) if seconds else 0
+    edits = edit_list(path)
+    played = round(edits.played_s * fps) if edits is not None and edits.plausible() else 0
     return played if samples and 0 < played < samples else samples
 
 

@@ -28,6 +28,8 @@ import resource
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -75,18 +77,56 @@ def _capture_frames(cap, needs: Callable[[int], bool]) -> Iterator[np.ndarray | 
         t += 1
 
 
+# Network protocols a stream source may use. Anything else with "://" is refused: FFmpeg would open `file://`
+# (or `pipe:`, `concat:`...) itself, past the input checks a local file gets (a FIFO would hang it).
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "rtp", "srt")
+MAX_CAMERA_INDEX = 999
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What a live SOURCE argument names: a camera (`index`), a network stream (`url`) or a local file (`path`)."""
+
+    kind: str                    # "camera", "stream" or "file"
+    index: int = 0
+    url: str = ""
+    path: str = ""
+
+
+def parse_source(source: str) -> SourceSpec:
+    """Classify SOURCE without opening anything; BadInput for what can be none of the three."""
+    scheme = source.split("://", 1)[0].lower() if "://" in source else None
+    if scheme == "file":
+        parsed = urllib.parse.urlparse(source)
+        if parsed.netloc not in ("", "localhost"):
+            raise BadInput("a file:// URL must name a local file (file:///path/to/video.mp4)", source)
+        return SourceSpec("file", path=urllib.request.url2pathname(parsed.path))
+    if scheme is not None:
+        if scheme not in STREAM_SCHEMES:
+            raise BadInput(f"unsupported stream protocol {scheme[:24]!r} (a camera index, a video file, or one of "
+                           f"{', '.join(STREAM_SCHEMES)})", source)
+        return SourceSpec("stream", url=source)
+    if source.isascii() and source.isdigit():  # ASCII only: "²".isdigit() is true, and int() refuses it
+        if len(source) > len(str(MAX_CAMERA_INDEX)) or int(source) > MAX_CAMERA_INDEX:
+            raise BadInput(f"camera index {source[:24]} is out of range (0 to {MAX_CAMERA_INDEX})")
+        return SourceSpec("camera", index=int(source))
+    return SourceSpec("file", path=source)
+
+
 def open_source(source: str, open_timeout_s: float = 10.0) -> Source:
-    """A camera index ("0"), a URL OpenCV's FFmpeg backend opens (rtsp://, http://, udp://...) or a video file."""
+    """A camera index ("0"), a URL OpenCV's FFmpeg backend opens (rtsp://, http://, udp://...), or a video file
+    (a path or a `file://` URL, read like `pipeline run` reads a file)."""
     import cv2
 
-    if source.isdigit():
-        index = int(source)
+    spec = parse_source(source)
+    if spec.kind == "camera":
+        index = spec.index
         cap = cv2.VideoCapture(index)
         if not cap.isOpened():
             cap.release()
             raise BadInput("cannot open this camera (no such device, or it is busy)", f"camera {index}")
         kind, name = "camera", f"camera {index}"
-    elif "://" in source:
+    elif spec.kind == "stream":
         ms = int(open_timeout_s * 1000)
         # Timeouts: an unreachable RTSP/HTTP server, or a UDP address nobody sends to, must not hang forever.
         cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
@@ -97,8 +137,8 @@ def open_source(source: str, open_timeout_s: float = 10.0) -> Source:
                            "nothing serves it, or the protocol/format is not supported)", source)
         kind, name = "stream", source
     else:
-        reader = VideoReader(source)  # the same one-line errors as `pipeline run` for a bad file
-        return Source(source, "file", reader.fps, reader.frames, reader.close)
+        reader = VideoReader(spec.path)  # the same one-line errors as `pipeline run` for a bad file
+        return Source(spec.path, "file", reader.fps, reader.frames, reader.close)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     fps = fps if math.isfinite(fps) and 0 < fps < 1000 else 30.0
     return Source(name, kind, fps, lambda needs: _capture_frames(cap, needs), cap.release)

@@ -21,8 +21,10 @@ import numpy as np
 
 from models.contract.atomic import atomic_path
 from models.contract.errors import BadInput
+from models.contract.jsonio import loads_json
 from models.contract.layouts import Layout
 from models.contract.paths import vet_input
+from models.model_meta import check_meta, kind_of
 from models.net.transforms import InputConfig, in_channels
 from models.openset import OpenSetRule
 
@@ -170,23 +172,38 @@ def load_onnx(path: str | os.PathLike, threads: int | None = None) -> tuple[obje
     if METADATA_KEY not in props:
         raise BadInput("ONNX model without this pipeline's metadata (layout, classes); export it with "
                        "`pipeline export`", p)
-    try:
-        d = json.loads(props[METADATA_KEY])
-        if d.get("format") != FORMAT:
-            raise ValueError(f"format {d.get('format')!r}")
-        meta = {"layout": Layout.from_dict(d["layout"], str(p)), "classes": [str(c) for c in d["classes"]],
-                "coord_dims": int(d["coord_dims"]), "input_config": InputConfig.from_dict(d["input_config"]),
-                "model_config": d.get("model_config", {}), "open_set": d.get("open_set")}
-        if meta["open_set"] is not None and not isinstance(meta["open_set"], dict):
-            raise ValueError("open_set is not an object")
-    except (ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"ONNX metadata is invalid ({e})", p) from None
+    d = loads_json(props[METADATA_KEY], p, "ONNX metadata")
+    if isinstance(d, dict) and d.get("format") != FORMAT:
+        raise BadInput(f"ONNX metadata is invalid: format {str(d.get('format'))[:40]!r}, expected {FORMAT!r}", p)
+    meta = check_meta(d, p, "ONNX")
+    meta["open_set"] = d.get("open_set")
+    if meta["open_set"] is not None and not isinstance(meta["open_set"], dict):
+        raise BadInput(f"ONNX metadata is invalid: 'open_set' is {kind_of(meta['open_set'])}, expected an object", p)
     try:
         session = _session(str(p), threads)
     except Exception as e:  # onnxruntime's own Fail/InvalidGraph exceptions
         raise BadInput(f"onnxruntime cannot load it ({str(e).splitlines()[0][:200]})", p) from None
+    _check_graph(session, meta, p)
     meta["open_set"] = _rule(session, meta, p)
     return session, meta
+
+
+def _check_graph(session, meta: dict, p: Path) -> None:
+    """The graph takes what the metadata says the model takes, and gives one logit per class name."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or not outputs or outputs[0].name != LOGITS:
+        raise BadInput(f"the ONNX graph is not this pipeline's (inputs {[i.name for i in inputs]}, outputs "
+                       f"{[o.name for o in outputs]})"[:300], p)
+    want = input_shape(meta)
+    got = list(inputs[0].shape)
+    # dim 0 is the dynamic batch; every other dim is fixed at export and must be what the metadata describes
+    if len(got) != len(want) or any(isinstance(g, int) and g != w for g, w in zip(got[1:], want[1:])) \
+            or not all(isinstance(g, int) for g in got[1:]):
+        raise BadInput(f"the ONNX graph takes input {got}, the metadata describes [batch, "
+                       f"{', '.join(map(str, want[1:]))}] (persons, frames, joints, channels)", p)
+    k = outputs[0].shape[-1] if outputs[0].shape else None
+    if k != len(meta["classes"]):
+        raise BadInput(f"the ONNX graph gives {k} logits, the metadata names {len(meta['classes'])} classes", p)
 
 
 def _rule(session, meta: dict, p: Path) -> OpenSetRule | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.contract.atomic import atomic_savefig, atomic_write_text
+from models.contract.jsonio import read_json
 from pipeline.data.pyskl_io import save_dataset
 from pipeline.data.synthetic import ACTIONS, make_dataset
 from pipeline.stages.distilling import make_request, run_distill
@@ -55,7 +56,7 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool = T
         m = run_distill(out / "synthetic_hq.pkl", run, req, corrupt=cfg.corrupt, teacher_ckpt=teacher,
                         resume=(run / "student_last.pt").exists() and not (run / "metrics.json").exists(),
                         progress=progress) if not (run / "metrics.json").exists() else \
-            json.loads((run / "metrics.json").read_text())
+            read_json(run / "metrics.json")
         teacher = run / "teacher.pt"
         results[method] = m
     first = results[cfg.methods[0]]

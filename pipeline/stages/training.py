@@ -12,6 +12,7 @@ import torch
 from models.checkpoint import load_checkpoint
 from models.contract.atomic import atomic_write_text
 from models.contract.errors import BadInput, notice
+from models.contract.jsonio import read_json
 from models.contract.layouts import Layout
 from models.contract.paths import vet_input
 from models.contract.skeleton import SkeletonDataset
@@ -116,8 +117,8 @@ def train_from_dataset(ds: SkeletonDataset, out: str | os.PathLike, req: TrainRe
 def _finished_epochs(out: Path) -> int | None:
     """Epochs of the finished run in `out` (from its metrics.json), None when there is none."""
     try:
-        return int(json.loads((out / "metrics.json").read_text())["epochs"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(read_json(out / "metrics.json")["epochs"])
+    except (BadInput, ValueError, KeyError, TypeError):
         return None
 
 
@@ -134,9 +135,8 @@ def _write_request(path: Path, req: TrainRequest, data_path: str) -> None:
 def _stored_request(out: Path) -> TrainRequest:
     if not (out / "last.pt").is_file():
         raise BadInput("nothing to resume: no last.pt in the run folder", out)
-    vet_input(out / "request.json", "json")
+    doc = read_json(out / "request.json")
     try:
-        doc = json.loads((out / "request.json").read_text(encoding="utf-8"))
         return TrainRequest(TrainConfig.from_dict(doc["train"]), InputConfig.from_dict(doc["input"]),
                             ModelOptions(**doc["model"]), doc["train_split"], doc["test_split"])
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from models.contract.skeleton import SkeletonDataset
 
+# Frames one imported clip may have: a count beyond this (55 minutes at 30 fps) is a broken or hostile file, not a
+# clip (a split-keypoint annotation of 1.3 KB asking for 10^7 frames would make a 1.9 GiB pickle).
+MAX_FRAMES = 100_000
+
 
 @dataclass(frozen=True)
 class Importer:

@@ -25,7 +25,6 @@ clips are imported) and from the clips' `label` strings; the class count is the 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -34,26 +33,15 @@ import numpy as np
 from tqdm import tqdm
 
 from models.contract.errors import BadInput
+from models.contract.jsonio import read_json
 from models.contract.layouts import OPENPOSE18
-from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset
-from pipeline.data.importers.base import Importer
+from pipeline.data.importers.base import MAX_FRAMES, Importer
 
 NUM_JOINTS = 18
 MAX_PERSONS = 2
-MAX_FRAMES = 100_000  # a frame_index beyond this is a broken file, not a 55-minute clip
 MAX_INDEX = 1_000_000  # no frame_index or label_index is larger in a sane file
 _SHAPE_HINT = "expected an ST-GCN Kinetics-skeleton json {\"data\": [{\"frame_index\", \"skeleton\": [...]}], ...}"
-
-
-def _read_json(path: Path) -> object:
-    vet_input(path, "json")
-    try:
-        return json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadInput(f"not valid JSON ({e})", path) from None
-    except OSError as e:
-        raise BadInput(f"cannot read ({e.strerror})", path) from None
 
 
 def _label_index(value: object, path: Path, what: str) -> int | None:
@@ -120,7 +108,7 @@ def parse_kinetics_clip(path: Path, obj: object) -> tuple[np.ndarray, np.ndarray
 
 
 def _read_index(path: Path) -> dict[str, dict]:
-    obj = _read_json(path)
+    obj = read_json(path)
     if not isinstance(obj, dict) or not all(isinstance(v, dict) for v in obj.values()):
         raise BadInput("not a Kinetics label index {video_id: {\"has_skeleton\", \"label\", \"label_index\"}}",
                        path)
@@ -186,7 +174,7 @@ def import_kinetics_json(src: str | os.PathLike, progress: bool = True) -> Skele
             if entry.get("has_skeleton") is False:
                 skipped.append(vid)
                 continue
-            kp, sc, label, name = parse_kinetics_clip(path, _read_json(path))
+            kp, sc, label, name = parse_kinetics_clip(path, read_json(path))
             if label is None and entry:
                 label = _label_index(entry.get("label_index"), index_path, f"{vid}: label_index")
                 name = entry.get("label") if isinstance(entry.get("label"), str) else name

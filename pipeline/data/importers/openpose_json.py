@@ -9,8 +9,10 @@ first file, and frame numbers without a file are missing frames (score 0), as ar
 
 OpenPose has no identities: people are followed across frames with the project's tracker
 (`estimators/tracking.py`, no interpolation) and the `max_persons` most present (summed mean joint score over
-frames) are kept, best first. Pixel coordinates and OpenPose's confidences are kept as they are; a joint OpenPose
-did not find (confidence 0) stays missing.
+frames) are kept, best first. A frame file with more than `MAX_PEOPLE` (100) people keeps its 100 most confident
+(summed joint confidence): tracking compares every person with every track, and a crowd of hundreds would make
+that cost grow with its square while only the `max_persons` most present people are kept. Pixel coordinates
+and OpenPose's confidences are kept as they are; a joint OpenPose did not find (confidence 0) stays missing.
 
 Labels CSV (`--labels`): rows `video,label[,split]`, an optional header row `video,label,...`. `video` is the
 folder name or the `<video>` prefix (an extension such as `.mp4` is ignored). `label` is a class name (classes
@@ -22,7 +24,6 @@ frames, are skipped with a warning.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
@@ -32,15 +33,15 @@ import numpy as np
 
 from estimators.tracking import PersonTracker, TrackerConfig
 from models.contract.errors import BadInput
+from models.contract.jsonio import read_json
 from models.contract.layouts import BODY25, OPENPOSE18
-from models.contract.paths import vet_input
 from models.contract.skeleton import Clip, SkeletonDataset
-from pipeline.data.importers.base import Importer
+from pipeline.data.importers.base import MAX_FRAMES, Importer
 from pipeline.data.labels import class_index, read_labels, split_of
 
 LAYOUTS = {25: BODY25, 18: OPENPOSE18}
-MAX_FRAMES = 100_000  # a frame number range wider than this is a naming problem, not a 55-minute clip
 TEST_EVERY = 5
+MAX_PEOPLE = 100  # people per frame given to the tracker, the most confident first (see the module docstring)
 _FLAT = re.compile(r"^(.+)_(\d+)_keypoints\.json$")
 _NUMBER = re.compile(r"(\d+)(?:_keypoints)?\.json$")
 
@@ -77,12 +78,7 @@ def _frame_numbers(files: list[Path]) -> list[int]:
 
 def _read_people(path: Path) -> list[np.ndarray]:
     """Each person's `[K, 3]` (x, y, confidence) array; K is 25 or 18."""
-    try:
-        obj = json.loads(vet_input(path, "json").read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadInput(f"not valid JSON ({' '.join(str(e).split())})", path) from None
-    except OSError as e:
-        raise BadInput(f"cannot read ({e.strerror or type(e).__name__})", path) from None
+    obj = read_json(path)
     if not isinstance(obj, dict) or not isinstance(obj.get("people"), list):
         raise BadInput("not an OpenPose keypoints file (expected {\"version\", \"people\": [...]})", path)
     people = []
@@ -116,6 +112,8 @@ def _read_clip(vid: str, files: list[Path], max_persons: int) -> tuple[np.ndarra
         if num - first in by_frame:
             raise BadInput(f"video {vid!r}: two files for frame {num}", f)
         people = _read_people(f)
+        if len(people) > MAX_PEOPLE:  # stable: ties keep the file's order
+            people = sorted(people, key=lambda p: -float(p[:, 2].sum()))[:MAX_PEOPLE]
         by_frame[num - first] = people
         for p in people:
             k_seen.setdefault(p.shape[0], f)

@@ -22,6 +22,7 @@ import numpy as np
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
 from models.contract.skeleton import SkeletonDataset
+from pipeline.data.importers.base import MAX_FRAMES
 from pipeline.data.pyskl_io import dataset_from_object, safe_load, split_keypoint_message
 
 _DROPPED = ("frame_inds", "box_score", "raw_file", "anno_inds")
@@ -126,6 +127,8 @@ def _decompress(a: dict, entry: object, max_persons: int, f: Path, ann_path: Pat
     total = int(total) if isinstance(total, (int, np.integer)) else (int(inds.max()) + 1 if len(inds) else 0)
     if total < 1:
         raise BadInput(f"clip {name!r}: no frames (total_frames {total})", ann_path)
+    if total > MAX_FRAMES:
+        raise BadInput(f"clip {name!r}: total_frames {total} is more than {MAX_FRAMES} frames", ann_path)
     if len(inds) and (inds.min() < 0 or inds.max() >= total):
         raise BadInput(f"clip {name!r}: frame_inds run {inds.min()}..{inds.max()}, outside 0..{total - 1}", ann_path)
     per_frame: dict[int, list[int]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -88,3 +89,32 @@ def test_files_without_an_edit_list(tmp_path: Path):
     assert edited_seconds(avi) is None  # not an MP4: OpenCV's frame count stands
     (tmp_path / "junk.mp4").write_bytes(b"\x00\x00\x00\x01moov" + b"\xff" * 40)  # 64-bit size past the end
     assert edited_seconds(tmp_path / "junk.mp4") is None
+
+
+# --- issue 24: an edit list may not play more than its track holds (FFmpeg plays every edit, repeats included)
+
+@pytest.mark.parametrize("entries, seconds_each, reason", [
+    (100_000, 1.0, "its edit list has 100000 entries (at most 1000)"),
+    (3, 100.0, "its edit list plays 300 s but the video track holds 1.6 s"),
+    (2, 1.0, "its edit list plays 2 s but the video track holds 1.6 s"),
+])
+def test_edit_lists_that_replay_the_video_are_refused(tmp_path: Path, entries: int, seconds_each: float,
+                                                      reason: str):
+    from tests.support.mp4_boxes import with_edit_list
+
+    src = write_video(tmp_path / "v.mp4", stick_figure_frames(40))  # 1.6 s at 25 fps
+    bad = with_edit_list(src, tmp_path / "bad.mp4", entries, seconds_each)
+    with pytest.raises(BadInput, match=re.escape(reason)) as e:
+        VideoReader(bad)
+    assert str(e.value).startswith(f"{bad}: ")
+
+
+def test_an_edit_list_within_the_media_still_plays(tmp_path: Path):
+    from tests.support.mp4_boxes import with_edit_list
+
+    src = write_video(tmp_path / "v.mp4", stick_figure_frames(40))
+    one = with_edit_list(src, tmp_path / "one.mp4", 1, 1.0)  # plays the first second: 25 of 40 frames
+    assert edited_seconds(one) == pytest.approx(1.0)
+    with VideoReader(one) as reader:
+        n = sum(1 for _ in reader.frames(lambda t: False))
+    assert n == reader.reported_frames == 25
