@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from estimators.base import PoseResult
-from models.contract.atomic import atomic_path
+from models.contract.atomic import atomic_path, no_room, remove_stale_temps, write_failed
 from models.contract.errors import BadInput
 from models.contract.paths import vet_input
 
@@ -88,13 +88,18 @@ class PoseCache:
     @contextlib.contextmanager
     def lock(self, entry: Path) -> Iterator[None]:
         """Exclusive lock for building `entry` (blocks while another process holds it)."""
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        with open(entry.with_suffix(".lock"), "a+") as fh:
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(entry.with_suffix(".lock"), "a+")
+        except OSError as e:
+            if no_room(e):
+                raise write_failed(entry, e) from None
+            raise
+        with fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             # Temp files of this entry left by a process that was killed mid-write: nobody else can be writing
             # this entry while we hold its lock, so they are stale.
-            for stale in entry.parent.glob(f".{entry.name}.*.tmp"):
-                stale.unlink(missing_ok=True)
+            remove_stale_temps(entry)
             try:
                 yield
             finally:
