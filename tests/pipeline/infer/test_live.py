@@ -346,7 +346,7 @@ def test_sigint_mid_stream_leaves_no_render_and_prints_the_summary(tmp_path: Pat
     video = write_video(tmp_path / "long.mp4", stick_figure_frames(250))  # 10 s played in real time
     out = tmp_path / "out.mp4"
     proc = popen_pipeline("live", video, "--render", out)
-    wait_for_render(proc, tmp_path, ".out.*.live.mp4", time.monotonic())  # frames are flowing
+    wait_for_render(proc, tmp_path, ".out.mp4.*.tmp.mp4", time.monotonic())  # frames are flowing
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
@@ -425,7 +425,7 @@ def test_sigint_on_a_stream_writes_the_render(tmp_path: Path):
             assert time.monotonic() - t0 < 20, "ffmpeg never listened"
             time.sleep(0.05)
         proc = popen_pipeline("live", url, "--render", out)
-        wait_for_render(proc, tmp_path, ".seen.*.live.mp4", t0)
+        wait_for_render(proc, tmp_path, ".seen.mp4.*.tmp.mp4", t0)
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
