@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from models.contract.atomic import AtomicFile, no_room, remove_stale_temps, write_failed
+from models.contract.atomic import AtomicFile, new_folder, no_room, remove_stale_temps, write_failed
 from models.contract.errors import BadInput, WriteFailed
 from models.contract.paths import file_type
 
@@ -300,6 +300,11 @@ def _locked_folders(folders: Iterable[Path]) -> Iterator[None]:
     the temp files found there are a killed install's. BadInput when a folder cannot be made or written."""
     with contextlib.ExitStack() as stack:
         for folder in sorted(set(folders)):
+            top = folder  # the outermost folder this install makes: removed again if the install fails
+            while not os.path.lexists(top.parent) and top.parent != top:
+                top = top.parent
+            if not os.path.lexists(top):
+                stack.enter_context(new_folder(top))
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)

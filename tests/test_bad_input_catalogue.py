@@ -981,13 +981,23 @@ def _umount(where: Path) -> None:
 
 def _fill(folder: Path) -> None:
     """Write until the file system says it is full: no byte is left for an output."""
-    with open(folder / "filler", "wb") as fh:
+    with open(folder / "filler", "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\1" * 4096)
-                fh.flush()
         except OSError:
             pass
+
+
+def _scored_pkl(path: Path, t: int = 8) -> Path:
+    """A small dataset with estimator-like scores (all 1.0 would add a note line to `train`'s output), `t` frames
+    per clip: at t=64 each clip's .npz is larger than the "fsize" limit below."""
+    ds = make_dataset(n_per_class=2, num_classes=3, t=t)
+    rng = np.random.default_rng(0)
+    for c in ds.clips:
+        c.keypoint_score = rng.uniform(0.5, 1.0, c.keypoint_score.shape).astype(np.float32)
+    save_dataset(ds, path)
+    return path
 
 
 def _real_clip(d: Path, n: int = 30) -> Path:
@@ -1114,9 +1124,9 @@ FULL_DISK = [
     FullDisk("dataset-corrupt", ("dataset", "corrupt", "{d}/ok.pkl", "--spec", "drop=0.5", "--out", "{full}/lq.pkl"),
              lambda d: tiny_pkl(d / "ok.pkl"), "{full}/lq.pkl"),
     FullDisk("dataset-export", ("dataset", "export", "{d}/ok.pkl", "--out", "{full}/npz"),
-             lambda d: tiny_pkl(d / "ok.pkl"), "{full}/npz/"),
+             lambda d: _scored_pkl(d / "ok.pkl", t=64), "{full}/npz/"),
     FullDisk("train", ("train", "--data", "{d}/ok.pkl", "--out", "{full}/run", *SMALL_TRAIN),
-             lambda d: tiny_pkl(d / "ok.pkl"), "{full}/run/"),
+             lambda d: _scored_pkl(d / "ok.pkl"), "{full}/run/"),
     FullDisk("extract", ("extract", "{d}/clip.mp4", *EXTRACT[:-3], "--cache", "{full}/cache", "--no-progress"),
              _real_clip, "{full}/cache/"),
     FullDisk("export-onnx", ("export", "--model", "{d}/m.pt", "--onnx", "{full}/m.onnx"),
@@ -1166,27 +1176,43 @@ def test_full_disk(case: FullDisk, how: str, tmp_path: Path):
             _umount(full)
 
 
-def test_enospc_injected_into_python_writers(tmp_path: Path, monkeypatch):
-    """The same contract where only a Python write fails with ENOSPC (no mount, no limit): the pickle writer, the
-    per-clip export (third clip of six), the training state. One line, nothing committed, no run folder."""
+def _fail_writes(monkeypatch, when: Callable[[Path], bool]) -> list[Path]:
+    """Every `Path.write_bytes` (the atomic writer's) to a path for which `when` is true writes half its bytes,
+    then fails with ENOSPC, as a write onto a full disk does. Returns the paths it failed."""
     import errno
 
-    import models.training.state as state
-    import pipeline.data.catalog as catalog
+    real, failed = Path.write_bytes, []
+
+    def write_bytes(self: Path, data) -> int:
+        if when(self):
+            real(self, bytes(data)[: len(data) // 2])
+            failed.append(self)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    return failed
+
+
+def test_enospc_injected_into_python_writers(tmp_path: Path, monkeypatch):
+    """The same contract where only a Python write fails with ENOSPC (no mount, no limit, any user): the pickle
+    writer, the per-clip export (its third clip of six), a training run's first file. One line, nothing
+    committed, no folder left."""
+    import errno
+
     import pipeline.data.pyskl_io as pyskl_io
     from models.contract.errors import WriteFailed
 
     src = tiny_pkl(tmp_path / "ok.pkl")
 
-    def no_room(*a, **kw):
+    def half_then_full(obj, fh, **kw):
+        fh.write(pickle.dumps(obj)[:100])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(pyskl_io.pickle, "dump", lambda obj, fh, **kw: (fh.write(b"\x80\x04partial"), no_room()))
-    calls = []
-    real_savez = np.savez_compressed
-    monkeypatch.setattr(catalog.np, "savez_compressed",
-                        lambda fh, **kw: (calls.append(1), real_savez(fh, **kw) if len(calls) < 3 else no_room()))
-    monkeypatch.setattr(state.torch, "save", no_room)
+    monkeypatch.setattr(pyskl_io.pickle, "dump", half_then_full)
+    npz: list[Path] = []
+    failed = _fail_writes(monkeypatch, lambda p: (".npz." in p.name and (npz.append(p) or len(npz) == 3))
+                          or p.parent.name == "run")
     for args, named in [(("dataset", "corrupt", src, "--spec", "drop=0.5", "--out", tmp_path / "lq.pkl"), "lq.pkl"),
                         (("dataset", "export", src, "--out", tmp_path / "npz"), "npz"),
                         (("train", "--data", src, "--out", tmp_path / "run", *SMALL_TRAIN), "run")]:
@@ -1195,7 +1221,7 @@ def test_enospc_injected_into_python_writers(tmp_path: Path, monkeypatch):
         msg = str(e.value)
         assert "\n" not in msg and "No space left on device" in msg and str(tmp_path / named) in msg, msg
         assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.pkl"], args
-    assert len(calls) == 3
+    assert len(npz) == 3 and len(failed) == 2  # the export got to its third clip; training failed at its first file
 
 
 def test_a_video_that_does_not_read_back_is_not_committed(tmp_path: Path, monkeypatch):
@@ -1241,25 +1267,15 @@ def test_a_video_that_does_not_read_back_is_not_committed(tmp_path: Path, monkey
 def test_train_keeps_a_resumable_run_and_says_how(tmp_path: Path, monkeypatch):
     """A disk that fills after the first epoch's state was saved: the run folder stays (its last.pt resumes), the
     one line says so; nothing half-written is in it."""
-    import errno
-
-    import models.training.state as state
     from models.contract.errors import WriteFailed
 
     src = tiny_pkl(tmp_path / "ok.pkl")
-    real_save, calls = state.torch.save, []
-
-    def second_fails(obj, f):
-        calls.append(f)
-        if len(calls) > 1:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_save(obj, f)
-
-    monkeypatch.setattr(state.torch, "save", second_fails)
+    states: list[Path] = []
+    _fail_writes(monkeypatch, lambda p: p.name.startswith(".last.pt.") and (states.append(p) or len(states) > 1))
     args = [a if a != "1" or i != 1 else "2" for i, a in enumerate(SMALL_TRAIN)]  # --epochs 2
     with pytest.raises(WriteFailed, match=r"`--resume` continues once there is room"):
         invoke("train", "--data", src, "--out", tmp_path / "run", *args)
-    assert (tmp_path / "run" / "last.pt").is_file() and len(calls) == 2
+    assert (tmp_path / "run" / "last.pt").is_file() and len(states) == 2
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
 
 
@@ -1379,8 +1395,7 @@ def test_models_install_bad_source_or_target(case: Install, tmp_path: Path):
                 timeout=60)
     line = _one_line(proc, 2)
     assert case.expect in line and case.names.replace("{d}", str(d)) in line, line
-    assert new_files(before, d) == [] and _folders(d) - folders <= {"models", "blazepose", "models/openpose-lite"}
-    assert not [p for p in d.rglob("*") if p.is_file() and p.parent.name in ("openpose-lite", "blazepose")]
+    assert new_files(before, d) == [] and _folders(d) == folders, "the install left files or folders"
     for name, kind in kept.items():
         assert _kind(Path(name.replace("{d}", str(d)))) == kind
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 
-from models.contract.atomic import atomic_path, new_folder
+from models.contract.atomic import atomic_write_bytes, new_folder
 from models.contract.errors import BadInput
 from models.contract.layouts import get_layout
 from models.contract.skeleton import SkeletonDataset, convert_dataset
@@ -86,10 +87,10 @@ def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str |
                     digest = hashlib.blake2b(c.frame_dir.encode("utf-8", "surrogatepass"), digest_size=6)
                     name = f"{name}_{digest.hexdigest()}"
                 used.add(name.lower())  # lower case: a case-insensitive file system would merge "A" and "a"
-                with atomic_path(out / f"{name}.npz") as tmp, open(tmp, "wb") as fh:
-                    np.savez_compressed(fh, keypoint=c.keypoint, keypoint_score=c.scores(), label=c.label,
-                                        class_name=ds.classes[c.label], layout=ds.layout.name,
-                                        frame_dir=c.frame_dir)
+                buf = io.BytesIO()  # (in memory first: a zip cut short by a full disk is not left half-closed)
+                np.savez_compressed(buf, keypoint=c.keypoint, keypoint_score=c.scores(), label=c.label,
+                                    class_name=ds.classes[c.label], layout=ds.layout.name, frame_dir=c.frame_dir)
+                atomic_write_bytes(out / f"{name}.npz", buf.getvalue())
                 written.append(out / f"{name}.npz")
         except BaseException:
             # All clips or none: an export cut short (a full disk) is not a smaller dataset.

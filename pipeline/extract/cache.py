@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from estimators.base import PoseResult
-from models.contract.atomic import atomic_path, no_room, remove_stale_temps, write_failed
+from models.contract.atomic import atomic_write_bytes, no_room, remove_stale_temps, write_failed
 from models.contract.errors import BadInput
 from models.contract.paths import vet_input
 
@@ -108,9 +109,10 @@ class PoseCache:
     def save(self, entry: Path, result: PoseResult, meta: dict) -> None:
         meta = dict(meta, layout=result.layout, img_shape=list(result.img_shape), fps=result.fps,
                     timing=result.timing, format=FORMAT_VERSION)
-        with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, keypoint=result.keypoint.astype(np.float32),
-                     keypoint_score=result.keypoint_score.astype(np.float32), meta=np.array(json.dumps(meta)))
+        buf = io.BytesIO()  # (in memory first: a zip cut short by a full disk is not left half-closed)
+        np.savez(buf, keypoint=result.keypoint.astype(np.float32),
+                 keypoint_score=result.keypoint_score.astype(np.float32), meta=np.array(json.dumps(meta)))
+        atomic_write_bytes(entry, buf.getvalue())
 
     def load(self, entry: Path) -> CacheEntry:
         vet_input(entry, "cache-entry")

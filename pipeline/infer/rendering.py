@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import numpy as np
 
-from models.contract.atomic import AtomicFile
+from models.contract.atomic import AtomicFile, no_room
 from models.contract.errors import BadInput, WriteFailed
 from models.contract.layouts import Layout
 from pipeline.extract.video import VideoReader
@@ -78,7 +79,10 @@ class VideoOut:
             self.file = AtomicFile(self.out, ext_last=True)  # OpenCV picks the container from the extension
             self.writer = cv2.VideoWriter(str(self.file.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self.writer.isOpened():
+                full = _no_room(self.out)  # (FFmpeg writes the header at once: a full disk fails here)
                 self.discard()
+                if full is not None:
+                    raise WriteFailed(f"cannot write the video ({full.strerror}); nothing was written", self.out)
                 raise BadInput("OpenCV cannot write an mp4v video here", self.out)
         self.writer.write(frame)
         self.frames += 1
@@ -125,6 +129,25 @@ class VideoOut:
         finally:
             cap.release()
         return None
+
+
+def _no_room(out: Path) -> OSError | None:
+    """The error a 64 KiB write beside `out` meets when the disk or a limit has no room (None: it had room). In
+    a new temp file of its own: FFmpeg removes the file it failed to open."""
+    probe = None
+    try:
+        probe = AtomicFile(out)
+        with open(probe.tmp, "r+b") as fh:
+            fh.write(b"\0" * (64 << 10))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except (OSError, WriteFailed) as e:
+        err = e if isinstance(e, OSError) else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return err if no_room(err) else None
+    finally:
+        if probe is not None:
+            probe.discard()
+    return None
 
 
 def _free_bytes(folder: Path) -> int | None:
