@@ -1285,7 +1285,7 @@ LITE = "pose_landmark_lite.tflite"
 
 
 def _sparse_tar(path: Path, name: str, real_size: int) -> Path:
-    """A GNU sparse tar whose one member is `real_size` bytes of holes: a few hundred bytes gzipped."""
+    """A GNU sparse tar whose one member is `real_size` bytes of holes: under 100 bytes gzipped."""
     import gzip
     import tarfile
 
@@ -1301,7 +1301,7 @@ def _sparse_tar(path: Path, name: str, real_size: int) -> Path:
 
 
 def _gzip_bomb(path: Path, name: str, size: int) -> Path:
-    """A tgz whose member is `size` zero bytes: about a thousandth of that on disk."""
+    """A tgz whose member is `size` zero bytes (64 MiB: under 300 KB on disk)."""
     import io
     import tarfile
 
@@ -1464,3 +1464,17 @@ def test_sigterm_on_live_leaves_no_partial_render(tmp_path: Path):
     lines = visible_lines(stderr)
     assert "Traceback" not in stderr and "interrupted after" in lines[0] and "render discarded" in lines[1], stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
+
+
+# What docs/RELIABILITY.md counts for this block, by class (`python -m tests.reliability_counts` prints it).
+ISSUE24_BADIO_A = {
+    "1. exclusive temp files": ("test_live_render_never_writes_through_a_planted_temp_name",
+                                "test_only_the_atomic_writer_makes_temp_files_and_renames",
+                                "test_the_atomic_writer_never_follows_a_link_at_its_temp_name"),
+    "2. full disk": ("test_full_disk", "test_enospc_injected_into_python_writers",
+                     "test_a_video_that_does_not_read_back_is_not_committed",
+                     "test_train_keeps_a_resumable_run_and_says_how"),
+    "3. models install": ("test_models_install_bad_source_or_target", "test_models_install_read_only_target",
+                          "test_models_install_cleans_a_killed_installs_temp_files"),
+    "9. live SIGTERM": ("test_sigterm_on_live_leaves_no_partial_render",),
+}

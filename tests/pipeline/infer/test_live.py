@@ -409,8 +409,10 @@ def test_a_local_stream(shared_data: Path, tmp_path: Path, ckpt: Path):
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None,
                     reason="ffmpeg is not on PATH (Debian: apt-get install ffmpeg; .ci/run installs it)")
-def test_sigint_on_a_stream_writes_the_render(tmp_path: Path):
-    """Ctrl-C is how a camera or stream ends: the render up to that moment is written (a file's would not be)."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_on_a_stream_writes_the_render(tmp_path: Path, sig: int):
+    """Ctrl-C (or SIGTERM, the same stop) is how a camera or stream ends: the render up to that moment is written
+    (a file's would not be)."""
     video = write_video(tmp_path / "long.mp4", stick_figure_frames(250))
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
@@ -427,12 +429,12 @@ def test_sigint_on_a_stream_writes_the_render(tmp_path: Path):
         proc = popen_pipeline("live", url, "--render", out)
         wait_for_render(proc, tmp_path, ".seen.mp4.*.tmp.mp4", t0)
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         server.kill()
         server.communicate()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + sig, stderr
     lines = visible_lines(stderr)
     assert f"{url}: interrupted after" in lines[0] and lines[1] == f"{url}: wrote {out}", stderr
     cap = cv2.VideoCapture(str(out))
