@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from models.contract.atomic import atomic_savefig, atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 LABELS = ROOT.parent / "shared" / "data" / "penn_action" / "labels"
@@ -311,8 +313,7 @@ def _plot(path: Path, by_spec: dict) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    atomic_savefig(fig, path)  # (closes it)
 
 
 def main() -> None:
@@ -354,7 +355,8 @@ def main() -> None:
                f"'{args.weights or 'per method'}'; machine {platform.machine()} {platform.node()}, "
                f"{datetime.date.today()}")
     if args.stage != "ceiling":
-        (args.out / "sweep_config.json").write_text(json.dumps({"setting": setting, "argv": sys.argv}, indent=2))
+        atomic_write_text(args.out / "sweep_config.json",
+                          json.dumps({"setting": setting, "argv": sys.argv}, indent=2))
     hq = ensure_data(args.out)
     teacher = ensure_teacher(args.out, hq, args)
     specs = args.specs.split(";") if args.specs else [s for _, s in SEVERITIES]

@@ -24,6 +24,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from models.contract.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -150,10 +152,10 @@ def main() -> None:
             print(f"| {n / 30 / 60:.1f} min at 30 fps | {r['frames']} | {r['seconds']:.1f} | "
                   f"{r['frames'] / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
     if args.json:
-        args.json.write_text(json.dumps({"hq": hq, "lq": lq, "fps": fps, "ratio": fps["low"] / fps["high"],
-                                         "cpu_ratio": hq["cpu_seconds"] / lq["cpu_seconds"],
-                                         "rerun_s": rerun, "streams": streams, "machine": platform.platform(),
-                                         "cpus": os.cpu_count(), "date": date.today().isoformat()}, indent=1))
+        atomic_write_text(args.json, json.dumps({
+            "hq": hq, "lq": lq, "fps": fps, "ratio": fps["low"] / fps["high"],
+            "cpu_ratio": hq["cpu_seconds"] / lq["cpu_seconds"], "rerun_s": rerun, "streams": streams,
+            "machine": platform.platform(), "cpus": os.cpu_count(), "date": date.today().isoformat()}, indent=1))
 
 
 if __name__ == "__main__":

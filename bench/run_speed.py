@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.contract.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 
@@ -161,7 +163,7 @@ def main() -> None:
         "per_clip": per_clip, "one_process": together, "model_latency": lat,
     }
     if args.json_out:
-        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(args.json_out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from models.contract.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DISTILL = ["--corrupt", "drop=0.3,jitter=0.01", "--epochs", "3", "--student-width", "0.5", "--teacher-width", "0.5",
@@ -198,7 +200,7 @@ def main() -> None:
             for row in rows:
                 print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

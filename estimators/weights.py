@@ -13,24 +13,36 @@ Folders:
 
 Sources `install` accepts: a folder (searched recursively) or a `.tar`/`.tgz`/`.tar.gz` holding the files
 under any path (the npm package `@mediapipe/pose` is such a tarball; `install_npm` fetches it with `npm pack`).
-Each file is checked against its sha256 before it is written, and written atomically.
+Installing streams each file into a new temp file while hashing it, and stops at the catalogue's size (a file
+that is larger, however it is packed, is refused after that many bytes). The source is vetted first (a folder or
+a regular file: a FIFO or a link to a device is refused, not opened). A model is all or nothing: every file of
+every model asked for is written and checked before the first is renamed into place. Temp files a killed install
+left are removed by the next one (under a lock on the folder). Errors are one line: bad source or target folder
+`BadInput` (exit 2), a full disk `WriteFailed` (exit 1).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from models.contract.atomic import atomic_path
-from models.contract.errors import BadInput
+from models.contract.atomic import AtomicFile, new_folder, no_room, remove_stale_temps, write_failed
+from models.contract.errors import BadInput, WriteFailed
+from models.contract.paths import file_type
 
 NPM_PACKAGE = "@mediapipe/pose@0.5.1675469404"  # the version whose files the sha256 below were taken from
 
@@ -42,6 +54,7 @@ CATALOGUE: dict[str, dict] = {
         "what": "BlazePose GHUM lite landmark model (33 joints), MediaPipe Pose model_complexity=0",
         "folder": "blazepose",
         "files": {"pose_landmark_lite.tflite": "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61"},
+        "sizes": {"pose_landmark_lite.tflite": 2_819_824},
         "npm": NPM_PACKAGE,
         "how": _BLAZEPOSE_HOW,
         "licence": "Apache-2.0",
@@ -50,6 +63,7 @@ CATALOGUE: dict[str, dict] = {
         "what": "BlazePose GHUM heavy landmark model (33 joints), MediaPipe Pose model_complexity=2",
         "folder": "blazepose",
         "files": {"pose_landmark_heavy.tflite": "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe"},
+        "sizes": {"pose_landmark_heavy.tflite": 27_709_200},
         "npm": NPM_PACKAGE,
         "how": _BLAZEPOSE_HOW,
         "licence": "Apache-2.0",
@@ -62,6 +76,7 @@ CATALOGUE: dict[str, dict] = {
             "human-pose-estimation-0001.xml": "c3a47de94906e6b3256eb16af7274141b2fc9f6c7889a02d96ef430b9bc321d3",
             "human-pose-estimation-0001.bin": "fc7e9dde0f4a34876cfbbd266388a59526a8c8c1bc9394ce4827b7a007d20f82",
         },
+        "sizes": {"human-pose-estimation-0001.xml": 435_357, "human-pose-estimation-0001.bin": 4_170_036},
         "npm": None,
         "how": "`omz_downloader --name human-pose-estimation-0001 --precisions FP16-INT8` (package openvino-dev), "
                "then `pipeline models install THAT_FOLDER openpose-lite`",
@@ -70,6 +85,9 @@ CATALOGUE: dict[str, dict] = {
 }
 
 TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz")
+# How far into a tarball (uncompressed) `install` reads looking for the files: the npm package is a few tens of
+# MB; a gzip bomb or a sparse member of terabytes is refused at its header, not unpacked.
+MAX_TAR_SCAN = 1 << 30
 
 
 def _check_name(name: str) -> dict:
@@ -156,7 +174,8 @@ def state(name: str) -> ModelState:
     for fname, digest in entry["files"].items():
         p = folder / fname
         present = p.is_file()
-        files.append(FileState(fname, p, present, present and sha256_of(p) == digest))
+        ok = present and p.stat().st_size == entry["sizes"][fname] and sha256_of(p) == digest
+        files.append(FileState(fname, p, present, ok))
     return ModelState(name, folder, tuple(files))
 
 
@@ -193,76 +212,217 @@ def _wanted(names: Iterable[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _write_verified(read_into, fname: str, digest: str, dest: Path, source: str) -> None:
-    """Copy one file through `read_into(fh)` into `dest` atomically, refusing it when its sha256 is not `digest`."""
-    with atomic_path(dest) as tmp:
-        with open(tmp, "wb") as out:
-            read_into(out)
-        got = sha256_of(tmp)
-        if got != digest:
-            raise BadInput(f"{fname} has sha256 {got[:16]}..., expected {digest[:16]}...; not installed", source)
+# The errors reading a source may raise: a damaged gzip stream, a cut tarball, an I/O error.
+READ_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+def _vet_source(src: Path) -> os.stat_result:
+    """A folder, or a regular file with a tarball's name; nothing else is opened (a FIFO would block, a link to
+    /dev/zero never end)."""
+    try:
+        st = os.stat(src)
+    except FileNotFoundError:
+        raise BadInput("no such file or folder", src) from None
+    except OSError as e:
+        raise BadInput(f"cannot read ({e.strerror or type(e).__name__})", src) from None
+    if stat.S_ISDIR(st.st_mode):
+        return st
+    if not stat.S_ISREG(st.st_mode):
+        raise BadInput(f"is {file_type(st.st_mode)}, not a folder or a tarball", src)
+    if not src.name.endswith(TAR_SUFFIXES):
+        raise BadInput(f"not a folder or a tarball ({', '.join(TAR_SUFFIXES)})", src)
+    return st
+
+
+def _scan_folder(src: Path, wanted: dict) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for root, _dirs, files in sorted(os.walk(src)):  # (links to folders are not followed)
+        for f in sorted(files):
+            if f in wanted and f not in found:
+                found[f] = Path(root) / f
+    return found
+
+
+def _scan_tar(tar: tarfile.TarFile, src: Path, wanted: dict) -> dict[str, tarfile.TarInfo]:
+    """Member per wanted file name, reading headers only as far as needed and never past MAX_TAR_SCAN."""
+    found: dict[str, tarfile.TarInfo] = {}
+    try:
+        while len(found) < len(wanted):
+            m = tar.next()
+            if m is None:
+                break
+            base = m.name.rsplit("/", 1)[-1]
+            if m.isfile() and base in wanted and base not in found:
+                size = CATALOGUE[wanted[base][0]]["sizes"][base]
+                if m.size != size:  # refused at its header: a sparse or compressed giant is never unpacked
+                    raise BadInput(_size_problem(base, m.size, size), src)
+                found[base] = m
+            elif m.offset_data + m.size > MAX_TAR_SCAN:  # skipping it would mean unpacking all of it
+                raise BadInput(f"a member ({m.name[:80]!r}) reaches past the first {MAX_TAR_SCAN >> 20} MiB "
+                               "this command reads of a tarball; not installed", src)
+    except READ_ERRORS as e:
+        raise BadInput(f"damaged tarball ({_one_line(e)}); not installed", src) from None
+    return found
+
+
+def _open_tar(fh: BinaryIO, src: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(fileobj=fh, mode="r:*")
+    except tarfile.ReadError:  # tarfile's message lists every compression it tried, one per line
+        raise BadInput("not a tar archive (plain, gzip, bzip2 or xz), or a damaged one; not installed",
+                       src) from None
+    except READ_ERRORS as e:
+        raise BadInput(f"damaged tarball ({_one_line(e)}); not installed", src) from None
+
+
+def _stat_size(path: Path, src: Path) -> int:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise BadInput(f"cannot read {path.name} ({_one_line(e)})", src) from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or a link to a device under the file's name: never opened
+        raise BadInput(f"{path.name} is {file_type(st.st_mode)}, not a regular file; not installed", src)
+    return st.st_size
+
+
+def _size_problem(fname: str, size: int, expected: int) -> str:
+    return f"{fname} has {size} bytes, expected {expected}; not installed"
+
+
+@contextlib.contextmanager
+def _locked_folders(folders: Iterable[Path]) -> Iterator[None]:
+    """Make each target folder and hold an exclusive lock on it: two installs never write one folder at once, so
+    the temp files found there are a killed install's. BadInput when a folder cannot be made or written."""
+    with contextlib.ExitStack() as stack:
+        for folder in sorted(set(folders)):
+            top = folder  # the outermost folder this install makes: removed again if the install fails
+            while not os.path.lexists(top.parent) and top.parent != top:
+                top = top.parent
+            if not os.path.lexists(top):
+                stack.enter_context(new_folder(top))
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError as e:
+                if no_room(e):
+                    raise write_failed(folder, e) from None
+                raise BadInput(f"cannot write there ({e.strerror or type(e).__name__}); not installed",
+                               folder) from None
+            stack.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+
+
+def _copy_verified(read: BinaryIO, out: BinaryIO, fname: str, digest: str, size: int, src: Path) -> None:
+    """Stream `read` into `out`, hashing; never more than `size` bytes are written. BadInput when the bytes are
+    not the catalogue's (length or sha256), or the source cannot be read."""
+    h, n = hashlib.sha256(), 0
+    while True:
+        try:
+            block = read.read(min(1 << 20, size + 1 - n))
+        except READ_ERRORS as e:
+            raise BadInput(f"cannot read {fname} from it ({_one_line(e)}); not installed", src) from None
+        if not block:
+            break
+        n += len(block)
+        if n > size:
+            raise BadInput(f"{fname} is larger than its {size} bytes; not installed", src)
+        h.update(block)
+        out.write(block)
+    if n != size:
+        raise BadInput(_size_problem(fname, n, size), src)
+    got = h.hexdigest()
+    if got != digest:
+        raise BadInput(f"{fname} has sha256 {got[:16]}..., expected {digest[:16]}...; not installed", src)
+
+
+def _open_member(src: Path, item: Path | tarfile.TarInfo, tar: tarfile.TarFile | None) -> BinaryIO:
+    if isinstance(item, Path):
+        try:
+            st = os.stat(item)
+            if not stat.S_ISREG(st.st_mode):
+                raise BadInput(f"{item.name} is {file_type(st.st_mode)}, not a regular file; not installed", src)
+            return open(item, "rb")
+        except OSError as e:
+            raise BadInput(f"cannot read {item.name} ({_one_line(e)}); not installed", src) from None
+    fh = tar.extractfile(item)
+    if fh is None:
+        raise BadInput(f"{item.name} is not a regular file in the tarball; not installed", src)
+    return fh
 
 
 def install(src: str | os.PathLike, names: Iterable[str] = ()) -> list[str]:
     """Install the named models (all whose files `src` holds, when none is named) from a folder or tarball.
 
-    Returns the models installed. A file whose sha256 differs is refused (BadInput, nothing of it written);
-    models already installed with the right bytes are rewritten only if `src` has them too.
+    Returns the models installed. Every file is checked (size, sha256) while it is copied into a temp file, and
+    only when all files of all the models are right are they renamed into place: a refused file leaves nothing
+    written, of its model or any other. Models already installed are rewritten only if `src` has them too.
     """
     src = Path(src)
     names = list(names)
     for n in names:
         _check_name(n)
-    if not src.exists():
-        raise BadInput("no such file or folder", src)
-    found: dict[str, object] = {}  # file name -> Path (folder) or TarInfo (tarball)
+    st = _vet_source(src)
     wanted_all = _wanted(names or CATALOGUE)
-    tar = None
-    try:
-        if src.is_dir():
-            for p in sorted(src.rglob("*")):
-                if p.is_file() and p.name in wanted_all and p.name not in found:
-                    found[p.name] = p
-        elif src.name.endswith(TAR_SUFFIXES):
-            try:
-                tar = tarfile.open(src, "r:*")
-                for m in tar.getmembers():
-                    base = m.name.rsplit("/", 1)[-1]
-                    if m.isfile() and base in wanted_all and base not in found:
-                        found[base] = m
-            except (tarfile.TarError, OSError, EOFError) as e:
-                raise BadInput(f"not a readable tarball ({type(e).__name__}: {e})", src) from None
-        else:
-            raise BadInput(f"not a folder or a tarball ({', '.join(TAR_SUFFIXES)})", src)
+    with contextlib.ExitStack() as stack:
+        tar = None
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                found: dict = _scan_folder(src, wanted_all)
+            else:
+                fh = stack.enter_context(open(src, "rb"))
+                tar = stack.enter_context(_open_tar(fh, src))
+                found = _scan_tar(tar, src, wanted_all)
+        except OSError as e:  # a folder that cannot be listed, a file that cannot be opened
+            raise BadInput(f"cannot read ({_one_line(e)})", src) from None
         targets = names or [n for n in CATALOGUE if all(f in found for f in CATALOGUE[n]["files"])]
         if not targets:
             raise BadInput(f"holds the files of none of the models ({', '.join(CATALOGUE)})", src)
+        plan: list[tuple[str, str, int, Path, object]] = []  # file, sha256, size, destination, source item
         for n in targets:
             missing = [f for f in CATALOGUE[n]["files"] if f not in found]
             if missing:
                 raise BadInput(f"{', '.join(missing)} of {n} not found there", src)
-        for n in targets:
-            folder = model_dir(n)
             for fname, digest in CATALOGUE[n]["files"].items():
+                size = CATALOGUE[n]["sizes"][fname]
                 item = found[fname]
-                if isinstance(item, Path):
-                    def read_into(out, item=item):
-                        with open(item, "rb") as fh:
-                            shutil.copyfileobj(fh, out, 1 << 20)
-                else:
-                    def read_into(out, item=item):
-                        fh = tar.extractfile(item)
-                        if fh is None:
-                            raise BadInput(f"{item.name} is not a regular file in the tarball", src)
-                        shutil.copyfileobj(fh, out, 1 << 20)
-                try:
-                    _write_verified(read_into, fname, digest, folder / fname, str(src))
-                except PermissionError as e:
-                    raise BadInput(f"cannot write {folder} ({e.strerror})", src) from None
+                # The size the source declares, before a byte is written (a tar header's for a member).
+                declared = item.size if isinstance(item, tarfile.TarInfo) else _stat_size(item, src)
+                if declared != size:
+                    raise BadInput(_size_problem(fname, declared, size), src)
+                plan.append((fname, digest, size, model_dir(n) / fname, item))
+        _write_all(plan, src, tar, stack)
         return targets
-    finally:
-        if tar is not None:
-            tar.close()
+
+
+def _write_all(plan: list, src: Path, tar: tarfile.TarFile | None, stack: contextlib.ExitStack) -> None:
+    """Copy and check every planned file into a temp file, then commit them all; on any error discard them all."""
+    stack.enter_context(_locked_folders(dest.parent for *_, dest, _item in plan))
+    for *_, dest, _item in plan:
+        remove_stale_temps(dest)  # a killed install's (we hold the folder's lock: no live install writes there)
+    pending: list[AtomicFile] = []
+    try:
+        for fname, digest, size, dest, item in plan:
+            pending.append(AtomicFile(dest))
+            with _open_member(src, item, tar) as read, open(pending[-1].tmp, "wb") as out:
+                _copy_verified(read, out, fname, digest, size, src)
+        for f in pending:
+            f.commit()
+    except BaseException as e:
+        for f in pending:
+            f.discard()
+        if isinstance(e, (BadInput, WriteFailed)) or not isinstance(e, OSError):
+            raise
+        if no_room(e):
+            raise write_failed(dest, e) from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise BadInput(f"cannot write there ({e.strerror}); not installed", dest.parent) from None
+        raise BadInput(f"cannot install {fname} ({_one_line(e)}); not installed", src) from None
 
 
 def install_npm(names: Iterable[str] = ()) -> list[str]:

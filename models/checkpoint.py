@@ -6,6 +6,7 @@ a checkpoint never runs code from the file. Writes are atomic (temp file, fsync,
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from models.contract.atomic import atomic_path
+from models.contract.atomic import atomic_write_bytes
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
 from models.contract.paths import vet_input
@@ -51,8 +52,15 @@ def save_checkpoint(path: str | os.PathLike, model: STGCN, *, layout: Layout, cl
         "input_config": input_config.to_dict(),
         "extra": dict(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_write_bytes(path, torch_bytes(payload))
+
+
+def torch_bytes(obj: object) -> bytes:
+    """`torch.save` into memory. The bytes then go through the atomic writer: torch's own file writer turns a
+    full disk into a RuntimeError without an errno, so the writer could not tell it from a bug."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
 def check_finite_weights(state: dict, path: str | os.PathLike) -> None:

@@ -53,6 +53,13 @@ def main() -> None:
     print(f"\nRows that need a user chmod 000 can stop (skipped when run as root): {unreadable}")
     print(f"Rows that make a device node with os.mknod (skipped where the user may not): {mknod}\n")
 
+    ids = [line.split("::", 1)[1].split("[", 1)[0] for line in collected("test_bad_input_catalogue.py")]
+    print("Issue 24, classes 1-3 and `live` SIGTERM (their block of the catalogue file):\n")
+    print("| class | tests |\n|---|---|")
+    for name, tests in cat.ISSUE24_BADIO_A.items():
+        print(f"| {name} | {sum(1 for i in ids if i in tests)} |")
+    print()
+
     print("| property | examples per run |\n|---|---|")
     examples = 0
     for name in sorted(dir(props)):

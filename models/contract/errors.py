@@ -1,4 +1,5 @@
-"""The one exception type for bad user input: the CLI turns it into a one-line message and exit code 2."""
+"""The exception types the CLI turns into one-line messages: bad user input (exit 2), and an output that could
+not be written although nothing about the input is wrong (a full disk: exit 1)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ class BadInput(Exception):
         if path is not None:
             message = f"{os.fsdecode(path)}: {message}"
         super().__init__(one_line(message))
+
+
+class WriteFailed(Exception):
+    """An output could not be written completely (no space left, a quota or file-size limit) and was not
+    committed. Not bad input: the same command succeeds once there is room, hence exit 1, not 2."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        if path is not None:
+            message = f"{os.fspath(path)}: {message}"
+        super().__init__(message)
 
 
 def notice(message: str) -> None:

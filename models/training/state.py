@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.checkpoint import check_finite_weights
-from models.contract.atomic import atomic_path
+from models.checkpoint import check_finite_weights, torch_bytes
+from models.contract.atomic import atomic_write_bytes
 from models.contract.errors import BadInput
 from models.contract.paths import vet_input
 from models.training.history import History
@@ -32,8 +32,7 @@ def save_state(path: Path, fmt: str, epoch: int, modules: dict[str, nn.Module], 
              "skipped_steps": hist.skipped_steps, "steps": hist.steps, **(config or {})}
     for name in modules:
         check_finite_weights(state[name], path)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    atomic_write_bytes(path, torch_bytes(state))
 
 
 def load_state(path: Path, fmt: str, modules: dict[str, nn.Module], optimizer, scheduler, hist: History,

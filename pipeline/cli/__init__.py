@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from models.contract.errors import BadInput
+from models.contract.errors import BadInput, WriteFailed
 from pipeline import __version__
 
 # The sub-commands: name -> "module:click command". Adding a command = its module in pipeline/cli/ plus one line
@@ -53,13 +53,17 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Entry point: bad input -> one line and exit 2; an unexpected error -> traceback and exit 1."""
+    """Entry point: bad input -> one line and exit 2; an output that could not be written (full disk) -> one
+    line and exit 1; an unexpected error -> traceback and exit 1."""
     try:
         # Without standalone mode click *returns* a command's `ctx.exit(n)` code instead of raising it.
         rc = cli.main(standalone_mode=False)
     except BadInput as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)
+    except WriteFailed as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -45,7 +45,7 @@ from pipeline.infer.runner import default_estimator
               help="Which frame a full queue drops.")
 @click.option("--render", type=click.Path(path_type=Path),
               help="Write the frames with skeletons and labels to OUT.mp4 (atomically; a file source stopped "
-                   "part-way writes nothing; a camera or stream stopped with Ctrl-C is written).")
+                   "part-way writes nothing; a camera or stream stopped with Ctrl-C or SIGTERM is written).")
 @click.option("--show", is_flag=True, help="Show the frames in a window (q or Esc stops; needs a display).")
 @click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1),
               help=THREADS_HELP + " Also OpenCV's threads.")
@@ -74,20 +74,26 @@ def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: fl
     predictor = load_predictor(RunOptions(model=model, onnx=onnx_file, threads=threads))
     stop = threading.Event()
 
-    def on_sigint(signum, frame) -> None:
+    stopped_by: list[int] = []
+
+    def on_stop(signum, frame) -> None:
+        # SIGINT (Ctrl-C) and SIGTERM (kill, a service manager) end the run the same way: the render is kept or
+        # discarded by run_live's rule, never left half-written. A second signal interrupts the clean-up.
+        stopped_by.append(signum)
         stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts the clean-up
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
     with native_stderr_quiet() as console:  # camera/FFmpeg/MediaPipe chatter off; our lines go to `console`
         src = open_source(source, open_timeout)
         estimator = default_estimator(RunOptions(estimator=estimator_name, pose_model=pose_model,
                                                  max_persons=max_persons))
-        previous = signal.signal(signal.SIGINT, on_sigint)
+        previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             stats = run_live(src, estimator, predictor, opts, json_line(stop), stop)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             estimator.close()
         print(stats.text(src.name), file=console, flush=True)
     if stats.interrupted:
-        raise SystemExit(130)
+        raise SystemExit(128 + (stopped_by[0] if stopped_by else signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 
-from models.contract.atomic import atomic_path
+from models.contract.atomic import atomic_write_bytes, new_folder
 from models.contract.errors import BadInput
 from models.contract.layouts import get_layout
 from models.contract.skeleton import SkeletonDataset, convert_dataset
@@ -75,16 +76,27 @@ def export_dataset(src: str | os.PathLike, out: str | os.PathLike, layout: str |
         return len(ds.clips)
     if out.exists() and not out.is_dir():
         raise BadInput("exists and is not a folder (use a .pkl name for a pickle)", out)
-    out.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    for c in ds.clips:
-        name = _safe_name(c.frame_dir)
-        if name.lower() in used:  # two ids that clean to one name ("a/b", "a_b"): neither may overwrite the other
-            name = f"{name}_{hashlib.blake2b(c.frame_dir.encode('utf-8', 'surrogatepass'), digest_size=6).hexdigest()}"
-        used.add(name.lower())  # lower case: a case-insensitive file system would merge "A" and "a"
-        with atomic_path(out / f"{name}.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, keypoint=c.keypoint, keypoint_score=c.scores(), label=c.label,
-                                class_name=ds.classes[c.label], layout=ds.layout.name, frame_dir=c.frame_dir)
+    written: list[Path] = []
+    with new_folder(out):  # a folder this export made goes again if the export fails (a full disk)
+        out.mkdir(parents=True, exist_ok=True)
+        used: set[str] = set()
+        try:
+            for c in ds.clips:
+                name = _safe_name(c.frame_dir)
+                if name.lower() in used:  # two ids that clean to one name ("a/b", "a_b"): neither may overwrite
+                    digest = hashlib.blake2b(c.frame_dir.encode("utf-8", "surrogatepass"), digest_size=6)
+                    name = f"{name}_{digest.hexdigest()}"
+                used.add(name.lower())  # lower case: a case-insensitive file system would merge "A" and "a"
+                buf = io.BytesIO()  # (in memory first: a zip cut short by a full disk is not left half-closed)
+                np.savez_compressed(buf, keypoint=c.keypoint, keypoint_score=c.scores(), label=c.label,
+                                    class_name=ds.classes[c.label], layout=ds.layout.name, frame_dir=c.frame_dir)
+                atomic_write_bytes(out / f"{name}.npz", buf.getvalue())
+                written.append(out / f"{name}.npz")
+        except BaseException:
+            # All clips or none: an export cut short (a full disk) is not a smaller dataset.
+            for f in written:
+                f.unlink(missing_ok=True)
+            raise
     return len(ds.clips)
 
 

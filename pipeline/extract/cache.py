@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from estimators.base import PoseResult
-from models.contract.atomic import atomic_path
+from models.contract.atomic import atomic_write_bytes, no_room, remove_stale_temps, write_failed
 from models.contract.errors import BadInput
 from models.contract.jsonio import loads_json
 from models.contract.paths import vet_input
@@ -89,13 +90,18 @@ class PoseCache:
     @contextlib.contextmanager
     def lock(self, entry: Path) -> Iterator[None]:
         """Exclusive lock for building `entry` (blocks while another process holds it)."""
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        with open(entry.with_suffix(".lock"), "a+") as fh:
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(entry.with_suffix(".lock"), "a+")
+        except OSError as e:
+            if no_room(e):
+                raise write_failed(entry, e) from None
+            raise
+        with fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             # Temp files of this entry left by a process that was killed mid-write: nobody else can be writing
             # this entry while we hold its lock, so they are stale.
-            for stale in entry.parent.glob(f".{entry.name}.*.tmp"):
-                stale.unlink(missing_ok=True)
+            remove_stale_temps(entry)
             try:
                 yield
             finally:
@@ -104,9 +110,10 @@ class PoseCache:
     def save(self, entry: Path, result: PoseResult, meta: dict) -> None:
         meta = dict(meta, layout=result.layout, img_shape=list(result.img_shape), fps=result.fps,
                     timing=result.timing, format=FORMAT_VERSION)
-        with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, keypoint=result.keypoint.astype(np.float32),
-                     keypoint_score=result.keypoint_score.astype(np.float32), meta=np.array(json.dumps(meta)))
+        buf = io.BytesIO()  # (in memory first: a zip cut short by a full disk is not left half-closed)
+        np.savez(buf, keypoint=result.keypoint.astype(np.float32),
+                 keypoint_score=result.keypoint_score.astype(np.float32), meta=np.array(json.dumps(meta)))
+        atomic_write_bytes(entry, buf.getvalue())
 
     def load(self, entry: Path) -> CacheEntry:
         vet_input(entry, "cache-entry")

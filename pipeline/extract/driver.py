@@ -20,7 +20,7 @@ import numpy as np
 from estimators import DEFAULT, ESTIMATORS, QUALITIES
 from estimators.base import PoseEstimator, PoseResult
 from estimators.mediapipe_pose import MODELS
-from models.contract.errors import BadInput
+from models.contract.errors import BadInput, WriteFailed
 from pipeline.extract.cache import DEFAULT_ROOT, PoseCache, hash_file
 from pipeline.extract.shard import select_shard
 from pipeline.extract.video import VideoReader, announced_frames, capture_fps, find_videos
@@ -132,6 +132,8 @@ def extract_one(path: Path, opts: ExtractOptions, estimator: PoseEstimator, cach
                        entry=str(entry))
     except BadInput as e:
         return Outcome(str(path), "failed", str(e), seconds=time.perf_counter() - t0)
+    except WriteFailed:
+        raise  # a full cache disk is not this video's fault, and every next video would hit it too: stop
     except Exception as e:  # one broken video must not stop a folder; reported as an internal error
         return Outcome(str(path), "failed", f"{path}: internal error ({type(e).__name__}: {e})",
                        seconds=time.perf_counter() - t0, internal=True)
@@ -245,6 +247,9 @@ def _run_pool(todo: list[tuple[Path, str]], opts: ExtractOptions, bar) -> list[O
                 v = pending.pop(f)
                 try:
                     out.append(f.result())
+                except WriteFailed:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
                 except Exception as e:  # the worker process died (e.g. killed for memory)
                     out.append(Outcome(str(v), "failed", f"{v}: worker crashed ({type(e).__name__}: {e})",
                                        internal=True))

@@ -44,7 +44,7 @@ from models.contract.errors import BadInput
 from models.contract.layouts import Layout, convert, get_layout
 from pipeline.extract.video import VideoReader
 from pipeline.infer.prediction import Classification, Predictor, classify, said, top_labels, window_frames
-from pipeline.infer.rendering import draw_skeleton
+from pipeline.infer.rendering import VideoOut, draw_skeleton
 from pipeline.infer.runner import open_set_record
 
 DEFAULT_LIVE_STRIDE_S = 1.0    # a label per person every second: live output should not lag by whole windows
@@ -456,42 +456,6 @@ class LiveEngine:
 
 # ------------------------------------------------------------------------------------------------- outputs
 
-class Render:
-    """Frames to a temporary .mp4 beside OUT, renamed onto OUT only by `commit()`; `discard()` removes it."""
-
-    def __init__(self, out: Path, fps: float):
-        self.out, self.fps = Path(out), fps
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.out.with_name(f".{self.out.stem}.{os.getpid()}.live.mp4")  # OpenCV picks by extension
-        self.writer = None
-
-    def write(self, frame: np.ndarray) -> None:
-        import cv2
-
-        if self.writer is None:
-            h, w = frame.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self.writer.isOpened():
-                self.writer = None
-                raise BadInput("OpenCV cannot write an mp4v video here", self.out)
-        self.writer.write(frame)
-
-    def commit(self) -> bool:
-        if self.writer is None:
-            return False
-        self.writer.release()
-        self.writer = None
-        os.replace(self.tmp, self.out)
-        return True
-
-    def discard(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-        if self.tmp.exists():
-            self.tmp.unlink()
-
-
 def check_display() -> None:
     """BadInput where `--show` cannot work. Checked before OpenCV is asked: its Qt backend aborts the whole
     process when it finds no display."""
@@ -541,7 +505,7 @@ def run_live(source: Source, estimator: PoseEstimator, predictor: Predictor, opt
     engine = LiveEngine(estimator, predictor, opts, source.fps, on_event)
     engine.arrival = lambda t: float(reader.arrival[t % ARRIVAL_RING])
     window = Window(source.name) if opts.show else None
-    render = Render(opts.render, source.fps) if opts.render is not None else None
+    render = VideoOut(opts.render, source.fps) if opts.render is not None else None
     ok = False
     try:
         estimator.load()  # before the source starts: graphs built on the first frame cost ~1 s of dropped frames

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import numpy as np
 
-from models.contract.atomic import atomic_path
-from models.contract.errors import BadInput
+from models.contract.atomic import AtomicFile, no_room
+from models.contract.errors import BadInput, WriteFailed
 from models.contract.layouts import Layout
 from pipeline.extract.video import VideoReader
 from pipeline.infer.prediction import Classification, ModelInfo, VideoRun, said, top_labels
@@ -33,32 +34,125 @@ def render_video(src: Path, out: Path, run: VideoRun, info: ModelInfo) -> None:
     Atomic: frames go to a temporary file beside `out`, renamed onto it only when the whole video is written;
     on any error the temporary file is removed and `out` is untouched.
     """
-    import cv2
-
     out = Path(out)
     which = frame_windows(run.result.bounds, run.keypoint.shape[1])
     captions = window_captions(run.result, info.classes)
-    with VideoReader(src) as reader, atomic_path(out) as tmp:
-        # atomic_path's temporary name ends in ".tmp"; OpenCV picks the container from the extension, so the
-        # frames go to a sibling ending in ".mp4" that is moved onto the temporary file once complete.
-        video_tmp = tmp.with_name(tmp.name[: -len(".tmp")])
-        writer = cv2.VideoWriter(str(video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), reader.fps,
-                                 (reader.width, reader.height))
+    with VideoReader(src) as reader:
+        video = VideoOut(out, reader.fps)
         try:
-            if not writer.isOpened():
-                raise BadInput("OpenCV cannot write an mp4v video here", out)
             for t, frame in enumerate(reader.frames()):
                 if t < run.keypoint.shape[1]:
                     draw_skeleton(frame, run.keypoint[:, t], run.score[:, t], info.layout)
                     if which[t] >= 0:
                         draw_caption(frame, captions[which[t]])
-                writer.write(frame)
-            writer.release()
-            os.replace(video_tmp, tmp)
+                video.write(frame)
+            video.commit()
         finally:
-            writer.release()
-            if video_tmp.exists():
-                video_tmp.unlink()
+            video.discard()  # (after a commit there is nothing left to discard)
+
+
+class VideoOut:
+    """The one video writer (`run --render`, `live --render`): frames go to a new temp file beside OUT (the
+    atomic writer's, made exclusively), and `commit()` renames it onto OUT only after checking what was written.
+
+    OpenCV's writer reports no write error: on a full disk it goes on "writing" and leaves a file without its
+    index that decodes 0 frames. So `commit()` closes the writer, opens the file again and checks that it holds
+    every frame written and that the last one decodes; otherwise it raises `WriteFailed` (one line) and removes
+    the temp file. `discard()` removes it too. OUT is never touched until a verified commit.
+    """
+
+    def __init__(self, out: str | os.PathLike, fps: float):
+        self.out, self.fps = Path(out), fps
+        self.file: AtomicFile | None = None  # made at the first frame, whose size the writer needs
+        self.writer = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        if self.file is None:
+            h, w = frame.shape[:2]
+            self.size = (w, h)
+            self.file = AtomicFile(self.out, ext_last=True)  # OpenCV picks the container from the extension
+            self.writer = cv2.VideoWriter(str(self.file.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                full = _no_room(self.out)  # (FFmpeg writes the header at once: a full disk fails here)
+                self.discard()
+                if full is not None:
+                    raise WriteFailed(f"cannot write the video ({full.strerror}); nothing was written", self.out)
+                raise BadInput("OpenCV cannot write an mp4v video here", self.out)
+        self.writer.write(frame)
+        self.frames += 1
+
+    def commit(self) -> bool:
+        """Verify and commit; False (nothing written) when no frame came."""
+        if self.file is None:
+            return False
+        self.writer.release()
+        self.writer = None
+        problem = self._check()
+        if problem is not None:
+            self.discard()
+            raise WriteFailed(f"cannot write the video: {problem}; nothing was written", self.out)
+        self.file.commit()
+        self.file = None
+        return True
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        if self.file is not None:
+            self.file.discard()
+            self.file = None
+
+    def _check(self) -> str | None:
+        """None when the closed temp file holds all `frames` frames and its last frame decodes."""
+        import cv2
+
+        space = _free_bytes(self.file.tmp.parent)
+        why = "no space left on device" if space is not None and space < (1 << 20) else "a write error"
+        cap = cv2.VideoCapture(str(self.file.tmp))
+        try:
+            if not cap.isOpened():
+                return f"the file written does not open ({why})"
+            held = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            if held != self.frames:
+                return f"it holds {held} of the {self.frames} frames written ({why})"
+            cap.set(cv2.CAP_PROP_POS_FRAMES, self.frames - 1)
+            ok, last = cap.read()
+            if not ok or last is None or (last.shape[1], last.shape[0]) != self.size:
+                return f"its last frame does not decode ({why})"
+        finally:
+            cap.release()
+        return None
+
+
+def _no_room(out: Path) -> OSError | None:
+    """The error a 64 KiB write beside `out` meets when the disk or a limit has no room (None: it had room). In
+    a new temp file of its own: FFmpeg removes the file it failed to open."""
+    probe = None
+    try:
+        probe = AtomicFile(out)
+        with open(probe.tmp, "r+b") as fh:
+            fh.write(b"\0" * (64 << 10))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except (OSError, WriteFailed) as e:
+        err = e if isinstance(e, OSError) else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return err if no_room(err) else None
+    finally:
+        if probe is not None:
+            probe.discard()
+    return None
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def window_captions(result: Classification, classes: list[str]) -> list[str]:

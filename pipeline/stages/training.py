@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import load_checkpoint
-from models.contract.atomic import atomic_write_text
-from models.contract.errors import BadInput, notice
+from models.contract.atomic import atomic_write_text, new_folder
+from models.contract.errors import BadInput, WriteFailed, notice
 from models.contract.jsonio import read_json
 from models.contract.layouts import Layout
 from models.contract.paths import vet_input
@@ -105,13 +105,22 @@ def train_from_dataset(ds: SkeletonDataset, out: str | os.PathLike, req: TrainRe
     train_set = ClipDataset(train_clips, ds.layout, icfg, train=True, seed=tcfg.seed)
     test_set = ClipDataset(test_clips, ds.layout, icfg, train=False, seed=tcfg.seed,
                            num_test_clips=tcfg.num_test_clips)
-    out.mkdir(parents=True, exist_ok=True)
-    if dist is None or dist.is_main:
-        _write_request(out / "request.json", req, str(data_path))
-    return train_model(model, train_set, test_set, tcfg, out, layout=ds.layout, classes=ds.classes,
-                       model_config=mcfg, input_config=icfg, resume=resume, progress=progress,
-                       extra={"data": str(data_path), "model_options": _asdict(req.model)},
-                       stop_after_epoch=stop_after_epoch, dist=dist)
+    # A run folder this command made is removed again when the run fails before its first resumable state
+    # (a full disk): no half run folder. With a last.pt it stays, and the message says how to continue.
+    with new_folder(out, keep="last.pt"):
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            if dist is None or dist.is_main:
+                _write_request(out / "request.json", req, str(data_path))
+            return train_model(model, train_set, test_set, tcfg, out, layout=ds.layout, classes=ds.classes,
+                               model_config=mcfg, input_config=icfg, resume=resume, progress=progress,
+                               extra={"data": str(data_path), "model_options": _asdict(req.model)},
+                               stop_after_epoch=stop_after_epoch, dist=dist)
+        except WriteFailed as e:
+            if (out / "last.pt").is_file():
+                raise WriteFailed(f"{e}; the epochs in {out / 'last.pt'} are kept: `--resume` continues once "
+                                  "there is room") from None
+            raise
 
 
 def _finished_epochs(out: Path) -> int | None:

@@ -69,10 +69,14 @@ def test_wrong_sha256_refused_and_nothing_written(dirs, tmp_path: Path):
     src.mkdir()
     (src / "human-pose-estimation-0001.xml").write_bytes((shared_models() / "openpose_lite" /
                                                           "human-pose-estimation-0001.xml").read_bytes())
-    (src / "human-pose-estimation-0001.bin").write_bytes(b"\0" * 1000)  # same name, other bytes
+    size = weights.CATALOGUE["openpose-lite"]["sizes"]["human-pose-estimation-0001.bin"]
+    (src / "human-pose-estimation-0001.bin").write_bytes(b"\0" * size)  # same name and size, other bytes
     with pytest.raises(BadInput, match="human-pose-estimation-0001.bin has sha256 .* expected fc7e9dde"):
         weights.install(src, ["openpose-lite"])
-    assert not (models / "openpose-lite" / "human-pose-estimation-0001.bin").exists()
+    assert not (models / "openpose-lite").exists() or not list((models / "openpose-lite").iterdir())  # not the .xml
+    (src / "human-pose-estimation-0001.bin").write_bytes(b"\0" * 1000)  # another size: refused before copying
+    with pytest.raises(BadInput, match="human-pose-estimation-0001.bin has 1000 bytes, expected 4170036"):
+        weights.install(src, ["openpose-lite"])
     # A file altered after installing is reported, and refused at run time.
     weights.install(shared_models() / "openpose_lite")
     binf = models / "openpose-lite" / "human-pose-estimation-0001.bin"
@@ -89,7 +93,7 @@ def test_bad_sources(dirs, tmp_path: Path):
     with pytest.raises(BadInput, match="holds the files of none"):
         weights.install(tmp_path / "empty")
     (tmp_path / "x.tgz").write_bytes(b"not a tarball")
-    with pytest.raises(BadInput, match="not a readable tarball"):
+    with pytest.raises(BadInput, match="not a tar archive"):
         weights.install(tmp_path / "x.tgz")
     with pytest.raises(BadInput, match="unknown model"):
         weights.install(tmp_path / "empty", ["hrnet"])

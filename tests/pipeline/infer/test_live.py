@@ -346,7 +346,7 @@ def test_sigint_mid_stream_leaves_no_render_and_prints_the_summary(tmp_path: Pat
     video = write_video(tmp_path / "long.mp4", stick_figure_frames(250))  # 10 s played in real time
     out = tmp_path / "out.mp4"
     proc = popen_pipeline("live", video, "--render", out)
-    wait_for_render(proc, tmp_path, ".out.*.live.mp4", time.monotonic())  # frames are flowing
+    wait_for_render(proc, tmp_path, ".out.mp4.*.tmp.mp4", time.monotonic())  # frames are flowing
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
@@ -409,8 +409,10 @@ def test_a_local_stream(shared_data: Path, tmp_path: Path, ckpt: Path):
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None,
                     reason="ffmpeg is not on PATH (Debian: apt-get install ffmpeg; .ci/run installs it)")
-def test_sigint_on_a_stream_writes_the_render(tmp_path: Path):
-    """Ctrl-C is how a camera or stream ends: the render up to that moment is written (a file's would not be)."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_on_a_stream_writes_the_render(tmp_path: Path, sig: int):
+    """Ctrl-C (or SIGTERM, the same stop) is how a camera or stream ends: the render up to that moment is written
+    (a file's would not be)."""
     video = write_video(tmp_path / "long.mp4", stick_figure_frames(250))
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
@@ -425,14 +427,14 @@ def test_sigint_on_a_stream_writes_the_render(tmp_path: Path):
             assert time.monotonic() - t0 < 20, "ffmpeg never listened"
             time.sleep(0.05)
         proc = popen_pipeline("live", url, "--render", out)
-        wait_for_render(proc, tmp_path, ".seen.*.live.mp4", t0)
+        wait_for_render(proc, tmp_path, ".seen.mp4.*.tmp.mp4", t0)
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         server.kill()
         server.communicate()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + sig, stderr
     lines = visible_lines(stderr)
     assert f"{url}: interrupted after" in lines[0] and lines[1] == f"{url}: wrote {out}", stderr
     cap = cv2.VideoCapture(str(out))
