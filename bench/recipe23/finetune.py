@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import tomllib
 import torch
 import torch.nn.functional as F
 
