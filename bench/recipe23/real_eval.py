@@ -83,7 +83,7 @@ def clip_outputs(model: STGCN, meta: dict, rule: OpenSetRule | None, kp: np.ndar
     return out
 
 
-def evaluate(name: str, ckpt: Path, quality: str, rows, finder: _Finder, cache: PoseCache, flip: bool,
+def evaluate(name: str, ckpt: Path, quality: str, rows, finders: list[tuple[_Finder, PoseCache]], flip: bool,
              window: float | None, keep: float) -> dict:
     model, meta = load_checkpoint(ckpt)
     model.eval()
@@ -93,11 +93,11 @@ def evaluate(name: str, ckpt: Path, quality: str, rows, finder: _Finder, cache: 
         rule = OpenSetRule.from_dict(meta["extra"]["open_set"], len(classes), model.feature_channels)
     recs, missing = [], []
     for r in rows:
-        entry = finder.find(r.video, quality)
-        if entry is None:
+        found = next(((e, c) for f, c in finders if (e := f.find(r.video, quality)) is not None), None)
+        if found is None:
             missing.append(str(r.video.name))
             continue
-        pose = cache.load(entry).result
+        pose = found[1].load(found[0]).result
         if not (pose.keypoint_score > 0).any():
             missing.append(f"{r.video.name} (no person)")
             continue
@@ -117,8 +117,8 @@ def evaluate(name: str, ckpt: Path, quality: str, rows, finder: _Finder, cache: 
         thr["maha_rule"] = rule.threshold
     out = {"name": name, "model": str(ckpt), "quality": quality, "flip": flip, "window": window, "keep": keep,
            "thresholds": thr, "missing": missing, "splits": {}}
-    for split in sorted({x["split"] for x in recs}):
-        rs = [x for x in recs if x["split"] == split]
+    for split in sorted({x["split"] for x in recs}) + ["all"]:
+        rs = [x for x in recs if split in (x["split"], "all")]
         kn = [x for x in rs if x["known"]]
         un = [x for x in rs if not x["known"]]
         per: dict[str, list[int]] = {}
@@ -150,7 +150,7 @@ def evaluate(name: str, ckpt: Path, quality: str, rows, finder: _Finder, cache: 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--labels", required=True, type=Path)
-    ap.add_argument("--cache", required=True, type=Path)
+    ap.add_argument("--cache", required=True, type=Path, action="append", help="extraction cache (repeatable)")
     ap.add_argument("--model", action="append", required=True, help="NAME=CKPT:QUALITY (low or high)")
     ap.add_argument("--flip", action="store_true")
     ap.add_argument("--window", type=float, default=None)
@@ -159,13 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = read_labels(args.labels)
-    cache = PoseCache(args.cache)
-    finder = _Finder(cache, "mediapipe")
+    finders = [(_Finder(c, "mediapipe"), c) for c in map(PoseCache, args.cache)]
     results = []
     for spec in args.model:
         name, _, rest = spec.partition("=")
         ckpt, _, quality = rest.rpartition(":")
-        res = evaluate(name, Path(ckpt), quality, rows, finder, cache, args.flip, args.window, args.keep)
+        res = evaluate(name, Path(ckpt), quality, rows, finders, args.flip, args.window, args.keep)
         results.append(res)
         for split, m in res["splits"].items():
             print(f"{name:28s} {quality:4s} {split:10s} n={m['n_known']}+{m['n_other']} top1 {m['top1']} "
