@@ -10,7 +10,7 @@ from models.contract.paths import vet_output
 from models.training.policy import THREADS_HELP
 from models.training.runtime import set_threads
 from pipeline.cli.layout_opts import layout_option, source_layout_option
-from pipeline.stages.calibrate import calibrate_checkpoint
+from pipeline.stages.calibrate import RealClips, calibrate_checkpoint
 
 
 @click.command("calibrate")
@@ -22,18 +22,29 @@ from pipeline.stages.calibrate import calibrate_checkpoint
               help="Simulate LQ first (as `distill --corrupt`): calibrate a student on the input it will see.")
 @click.option("--keep", default=0.95, show_default=True, type=float,
               help="Fraction of in-class test clips the threshold keeps; the rest of the distance range is flagged.")
+@click.option("--real", "real_labels", type=click.Path(path_type=Path), metavar="LABELS.csv",
+              help="Set the threshold on real in-class videos instead (video,label,split; skeletons from --cache).")
+@click.option("--cache", "cache_dir", default="data_cache", show_default=True, type=click.Path(path_type=Path),
+              help="Extraction cache holding the --real videos' skeletons.")
+@click.option("--real-split", default="dev", show_default=True, help="Split of --real whose in-class clips count.")
+@click.option("--quality", default="low", show_default=True, type=click.Choice(["low", "high"]),
+              help="Skeleton tier of --real the model is fed at run time.")
 @layout_option
 @source_layout_option
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --corrupt draw.")
 @click.option("--threads", type=click.IntRange(1), default=None, help=THREADS_HELP)
 def calibrate_cmd(model_path: Path, data: Path, out: Path | None, corrupt: str | None, keep: float,
+                  real_labels: Path | None, cache_dir: Path, real_split: str, quality: str,
                   layout: str | None, source_layout: str | None, seed: int, threads: int | None) -> None:
     """Fit the open-set rule of a checkpoint (Mahalanobis distance of its pooled features to the nearest class
     mean; threshold at the --keep quantile of held-out in-class clips) and store it in the checkpoint, so that
     `pipeline run` flags clips of actions the model does not know. `train` and `distill` do this themselves."""
-    vet_output(out or model_path, inputs=[data])
+    vet_output(out or model_path, inputs=[data] + ([real_labels] if real_labels else []))
     set_threads(threads)
+    real = RealClips(real_labels, cache_dir, real_split, quality) if real_labels is not None else None
     r = calibrate_checkpoint(model_path, data, out or model_path, layout=layout, source_layout=source_layout,
-                             corrupt=corrupt, keep=keep, seed=seed)
-    click.echo(f"wrote {r['out']}: threshold {r['threshold']} keeps {keep:.0%} of {r['n_calib']} test clips "
-               f"({r['train_kept']:.1%} of {r['n_fit']} training clips)")
+                             corrupt=corrupt, keep=keep, seed=seed, real=real)
+    for s in r["skipped"]:
+        click.echo(f"skipped {s}", err=True)
+    click.echo(f"wrote {r['out']}: threshold {r['threshold']} keeps {keep:.0%} of {r['n_calib']} clips of the "
+               f"{r['calibrated_on']} ({r['train_kept']:.1%} of {r['n_fit']} training clips)")

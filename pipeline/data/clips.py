@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from models.contract.layouts import Layout
 from models.contract.skeleton import Clip
-from models.net.transforms import InputConfig, clip_stats, draw_augment, make_input, sample_indices
+from models.net.transforms import InputConfig, clip_stats, draw_augment, make_input, sample_indices, train_indices
 
 
 class ClipDataset(Dataset):
@@ -32,7 +32,7 @@ class ClipDataset(Dataset):
         self.num_test_clips = int(num_test_clips)
         self.epoch = 0
         # Normalisation statistics once per clip, not once per sample.
-        self.stats = [clip_stats(c, layout, cfg.max_persons) for c in self.clips]
+        self.stats = [clip_stats(c, layout, cfg.max_persons, cfg.norm) for c in self.clips]
         self.labels = np.array([c.label for c in self.clips], dtype=np.int64)
 
     def set_epoch(self, epoch: int) -> None:
@@ -48,7 +48,7 @@ class ClipDataset(Dataset):
         clip = self.clips[index]
         if self.train:
             rng = self.rng(index)
-            idx = sample_indices(clip.total_frames, self.cfg.length, True, rng)[0]
+            idx = train_indices(clip.total_frames, self.cfg, rng)
             x = make_input(clip, self.layout, self.cfg, idx, draw_augment(rng, self.cfg), self.stats[index])
         else:
             idx = sample_indices(clip.total_frames, self.cfg.length, False, None, self.num_test_clips)

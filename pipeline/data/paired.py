@@ -15,7 +15,7 @@ import torch
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
 from models.contract.skeleton import Clip, SkeletonDataset, convert_dataset
-from models.net.transforms import InputConfig, draw_augment, make_input, sample_indices
+from models.net.transforms import InputConfig, draw_augment, make_input, sample_indices, train_indices
 
 
 @dataclass
@@ -119,7 +119,8 @@ class PairedClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         # Deterministic per (seed, epoch, clip): resumed and distributed runs draw the same samples.
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        idx = sample_indices(self.hq[i].total_frames, self.cfg.length, self.train, rng)[0]
+        n = self.hq[i].total_frames
+        idx = train_indices(n, self.cfg, rng) if self.train else sample_indices(n, self.cfg.length, False)[0]
         aug = draw_augment(rng, self.cfg) if self.train else None
         x_hq = make_input(self.hq[i], self.layout, self.cfg, idx, aug)
         x_lq = make_input(self.lq[i], self.layout, self.lq_cfg, idx, aug)

@@ -2,11 +2,18 @@
 
 Models trained by this version of `train`/`distill` already carry the rule; this is for older checkpoints (the
 bundled model among them) and for re-fitting on other data, e.g. the LQ a student will really see.
+
+`real=RealClips(...)`: the threshold comes from real in-class clips instead (issue 23): the estimator's skeletons
+of labelled videos, read from the extraction cache, each classified as `pipeline run` classifies it (its windows,
+the median window distance). Simulated LQ sits nearer the class means than real footage does, so a threshold
+set on it flags many real clips of the model's own classes. Class means and covariance still come from the
+pickle's train split; only the clips of `real.split` whose label is one of the model's classes set the threshold.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +21,61 @@ import torch
 
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from models.contract.errors import BadInput
-from models.contract.layouts import Layout
+from models.contract.layouts import Layout, convert, get_layout
 from models.training.calibration import clip_inputs, pooled_features, rule_for
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
+from pipeline.data.labels import read_labels
 from pipeline.data.pyskl_io import load_dataset
+from pipeline.extract.build import _Finder
+from pipeline.extract.cache import PoseCache
+from pipeline.infer.prediction import TorchPredictor, classify
 from pipeline.stages.training import split_clips
+
+
+@dataclass(frozen=True)
+class RealClips:
+    """Labelled real videos (`video,label,split` CSV) whose skeletons are in an extraction cache."""
+
+    labels: str | os.PathLike
+    cache: str | os.PathLike
+    split: str = "dev"
+    quality: str = "low"  # the tier the model is fed at run time (the fast path: low)
+    estimator: str = "mediapipe"
+
+
+def real_distances(model_path: str | os.PathLike, real: RealClips) -> tuple[list[float], list[str]]:
+    """Open-set distances of the in-class clips of `real.split`, as `run` computes them, and the clips left out."""
+    pred = TorchPredictor(model_path)
+    info = pred.info
+    cache = PoseCache(real.cache)
+    finder = _Finder(cache, real.estimator)
+    dists, skipped = [], []
+    for row in read_labels(real.labels):
+        if row.split != real.split or row.label not in info.classes:
+            continue
+        entry = finder.find(row.video, real.quality)
+        if entry is None:
+            skipped.append(f"{row.video.name} (no {real.quality} skeletons in the cache)")
+            continue
+        pose = cache.load(entry).result
+        if not (pose.keypoint_score > 0).any():
+            skipped.append(f"{row.video.name} (no person)")
+            continue
+        kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), info.layout)
+        res = classify(kp, sc, pose.fps, pred)
+        d = res.distance[res.has_person] if res.has_person.any() else res.distance
+        dists.append(float(np.median(d)))
+    return dists, skipped
 
 
 def calibrate_checkpoint(model_path: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
                          layout: str | Layout | None = None, corrupt: str | None = None, keep: float = 0.95,
-                         seed: int = 0, source_layout: str | Layout | None = None) -> dict:
-    """Fit on the pickle's train split, set the threshold on its test split, write the checkpoint to `out`.
+                         seed: int = 0, source_layout: str | Layout | None = None,
+                         real: RealClips | None = None) -> dict:
+    """Fit on the pickle's train split, set the threshold on its test split (or on `real` in-class clips), write
+    the checkpoint to `out`.
 
-    Returns `{"threshold", "keep", "test_kept", "train_kept", "n_fit", "n_calib"}`.
+    Returns `{"threshold", "keep", "train_kept", "n_fit", "n_calib", "calibrated_on", "skipped", "out"}`.
     """
     if not 0.5 <= keep < 1:
         raise BadInput(f"--keep must be in [0.5, 1), got {keep}")
@@ -42,9 +91,27 @@ def calibrate_checkpoint(model_path: str | os.PathLike, data: str | os.PathLike,
     fit_f, _ = pooled_features(model, clip_inputs(fit_clips, ds.layout, icfg))
     raw = read_checkpoint(model_path)
     extra = dict(raw.get("extra") or {})
-    extra["open_set"] = rule.to_dict() | {"data": str(data), "corrupt": corrupt or ""}
-    with torch.no_grad():
-        save_checkpoint(out, model, layout=meta["layout"], classes=meta["classes"], model_config=meta["model_config"],
-                        input_config=icfg, extra=extra, coord_dims=meta["coord_dims"])
+    extra["open_set"] = rule.to_dict() | {"data": str(data), "corrupt": corrupt or "",
+                                          "calibrated_on": "test split" + (" (LQ)" if corrupt else "")}
+
+    def save() -> None:
+        with torch.no_grad():
+            save_checkpoint(out, model, layout=meta["layout"], classes=meta["classes"],
+                            model_config=meta["model_config"], input_config=icfg, extra=extra,
+                            coord_dims=meta["coord_dims"])
+
+    save()
+    skipped: list[str] = []
+    if real is not None:
+        dists, skipped = real_distances(out, real)  # the rule just written, applied as `run` applies it
+        if not dists:
+            raise BadInput(f"no in-class clip of split {real.split!r} has {real.quality} skeletons in the cache",
+                           real.labels)
+        rule = replace(rule, threshold=float(np.quantile(dists, keep)), n_calib=len(dists))
+        extra["open_set"] = rule.to_dict() | {"data": str(data), "corrupt": corrupt or "",
+                                              "calibrated_on": f"real {real.split} clips ({real.quality}) of "
+                                                               f"{real.labels}"}
+        save()
     return {"threshold": round(rule.threshold, 3), "keep": keep, "n_fit": rule.n_fit, "n_calib": rule.n_calib,
-            "train_kept": round(float(np.mean(rule.known(fit_f))), 4), "out": str(Path(out))}
+            "train_kept": round(float(np.mean(rule.known(fit_f))), 4), "out": str(Path(out)),
+            "calibrated_on": extra["open_set"]["calibrated_on"], "skipped": skipped}

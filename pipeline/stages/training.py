@@ -212,6 +212,8 @@ OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "length": ("input", "length"), "features": ("input", "features"), "use_score": ("input", "use_score"),
     "max_persons": ("input", "max_persons"), "aug_flip": ("input", "aug_flip"),
     "aug_scale": ("input", "aug_scale"), "aug_rotation": ("input", "aug_rotation"),
+    "norm": ("input", "norm"), "aug_window": ("input", "aug_window"), "aug_idle": ("input", "aug_idle"),
+    "aug_crop": ("input", "aug_crop"), "aug_shear": ("input", "aug_shear"),
     "train_split": ("", "train_split"), "test_split": ("", "test_split"),
 }
 _CONFIG_ALIASES = {"score": "use_score", "flip": "aug_flip"}

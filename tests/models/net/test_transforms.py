@@ -19,6 +19,7 @@ from models.net.transforms import (
     in_channels,
     make_input,
     sample_indices,
+    train_indices,
 )
 from pipeline.data.clips import ClipDataset
 
@@ -252,3 +253,95 @@ def test_clip_dataset_test_mode_windows() -> None:
     assert one[0][0].shape == (2, 8, 17, 3)
     assert three[0][0].shape == (3, 2, 8, 17, 3)
     assert torch.equal(one[0][0], one[0][0])
+
+
+# ------------------------------------------------------------------------------- issue 23: run-like training
+
+
+def _standing(t: int = 40, legs: bool = True) -> Clip:
+    """A penn13 person standing in image coordinates (y down), waving; without `legs` the knees and ankles are out
+    of the frame (score 0), as in an upper-body close-up."""
+    lay = get_layout("penn13")
+    pos = {"head": (0, -80), "left_shoulder": (20, -60), "right_shoulder": (-20, -60), "left_elbow": (30, -30),
+           "right_elbow": (-30, -30), "left_wrist": (35, 0), "right_wrist": (-35, 0), "left_hip": (15, 0),
+           "right_hip": (-15, 0), "left_knee": (15, 50), "right_knee": (-15, 50), "left_ankle": (15, 100),
+           "right_ankle": (-15, 100)}
+    base = np.array([pos[j] for j in lay.joints], np.float32) + 300
+    kp = np.repeat(base[None, None], t, axis=1)
+    kp[0, :, lay.joints.index("left_wrist"), 1] -= 20 * np.abs(np.sin(np.arange(t) / 3))  # waving, upwards
+    sc = np.ones((1, t, lay.num_joints), np.float32)
+    if not legs:
+        sc[0, :, [lay.joints.index(j) for j in ("left_knee", "right_knee", "left_ankle", "right_ankle")]] = 0
+    return Clip("s", 1, kp, sc)
+
+
+def test_train_indices_off_is_the_whole_clip_sampling() -> None:
+    cfg = InputConfig(length=16)
+    a = train_indices(50, cfg, np.random.default_rng(3))
+    b = sample_indices(50, 16, True, np.random.default_rng(3))[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_train_indices_cut_sub_windows_and_hold_the_ends() -> None:
+    cfg = InputConfig(length=16, aug_window=0.3, aug_idle=1.0)
+    rng = np.random.default_rng(0)
+    draws = [train_indices(60, cfg, rng) for _ in range(200)]
+    assert all(d.shape == (16,) and d.min() >= 0 and d.max() < 60 and (np.diff(d) >= 0).all() for d in draws)
+    assert any(d.max() - d.min() < 30 for d in draws)  # a part of the clip only
+    assert any((d == 0).sum() >= 3 for d in draws)  # still frames before the action (the first frame held)
+    assert any((d == 59).sum() >= 3 for d in draws)
+
+
+def test_torso_norm_ignores_legs_leaving_the_frame_bbox_does_not() -> None:
+    lay = get_layout("penn13")
+    upper = [lay.joints.index(j) for j in ("head", "left_shoulder", "right_elbow", "left_wrist", "right_hip")]
+    idx = np.arange(0, 40, 5)
+    for norm, same in (("torso", True), ("bbox", False)):
+        cfg = InputConfig(length=8, use_score=False, max_persons=1, aug_flip=False, norm=norm)
+        full = make_input(_standing(), lay, cfg, idx)[..., upper, :]
+        close = make_input(_standing(legs=False), lay, cfg, idx)[..., upper, :]
+        assert np.allclose(full, close, atol=1e-5) == same, norm
+
+
+def test_torso_norm_falls_back_to_the_box_without_shoulders() -> None:
+    lay = get_layout("penn13")
+    c = _standing()
+    c.keypoint_score[..., [1, 2]] = 0
+    assert clip_stats(c, lay, 1, "torso").scale == clip_stats(c, lay, 1, "bbox").scale
+
+
+def test_upper_body_crop_drops_the_legs_and_renormalises() -> None:
+    lay = get_layout("penn13")
+    cfg = InputConfig(length=8, use_score=True, max_persons=1, aug_flip=False)
+    idx = np.arange(0, 40, 5)
+    x = make_input(_standing(), lay, cfg, idx, AugmentParams(crop=(0.0, 0.0, 1.0, 0.5)))
+    legs = [lay.joints.index(j) for j in ("left_knee", "right_knee", "left_ankle", "right_ankle")]
+    assert (x[..., legs, :] == 0).all()
+    assert (x[..., lay.joints.index("head"), -1] == 1).all()
+    # Normalised from what is left: the same as a video in which the legs were never seen.
+    np.testing.assert_allclose(x, make_input(_standing(legs=False), lay, cfg, idx), atol=1e-5)
+
+
+def test_framing_draws_and_shear() -> None:
+    cfg = InputConfig(aug_crop=1.0, aug_shear=0.3, aug_flip=False, aug_scale=0, aug_rotation=0)
+    rng = np.random.default_rng(0)
+    params = [draw_augment(rng, cfg) for _ in range(50)]
+    assert all(p.crop is not None and abs(p.shear) <= 0.3 for p in params)
+    assert any(p.crop[3] < 0.8 and p.crop[:3] == (0.0, 0.0, 1.0) for p in params)  # close-ups
+    lay = get_layout("penn13")
+    c, idx = _standing(), np.arange(8)
+    plain = make_input(c, lay, InputConfig(length=8, use_score=False, max_persons=1), idx)
+    sheared = make_input(c, lay, InputConfig(length=8, use_score=False, max_persons=1), idx, AugmentParams(shear=0.5))
+    np.testing.assert_allclose(sheared[..., 0], plain[..., 0] + 0.5 * plain[..., 1], atol=1e-6)
+    np.testing.assert_allclose(sheared[..., 1], plain[..., 1])
+
+
+def test_new_input_options_round_trip_and_old_checkpoints_default() -> None:
+    cfg = InputConfig(norm="torso", aug_window=0.5, aug_idle=0.5, aug_crop=0.5, aug_shear=0.2)
+    assert InputConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in InputConfig().to_dict().items() if k not in ("norm", "aug_window", "aug_idle",
+                                                                        "aug_crop", "aug_shear")}
+    assert InputConfig.from_dict(old).norm == "bbox"
+    for bad in ({"norm": "hips"}, {"aug_window": 1.5}, {"aug_crop": -0.1}, {"aug_shear": 2.0}):
+        with pytest.raises(ValueError):
+            InputConfig(**bad)

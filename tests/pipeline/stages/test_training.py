@@ -41,3 +41,17 @@ def test_ground_truth_trains_without_the_score_channel_and_says_so(tmp_path: Pat
     # Resuming the finished run says it only re-evaluates.
     proc = run_pipeline("train", "--data", data, "--out", tmp_path / "run", "--resume", "--quiet")
     assert proc.returncode == 0 and "already finished its 1 epochs" in proc.stderr
+
+
+def test_config_file_sets_the_issue23_input_levers(tmp_path) -> None:
+    cfg = tmp_path / "levers.toml"
+    for name in ("window", "window_framing", "window_framing_torso"):  # the ablation's own files parse
+        request_from_options({}, Path(__file__).parents[3] / "bench" / "recipe23" / f"{name}.toml")
+    cfg.write_text('norm = "torso"\naug_window = 0.5\naug_idle = 0.25\naug_crop = 0.5\naug_shear = 0.2\n')
+    req, explicit = request_from_options({"epochs": 2}, cfg)
+    i = req.input
+    assert (i.norm, i.aug_window, i.aug_idle, i.aug_crop, i.aug_shear) == ("torso", 0.5, 0.25, 0.5, 0.2)
+    assert {"norm", "aug_window", "aug_crop"} <= explicit
+    cfg.write_text('norm = "hips"\n')
+    with pytest.raises(BadInput, match="norm"):
+        request_from_options({}, cfg)

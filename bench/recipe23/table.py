@@ -1,0 +1,41 @@
+"""Markdown ablation rows from real_eval.py and sim_shift.py JSON files (issue 23).
+
+    python bench/recipe23/table.py --real real_low.json [--real real_low_flip.json] --sim sim_*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def cell(m: dict | None, key: str) -> str:
+    v = None if m is None else m.get(key)
+    return "–" if v is None else f"{v:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--real", action="append", type=Path, default=[])
+    ap.add_argument("--sim", action="append", type=Path, default=[])
+    args = ap.parse_args()
+    sim: dict[str, dict] = {}
+    for p in args.sim:
+        sim.update(json.loads(p.read_text()))
+    print("| row | flip | Penn LQ test: whole / close-up / run window | dev top-1 | dev per-class | dev AUROC msp / "
+          "maxlogit / maha | val top-1 | val per-class | val AUROC msp / maxlogit / maha |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for p in args.real:
+        for r in json.loads(p.read_text()):
+            s = sim.get(r["name"], {})
+            sims = " / ".join(f"{s[k]:.3f}" for k in ("whole", "closeup", "window")) if s else "–"
+            dev, val = r["splits"].get("dev"), r["splits"].get("val")
+            au = [" / ".join(cell(m, f"auroc_{k}") for k in ("msp", "maxlogit", "maha")) for m in (dev, val)]
+            print(f"| {r['name']} | {'yes' if r['flip'] else 'no'} | {sims} | {cell(dev, 'top1')} | "
+                  f"{cell(dev, 'per_class_mean')} | {au[0]} | {cell(val, 'top1')} | {cell(val, 'per_class_mean')} | "
+                  f"{au[1]} |")
+
+
+if __name__ == "__main__":
+    main()
