@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from models.contract.paths import vet_output
+from models.grad_revision import MODES as REVISION_MODES
 from models.losses import METHODS
 from models.training.distributed import check_sync_bn, distributed
 from models.training.policy import PRECISIONS, THREADS_HELP
@@ -28,7 +29,7 @@ from pipeline.stages.distilling import make_request, run_distill
               type=click.Choice(list(METHODS)), help="; ".join(f"{k} = {m.help}" for k, m in METHODS.items()) + ".")
 @click.option("--grad-revision/--no-grad-revision", default=True, show_default=True,
               help="Project distillation gradients that conflict with the classification gradient.")
-@click.option("--revision-mode", default=None, type=click.Choice(["global", "per_tensor", "tail"]),
+@click.option("--revision-mode", default=None, type=click.Choice([m for m in REVISION_MODES if m != "none"]),
               help="Project over all student parameters at once (global: the authors'), per parameter tensor, or "
                    "decide the projection on the last --revision-blocks blocks + head only (tail: cheaper) "
                    "[default: the method's: tail for skd, none for dkd, global otherwise].")
