@@ -116,7 +116,7 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
                   dcfg: DistillConfig, out: Path, *, resume: bool = False, progress: bool = True,
                   num_classes: int, dist: DistContext | None = None,
                   stop_after_epoch: int | None = None) -> tuple[History, dict | None]:
-    """Train `student` (and the losses' adapters) for `cfg.epochs`; evaluates on `test_set` (LQ clips).
+    """Train `student` (and the losses' adapters) for `cfg`'s budget; evaluates on `test_set` (LQ clips).
 
     Writes `out/student_metrics.csv`, `out/student_curves.png` and `out/student_last.pt` each epoch (resumable).
     `dist` (under torchrun; `train_set` sharded with `dist.shard`): gradients averaged across ranks, epoch
@@ -145,7 +145,7 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
     block_taps = (BlockTap(student, mids), BlockTap(teacher, mids)) if mids else None
     files = RunFiles(state=out / "student_last.pt", state_format=STUDENT_STATE, csv=out / "student_metrics.csv",
                      plot=out / "student_curves.png", plot_fn=plot_student_curves, line=student_line, row=_row,
-                     hint="fewer --epochs, a shorter --length (32), --no-grad-revision, or a GPU (--device cuda)")
+                     hint="a shorter --length (32), --no-grad-revision, or a GPU (--device cuda)")
     try:
         hist, last_eval, _ = fit(student_step(teacher, student, losses, cfg, dcfg, params, tap, dist, subset,
                                               block_taps),
