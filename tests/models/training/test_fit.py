@@ -52,7 +52,8 @@ def test_default_warm_up_scales_with_the_run_and_an_explicit_one_must_fit():
     f = [lr_factor(s, TrainConfig(steps=60), 39) for s in range(60)]
     assert f[9] == pytest.approx(1.0) and f[-1] < 0.01  # the cosine ends with the budget, not an epoch count
     assert warmup_problem(TrainConfig(epochs=2, warmup_epochs=1), 5) is None
-    assert "not shorter than the run (--epochs 2: 10 steps)" in warmup_problem(TrainConfig(epochs=2, warmup_epochs=2), 5)
+    problem = warmup_problem(TrainConfig(epochs=2, warmup_epochs=2), 5)
+    assert "not shorter than the run (--epochs 2: 10 steps)" in problem
 
 
 def _fit(tmp_path: Path, cfg: TrainConfig, n: int = 10, progress: bool = False):

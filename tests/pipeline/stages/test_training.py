@@ -10,8 +10,8 @@ import pytest
 
 from models.checkpoint import load_checkpoint
 from models.contract.errors import BadInput
-from pipeline.data.pyskl_io import save_dataset
 from models.training.policy import DEFAULT_STEPS
+from pipeline.data.pyskl_io import save_dataset
 from pipeline.stages.training import request_from_options
 from tests.conftest import make_dataset
 from tests.support.cli_support import run_pipeline
