@@ -74,9 +74,11 @@ def estimate_line(desc: str, step_s: float, iters: int, steps_left: int, budget:
     line = (f"{desc}: ~{step_s:.2f} s/step on this machine: ~{_duration(step_s * iters)} per epoch of {iters} "
             f"steps, ~{_duration(total)} for the {steps_left} steps left ({budget})")
     if total > LONG_RUN_S:
-        cheaper = max(1, int(LONG_RUN_S / step_s) // 100 * 100)  # a round budget that fits the long-run limit
-        line += f"; for a quicker run: fewer steps (--steps {cheaper}: ~{_duration(step_s * cheaper)})"
-        line += f", {hint}" if hint else ""
+        fits = int(LONG_RUN_S / step_s)  # the steps that fit the long-run limit, rounded down when many
+        cheaper = fits // 100 * 100 if fits >= 100 else fits
+        ways = [f"fewer steps (--steps {cheaper}: ~{_duration(step_s * cheaper)})"] if cheaper >= 10 else []
+        ways += [hint] if hint else []
+        line += f"; for a quicker run: {', '.join(ways)}" if ways else ""
     return line
 
 

@@ -28,6 +28,10 @@ def test_estimate_line_says_what_the_budget_costs_and_hints_only_for_long_runs()
     # The cheaper budget fits the long-run limit and its cost is said.
     assert long.endswith("~33 min for the 1000 steps left (--epochs 10); for a quicker run: fewer steps "
                          "(--steps 400: ~13 min), a GPU")
+    # Steps so slow that few fit: the number is not rounded to 0; none worth running: no --steps hint.
+    assert "(--steps 30: ~15 min)" in estimate_line("x", 30.0, 300, 600, "--steps 600")
+    slow = estimate_line("x", 100.0, 30, 600, "--steps 600", "a GPU")
+    assert slow.endswith("(--steps 600); for a quicker run: a GPU")
     assert "per epoch" in estimate_line("x", 30.0, 300, 600, "--steps 600")
     assert "h for" in estimate_line("x", 30.0, 300, 600, "--steps 600")
 
