@@ -5,8 +5,9 @@
     python bench/distill_sweep.py ceiling --specs 'drop=0.8,...'   # LQ-trained full-width model, teacher tuned on LQ
     python bench/distill_sweep.py report     # markdown tables + plot from what has run
 
-`--steps N` gives every run the same number of optimizer steps (epochs = N / steps per epoch, so a label-only
-student, which has fewer clips per epoch, gets more epochs) and evaluates once, at the end. Distillation methods
+Every run gets the same number of optimizer steps (`--steps N`, default `pipeline distill`'s; a label-only student,
+which has fewer clips per epoch, runs more epochs) and evaluates once, at the end; `--epochs N` budgets epochs
+instead. Distillation methods
 get the train clips left out of the labels as unlabeled pairs (`pipeline distill`'s default); the plain student
 cannot use them.
 
@@ -93,34 +94,17 @@ def ensure_teacher(out: Path, hq: Path, args) -> Path:
     return run / "model.pt"
 
 
-def epochs_for(hq: Path, method: str, seed: int, args) -> int:
-    """--epochs, or with --steps the epochs that give about that many steps (drop_last batches, as the loop)."""
-    if not args.steps:
-        return args.epochs
-    from pipeline.data.pyskl_io import load_dataset
-    from pipeline.stages.distilling import stratified_fraction
-
-    ds = load_dataset(hq)
-    train = set(ds.split["train"])
-    clips = [c for c in ds.clips if c.frame_dir in train]
-    n = len(stratified_fraction(clips, args.train_fraction, seed))
-    if method != "none" and not args.no_unlabeled:
-        n = len(clips)  # the labeled clips + the unlabeled rest
-    per_epoch = max(1, n // args.batch_size)
-    return max(1, round(args.steps / per_epoch))
-
-
 def one_run(out: Path, hq: Path, teacher: Path, spec: str, method: str, revision: str, seed: int, args) -> dict:
     from pipeline.stages.distilling import make_request, run_distill
 
     run = out / "runs" / slug(spec) / f"{method}_{revision}_s{seed}"
     if (run / "metrics.json").exists():
         return json.loads((run / "metrics.json").read_text())
-    epochs = epochs_for(hq, method, seed, args)
-    req = make_request(method=method, grad_revision=revision, epochs=epochs, student_width=args.student_width,
-                       length=args.length, batch_size=args.batch_size, lr=args.lr, tau=args.tau,
-                       weights=args.weights, train_fraction=args.train_fraction, seed=seed,
-                       eval_every=epochs if args.steps else 1, unlabeled_rest=not args.no_unlabeled)
+    # The budget in steps is exact for every method (the loop cuts the last epoch short); evaluated at the end.
+    req = make_request(method=method, grad_revision=revision, epochs=args.epochs, steps=args.steps,
+                       student_width=args.student_width, length=args.length, batch_size=args.batch_size, lr=args.lr,
+                       tau=args.tau, weights=args.weights, train_fraction=args.train_fraction, seed=seed,
+                       eval_every=1 if args.epochs else 10**6, unlabeled_rest=not args.no_unlabeled)
     t0 = time.perf_counter()
     m = run_distill(hq, run, req, corrupt=spec, teacher_ckpt=teacher,
                     resume=(run / "student_last.pt").exists(), progress=not args.quiet)
@@ -187,7 +171,8 @@ def collect(out: Path) -> list[dict]:
         m = json.loads(p.read_text())
         # metrics record the seed the corruption used (",seed=N"); runs of one spec over seeds group together
         spec = re.sub(r",seed=\d+", "", m["lq_source"].removeprefix("corrupt:"))
-        steps = round(m["train_seconds"] / m["seconds_per_step"]) if m.get("seconds_per_step") else None
+        steps = m.get("steps") or (round(m["train_seconds"] / m["seconds_per_step"]) if m.get("seconds_per_step")
+                                   else None)  # runs from before metrics.json recorded its steps
         rows.append({"spec": spec, "method": m["method"],
                      "revision": m["grad_revision"], "seed": m["seed"], "teacher_hq": m["teacher"]["hq_top1"],
                      "teacher_lq": m["teacher"]["lq_top1"], "student": m["student"]["lq_top1"],
@@ -323,8 +308,9 @@ def main() -> None:
     ap.add_argument("--specs", default=None, help="';'-separated corruption specs (default: the severity list)")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--methods", default=None, help="e.g. none/global,skd/global (default: all table rows)")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--steps", type=int, default=0, help="the same optimizer steps for every run (overrides --epochs)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="the same optimizer steps for every run [pipeline distill's default, unless --epochs]")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs instead of steps (each method its own steps)")
     ap.add_argument("--no-unlabeled", action="store_true", help="no unlabeled pairs (the train rest) for any run")
     ap.add_argument("--tune-epochs", type=int, default=10, help="epochs of the teacher's fine-tuning on LQ")
     ap.add_argument("--teacher-epochs", type=int, default=30)
@@ -347,6 +333,9 @@ def main() -> None:
     if args.stage == "report":
         print(report(args.out))
         return
+    if args.epochs is None and args.steps is None:
+        from models.training.policy import DEFAULT_STEPS
+        args.steps = DEFAULT_STEPS
     budget = f"{args.steps} steps each" if args.steps else f"{args.epochs} epochs"
     setting = (f"teacher width {args.teacher_width} ({args.teacher_epochs} epochs, full HQ train split); student "
                f"width {args.student_width}, {budget}, labels of {args.train_fraction:.0%} of the train clips "

@@ -5,6 +5,12 @@ For per-loss gradients g_ce, g_1 … g_K over the student's parameters, each g_k
 `g_ce + Σ_k g_k`. Modes:
 - "global": dot products over all parameters flattened into one vector (the authors' code);
 - "per_tensor": the same test and projection done separately for each parameter tensor;
+- "tail": the global revision with its conflict test restricted to a parameter subset (`subset`; the student's
+  last blocks + head, models/revision_subset.py). The update `(1 − Σ_k c_k)·g_ce + Σ_k g_k`, with `c_k` the
+  projection coefficient `g_k·g_ce / ‖g_ce‖²` where that is negative and 0 otherwise, is the gradient of the
+  reweighted scalar `(1 − Σ_k c_k)·L_ce + Σ_k L_k`: the c_k come from per-loss gradients that stop at the subset
+  (cheap when it is the tail), then ONE backward of that scalar fills every parameter. With the subset = every
+  parameter it is the global revision (tests/models/test_revision_subset.py);
 - "none": plain sum of the losses, one backward.
 
 Parameters that only some losses reach are exact under the same formula: where g_ce is zero (a distillation
@@ -37,7 +43,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-MODES = ("none", "global", "per_tensor")
+MODES = ("none", "global", "per_tensor", "tail")  # the one list of revision modes
 IMPLS = ("auto", "naive", "batched", "jvp")
 
 Grads = list[Tensor | None]
@@ -101,23 +107,47 @@ def _per_loss_grads(losses: list[Tensor], params: Sequence[Tensor], impl: str,
     return [_add(b, t) for b, t in zip(branch_b, trunk_b)]
 
 
-def _combine_global(stacks: list[Tensor | None], names: list[str]) -> tuple[list[Tensor | None], dict[str, float]]:
+def _coefficients(dots: Tensor, n0: Tensor) -> Tensor:
+    """c_k = g_k·g_ce / ‖g_ce‖² where g_k conflicts with g_ce (negative dot product), else 0."""
+    return torch.where((dots < 0) & (n0 > 0), dots / n0.clamp(min=torch.finfo(n0.dtype).tiny), torch.zeros_like(dots))
+
+
+def _global_coefficients(stacks: list[Tensor | None], names: list[str]) -> tuple[Tensor | None, dict[str, float]]:
+    """The global test over the parameters of `stacks` (`[K+1, *shape]` each): (c_k for k ≥ 1, statistics)."""
     flat = [s.reshape(s.shape[0], -1) for s in stacks if s is not None]
     if not flat:
-        return list(stacks), {}
+        return None, {}
     gram_row = sum((f @ f[0] for f in flat), torch.zeros(len(names), dtype=flat[0].dtype, device=flat[0].device))
     sq = sum((f.pow(2).sum(1) for f in flat), torch.zeros_like(gram_row))
-    n0 = gram_row[0]
-    dots = gram_row[1:]
-    coef = torch.where((dots < 0) & (n0 > 0), dots / n0.clamp(min=torch.finfo(n0.dtype).tiny), torch.zeros_like(dots))
-    scale = 1 - coef.sum()
-    out = [None if s is None else s[0] * scale + s[1:].sum(0) for s in stacks]
+    n0, dots = gram_row[0], gram_row[1:]
     cos = dots / (sq[1:].sqrt() * n0.sqrt()).clamp(min=torch.finfo(n0.dtype).tiny)
     stats = {}
     for i, name in enumerate(names[1:]):
-        stats[f"conflict/{name}"] = float(dots[i] < 0)
+        stats[f"conflict/{name}"] = float(dots[i] < 0 and n0 > 0)
         stats[f"cos/{name}"] = float(cos[i])
-    return out, stats
+    return _coefficients(dots, n0), stats
+
+
+def _combine_global(stacks: list[Tensor | None], names: list[str]) -> tuple[list[Tensor | None], dict[str, float]]:
+    coef, stats = _global_coefficients(stacks, names)
+    if coef is None:
+        return list(stacks), {}
+    scale = 1 - coef.sum()
+    return [None if s is None else s[0] * scale + s[1:].sum(0) for s in stacks], stats
+
+
+def _global_on_subset(losses: list[Tensor], params: Sequence[Tensor], subset: Sequence[Tensor], names: list[str],
+                      reduce: Reduce | None) -> tuple[list[Tensor | None], dict[str, float]]:
+    """The "tail" mode: the global test on `subset`, then one backward of the reweighted scalar (docstring)."""
+    stacks = _per_loss_grads(losses, [p for p in subset if p.requires_grad], "naive", None)
+    if reduce is not None:
+        stacks = reduce(stacks)  # the combined batch's subset gradients: every rank takes the same decision
+    coef, stats = _global_coefficients(stacks, names)
+    total = losses[0] * (1 - coef.sum().detach()) if coef is not None else losses[0]
+    for loss in losses[1:]:
+        total = total + loss
+    grads: list[Tensor | None] = list(torch.autograd.grad(total, params, allow_unused=True))
+    return (reduce(grads) if reduce is not None else grads), stats
 
 
 def _combine_per_tensor(stacks: list[Tensor | None], names: list[str]
@@ -138,7 +168,7 @@ def _combine_per_tensor(stacks: list[Tensor | None], names: list[str]
         sq = f.pow(2).sum(1) if sq is None else sq + f.pow(2).sum(1)
         n0, dots = row[0], row[1:]
         conflict = (dots < 0) & (n0 > 0)
-        coef = torch.where(conflict, dots / n0.clamp(min=torch.finfo(n0.dtype).tiny), torch.zeros_like(dots))
+        coef = _coefficients(dots, n0)
         out.append(s[0] * (1 - coef.sum()) + s[1:].sum(0))
         for i in range(k):
             shared[i] += int(dots[i] != 0)
@@ -283,13 +313,14 @@ def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: Featur
     if reduce is not None and dots:
         # g_k·g_ce is linear in g_k: the combined batch's is the ranks' (weighted) mean of their local ones.
         dots = list(reduce([torch.stack([torch.as_tensor(d) for d in dots])])[0])  # type: ignore[index]
-    scale: Tensor | float = 1.0
     stats = {}
-    for k, dot in enumerate(dots, start=1):
-        conflict = bool(dot < 0) and bool(n0 > 0)
-        if conflict:
-            scale = scale - dot / n0
-        stats[f"conflict/{names[k]}"] = float(conflict)
+    scale: Tensor | float = 1.0
+    if dots:
+        dots_t = torch.stack([torch.as_tensor(d) for d in dots])
+        n0_t = torch.as_tensor(n0, dtype=dots_t.dtype, device=dots_t.device)
+        scale = 1 - _coefficients(dots_t, n0_t).sum()
+        for k in range(1, len(losses)):
+            stats[f"conflict/{names[k]}"] = float(dots_t[k - 1] < 0 and n0_t > 0)
     u_d = torch.stack(u[1:]).sum(0)
     t_d = torch.autograd.grad(feats, params, grad_outputs=u_d, allow_unused=True)
     out = []
@@ -313,7 +344,7 @@ def _global_jvp(losses: list[Tensor], params: Sequence[Tensor], splitter: Featur
 
 def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence[Tensor], mode: str = "global",
                         impl: str = "auto", split: FeatureTap | tuple[Tensor, Tensor] | None = None,
-                        reduce: Reduce | None = None) -> dict[str, float]:
+                        reduce: Reduce | None = None, subset: Sequence[Tensor] | None = None) -> dict[str, float]:
     """Back-propagate `losses` (weighted scalars, `ce_key` the classification loss) with gradient revision.
 
     Accumulates into `.grad` of `params` like `backward()` does (zero them before); parameters that no loss reaches
@@ -321,7 +352,8 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
     per distillation loss: `conflict/<name>` (global: 1.0 if it conflicted with CE this step; per_tensor: the
     fraction of the parameter tensors shared with CE where it did) and, except with "jvp", `cos/<name>` (cosine
     with the CE gradient over all parameters). `impl` and `split`: see the module docstring; "auto" is "jvp" for
-    the global mode when `split` is a FeatureTap, else "naive" (the fastest of the others on a CPU).
+    the global mode when `split` is a FeatureTap, else "naive" (the fastest of the others on a CPU). `subset`: the
+    parameters of the "tail" mode's conflict test (required there, and only there; `impl` and `split` unused).
 
     `reduce` (data-parallel training, see models/training/distributed.py): averages a list of tensors across ranks. The
     per-loss gradients (or, for "jvp", g_ce, the dot products and the distillation sum) are averaged BEFORE the
@@ -335,6 +367,8 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
         raise ValueError(f"the classification loss {ce_key!r} is not among the losses {sorted(losses)}")
     if not losses[ce_key].requires_grad:
         raise ValueError(f"the classification loss {ce_key!r} does not depend on any parameter")
+    if (mode == "tail") != (subset is not None):
+        raise ValueError("the 'tail' mode needs the subset of parameters its test runs on, and only it takes one")
     params = [p for p in params if p.requires_grad]
     # A loss that reaches no parameter (e.g. a constant) has a zero gradient: nothing to revise.
     names = [ce_key] + [k for k, v in losses.items() if k != ce_key and v.requires_grad]
@@ -359,6 +393,8 @@ def revise_and_backward(losses: dict[str, Tensor], ce_key: str, params: Sequence
             grads = [_add(b, t) for b, t in zip(g[:-1], trunk)]
         if reduce is not None:
             grads = reduce(grads)
+    elif mode == "tail":
+        grads, stats = _global_on_subset(vals, params, subset, names, reduce)  # type: ignore[arg-type]
     elif mode == "global" and impl == "jvp":
         grads, stats = _global_jvp(vals, params, splitter, names, reduce)  # type: ignore[arg-type]
     else:

@@ -7,10 +7,8 @@ from dataclasses import field, fields, make_dataclass
 from torch import Tensor, nn
 
 from models.contract.numbers import check_number
+from models.grad_revision import MODES as REVISION_MODES
 from models.losses import METHODS
-
-# "tail": the global revision's conflict test on the last `revision_blocks` blocks + head only (revision_subset.py).
-REVISION_MODES = ("none", "global", "per_tensor", "tail")
 
 
 def _option_defaults() -> dict[str, object]:
@@ -58,7 +56,7 @@ def _post_init(self) -> None:
 
 # What the student learns from the teacher, and how the gradients are combined: the method, the CE weight, every
 # method's options (default: the method's own), and `grad_revision` ("none" | "global" | "per_tensor" | "tail";
-# default: the method's; read by the training loop, see models/grad_revision.py and models/revision_subset.py),
+# default: the method's; read by the training loop, see models/grad_revision.py),
 # `revision_blocks` (the tail's blocks).
 DistillConfig = make_dataclass(
     "DistillConfig",

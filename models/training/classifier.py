@@ -88,7 +88,7 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
     files = RunFiles(state=out / "last.pt", state_format=CLASSIFIER_STATE, csv=out / "metrics.csv",
                      plot=out / "curves.png", plot_fn=plot_classifier_curves, line=classifier_line, row=_row,
                      csv_fields=CSV_FIELDS,
-                     hint="fewer --epochs, a shorter --length (32), a smaller --width, or a GPU (--device cuda)",
+                     hint="a shorter --length (32), a smaller --width, or a GPU (--device cuda)",
                      config={"train_config": cfg.to_dict(), "model_config": model_config.to_dict(),
                              "input_config": input_config.to_dict()},
                      # the same model; the rest may change on resume (e.g. more epochs)
@@ -104,7 +104,8 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
         "test_top1": last_eval["top1"] if last_eval else None,
         "test_top5": last_eval["top5"] if last_eval else None,
         "n_test": last_eval["n"] if last_eval else 0,
-        "epochs": cfg.epochs,
+        "epochs": len(hist.rows),  # run, the last one maybe cut short by a budget of steps
+        "steps": hist.steps,
         "train_seconds": round(hist.train_seconds, 2),
         "seed": cfg.seed,
         "skipped_steps": hist.skipped_steps,
@@ -129,7 +130,7 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
         save_checkpoint(out / "model.pt", model, layout=layout, classes=classes, model_config=model_config,
                         input_config=input_config,
                         extra={"metrics": {k: metrics[k] for k in ("test_top1", "test_top5", "n_test", "epochs",
-                                                                   "train_seconds", "seed")},
+                                                                   "steps", "train_seconds", "seed")},
                                "train_config": cfg.to_dict(), **open_set, **(extra or {})})
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if dist is not None:

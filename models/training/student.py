@@ -3,7 +3,7 @@
 Per step: the teacher (eval mode, no gradient) gives logits and last-block features on the HQ window; the student
 gives the same on the LQ window (same frames, same augmentation); CE on labels plus the method's distillation
 terms; with gradient revision the distillation gradients that conflict with CE's are projected (see
-models/grad_revision.py, and models/revision_subset.py for the "tail" mode), otherwise the weighted sum is
+models/grad_revision.py; the "tail" mode's parameters: models/revision_subset.py), otherwise the weighted sum is
 back-propagated once. A clip labeled -1 (UNLABELED: a pair without a label) feeds the distillation terms only.
 A method that reads middle blocks gets their outputs through forward hooks on both nets (BlockTap).
 """
@@ -21,7 +21,7 @@ from models.grad_revision import FeatureTap, revise_and_backward
 from models.losses.distill import DistillConfig, DistillLosses
 from models.losses.multiblock import BlockTap
 from models.net.stgcn import STGCN
-from models.revision_subset import revise_subset_and_backward, tail_parameters
+from models.revision_subset import tail_parameters
 from models.training.config import TrainConfig
 from models.training.distributed import DistContext, sync_batchnorm
 from models.training.fit import RunFiles, Step, StepOut, fit
@@ -77,14 +77,9 @@ def distill_step(teacher: STGCN, student: STGCN, losses: DistillLosses, x_hq: to
     if not finite:
         return terms, {"skipped": 1.0}
     stats: dict = {}
-    if subset is not None and len(terms) > 1:
-        stats = revise_subset_and_backward(terms, "ce", params, subset,
-                                           reduce=dist.reducer(len(y)) if dist is not None else None)
-        if dist is not None:
-            dist.average_gradients(params, len(y))
-    elif tap is not None and len(terms) > 1:
+    if (tap is not None or subset is not None) and len(terms) > 1:
         stats = revise_and_backward(terms, "ce", params, mode=dcfg.grad_revision, impl=dcfg.revision_impl,
-                                    split=tap, reduce=dist.reducer(len(y)) if dist is not None else None)
+                                    split=tap, subset=subset, reduce=dist.reducer(len(y)) if dist is not None else None)
     else:
         torch.stack(list(terms.values())).sum().backward()
         if dist is not None:
@@ -121,7 +116,7 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
                   dcfg: DistillConfig, out: Path, *, resume: bool = False, progress: bool = True,
                   num_classes: int, dist: DistContext | None = None,
                   stop_after_epoch: int | None = None) -> tuple[History, dict | None]:
-    """Train `student` (and the losses' adapters) for `cfg.epochs`; evaluates on `test_set` (LQ clips).
+    """Train `student` (and the losses' adapters) for `cfg`'s budget; evaluates on `test_set` (LQ clips).
 
     Writes `out/student_metrics.csv`, `out/student_curves.png` and `out/student_last.pt` each epoch (resumable).
     `dist` (under torchrun; `train_set` sharded with `dist.shard`): gradients averaged across ranks, epoch
@@ -150,7 +145,7 @@ def train_student(teacher: STGCN, student: STGCN, losses: DistillLosses, train_s
     block_taps = (BlockTap(student, mids), BlockTap(teacher, mids)) if mids else None
     files = RunFiles(state=out / "student_last.pt", state_format=STUDENT_STATE, csv=out / "student_metrics.csv",
                      plot=out / "student_curves.png", plot_fn=plot_student_curves, line=student_line, row=_row,
-                     hint="fewer --epochs, a shorter --length (32), --no-grad-revision, or a GPU (--device cuda)")
+                     hint="a shorter --length (32), --no-grad-revision, or a GPU (--device cuda)")
     try:
         hist, last_eval, _ = fit(student_step(teacher, student, losses, cfg, dcfg, params, tap, dist, subset,
                                               block_taps),

@@ -10,7 +10,7 @@ import click
 from models.contract.errors import BadInput
 from models.contract.paths import vet_output
 from models.training.distributed import check_sync_bn, distributed
-from models.training.policy import DEFAULT_THREADS, PRECISIONS, THREADS_HELP
+from models.training.policy import DEFAULT_STEPS, DEFAULT_THREADS, PRECISIONS, THREADS_HELP
 from models.training.runtime import resolve_device, set_threads
 from pipeline.cli.eval_videos import check_inputs, eval_videos, video_eval_options
 from pipeline.cli.layout_opts import layout_option, source_layout_option
@@ -24,7 +24,9 @@ from pipeline.stages.training import eval_from_pickle, request_from_options, tra
 @source_layout_option
 @click.option("--config", "config_file", default=None, type=click.Path(path_type=Path),
               help="TOML file setting any of these options by name (command-line options win).")
-@click.option("--epochs", type=int, default=None, help="Epochs [60].")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help=f"Optimizer steps, whatever the data set's size [{DEFAULT_STEPS} when --epochs is not given].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs instead of --steps.")
 @click.option("--seed", type=int, default=None, help="Random seed [0].")
 @click.option("--batch-size", type=int, default=None, help="Batch size [32].")
 @click.option("--lr", type=float, default=None, help="Peak learning rate, SGD Nesterov [0.1].")
@@ -59,13 +61,13 @@ from pipeline.stages.training import eval_from_pickle, request_from_options, tra
               help="Under torchrun on CUDA: BatchNorm statistics over the whole batch, not each rank's slice [off].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (from its last.pt).")
 @click.option("--overwrite", is_flag=True, help="Start over in an --out that already holds a run.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
 def train(data: Path, out: Path, layout: str | None, source_layout: str | None, config_file: Path | None,
           resume: bool, overwrite: bool, quiet: bool, threads: int | None, **options) -> None:
     """Train an ST-GCN classifier on the train split of DATA; test on its test split.
 
     Writes OUT/model.pt (checkpoint with layout, classes and configuration), OUT/metrics.json
-    ({"classes", "test_top1", "test_top5", "epochs", "train_seconds", ...}), OUT/metrics.csv, OUT/curves.png,
+    ({"classes", "test_top1", "test_top5", "epochs", "steps", "train_seconds", ...}), OUT/metrics.csv, OUT/curves.png,
     OUT/confusion.png, and OUT/last.pt after every epoch for --resume. Under `torchrun --nproc_per_node N -m
     pipeline train ...` each rank takes its slice of every batch (--batch-size is the global batch).
     """
@@ -87,7 +89,7 @@ def train(data: Path, out: Path, layout: str | None, source_layout: str | None, 
                                     dist=dist)
     if dist is not None and not dist.is_main:
         return
-    summary = {k: metrics[k] for k in ("test_top1", "test_top5", "epochs", "train_seconds")}
+    summary = {k: metrics[k] for k in ("test_top1", "test_top5", "epochs", "steps", "train_seconds")}
     click.echo(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}: {json.dumps(summary)}")
 
 

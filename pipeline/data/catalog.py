@@ -62,6 +62,8 @@ def summarize(ds: SkeletonDataset) -> dict:
         "per_split": per_split,
         "frames": {"min": int(frames.min()), "median": float(np.median(frames)), "mean": float(frames.mean()),
                    "max": int(frames.max())},
+        # How an LQ pickle from `dataset corrupt` was made (its spec with the seed used); None for any other file.
+        "corruption": ds.extra.get("corruption"),
     }
 
 

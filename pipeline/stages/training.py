@@ -19,7 +19,7 @@ from models.contract.skeleton import SkeletonDataset
 from models.net.stgcn import STGCN, STGCNConfig
 from models.net.transforms import InputConfig, in_channels
 from models.training.classifier import train_model
-from models.training.config import TrainConfig, test_loader
+from models.training.config import TrainConfig, iters_per_epoch, run_plan, test_loader, warmup_problem
 from models.training.evaluation import evaluate
 from pipeline.data.clips import ClipDataset, constant_scores
 from pipeline.data.pyskl_io import load_dataset
@@ -42,7 +42,8 @@ class TrainRequest:
 
 
 # Options that may differ when a run is resumed (they do not change what is learned, or extend it).
-RESUMABLE_CHANGES = {"epochs", "num_workers", "eval_every", "device", "amp"}
+RESUMABLE_CHANGES = {"epochs", "steps", "num_workers", "eval_every", "device", "amp"}
+BUDGETS = ("epochs", "steps")  # a resumed run given one of them drops the other (the budget is one or the other)
 
 
 def build_model(layout: Layout, num_classes: int, coord_dims: int, icfg: InputConfig, opts: ModelOptions
@@ -78,16 +79,19 @@ def train_from_dataset(ds: SkeletonDataset, out: str | os.PathLike, req: TrainRe
         raise BadInput("exists and is not a folder", out)
     if resume:
         req = merge_resume(_stored_request(out), req, explicit)
-        done = _finished_epochs(out)
-        if done is not None and done >= req.train.epochs:
-            notice(f"{out}: the run already finished its {done} epochs: re-evaluating the saved model only (give "
-                   "--epochs N to train further)")
     elif not overwrite and ((out / "last.pt").exists() or (out / "model.pt").exists()):
         raise BadInput("already holds a run: pass --resume to continue it, --overwrite to start over, or another "
                        "--out", out)
     train_clips = split_clips(ds, req.train_split, where)
     test_clips = split_clips(ds, req.test_split, where)
     icfg, tcfg = req.input, req.train
+    iters = iters_per_epoch(tcfg, len(train_clips))
+    if (problem := warmup_problem(tcfg, iters)) is not None:  # before anything is written
+        raise BadInput(problem)
+    done = _finished_steps(out) if resume else None
+    if done is not None and done >= run_plan(tcfg, iters)[1]:
+        notice(f"{out}: the run already finished its {done} steps: re-evaluating the saved model only (give "
+               "--steps N or --epochs N to train further)")
     # Never pad more persons than the data has: an all-zero person would double the compute for nothing.
     persons = max(c.num_persons for c in ds.clips)
     if not resume and icfg.max_persons > persons:
@@ -123,10 +127,10 @@ def train_from_dataset(ds: SkeletonDataset, out: str | os.PathLike, req: TrainRe
             raise
 
 
-def _finished_epochs(out: Path) -> int | None:
-    """Epochs of the finished run in `out` (from its metrics.json), None when there is none."""
+def _finished_steps(out: Path) -> int | None:
+    """Optimizer steps of the finished run in `out` (from its metrics.json), None when there is none."""
     try:
-        return int(read_json(out / "metrics.json")["epochs"])
+        return int(read_json(out / "metrics.json")["steps"])
     except (BadInput, ValueError, KeyError, TypeError):
         return None
 
@@ -163,7 +167,9 @@ def merge_resume(stored: TrainRequest, given: TrainRequest, explicit: set[str] |
             new, old = getattr(getattr(given, group), f.name), getattr(getattr(stored, group), f.name)
             if new == old:
                 continue
-            if group == "train" and f.name in RESUMABLE_CHANGES:
+            if group == "train" and f.name in BUDGETS:
+                tr = replace(tr, **{b: (new if b == f.name else None) for b in BUDGETS})
+            elif group == "train" and f.name in RESUMABLE_CHANGES:
                 tr = replace(tr, **{f.name: new})
             else:
                 raise BadInput(f"the run was started with {f.name}={old!r}; resume with the same value or leave "
@@ -201,7 +207,8 @@ def eval_from_pickle(model_path: str | os.PathLike, data: str | os.PathLike, *, 
 
 # Command-line / config-file option name -> (group, field) of TrainRequest.
 OPTION_FIELDS: dict[str, tuple[str, str]] = {
-    "epochs": ("train", "epochs"), "seed": ("train", "seed"), "batch_size": ("train", "batch_size"),
+    "epochs": ("train", "epochs"), "steps": ("train", "steps"), "seed": ("train", "seed"),
+    "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"), "weight_decay": ("train", "weight_decay"), "warmup": ("train", "warmup_epochs"),
     "schedule": ("train", "schedule"), "milestones": ("train", "milestones"),
     "label_smoothing": ("train", "label_smoothing"), "test_clips": ("train", "num_test_clips"),
@@ -233,10 +240,7 @@ def request_from_options(options: dict, config_file: str | os.PathLike | None = 
 
     Returns it with the set of field names the user set (used to check a resumed run's options).
     """
-    values: dict[str, object] = {}
-    if config_file is not None:
-        values.update(_read_config(Path(config_file)))
-    values.update({k: v for k, v in options.items() if v is not None})
+    values = option_values(options, config_file, OPTION_FIELDS, _CONFIG_ALIASES)
     groups: dict[str, dict] = {"train": {}, "input": {}, "model": {}, "": {}}
     explicit = set()
     for key, value in values.items():
@@ -253,17 +257,7 @@ def request_from_options(options: dict, config_file: str | os.PathLike | None = 
     except (ValueError, TypeError) as e:
         raise BadInput(f"invalid training options: {e}", config_file) from None
     check_model_options(req.model, config_file)
-    if "warmup_epochs" not in explicit:  # the default warm-up scales with the run, so short runs reach their lr
-        req = replace(req, train=replace(req.train, warmup_epochs=default_warmup(req.train.epochs)))
-    elif req.train.warmup_epochs >= req.train.epochs:
-        raise BadInput(f"--warmup {req.train.warmup_epochs:g} is not shorter than --epochs {req.train.epochs}: "
-                       "the learning rate would never reach --lr")
     return req, explicit
-
-
-def default_warmup(epochs: int) -> float:
-    """5 warm-up epochs, or a sixth of a shorter run."""
-    return min(5.0, epochs / 6)
 
 
 def check_model_options(opts: ModelOptions, where: str | os.PathLike | None = None) -> None:
@@ -274,7 +268,19 @@ def check_model_options(opts: ModelOptions, where: str | os.PathLike | None = No
         raise BadInput(f"invalid model options: {e}", where) from None
 
 
-def _read_config(path: Path) -> dict:
+def option_values(options: dict, config_file: str | os.PathLike | None, known, aliases: dict[str, str]) -> dict:
+    """The options set by the TOML `config_file` (names in `known`, or their `aliases`), then by the command line
+    (None = not given; the command line wins). `train` and `distill` read their options this one way."""
+    values: dict[str, object] = {}
+    if config_file is not None:
+        values.update(read_config(Path(config_file), known, aliases))
+    values.update({k: v for k, v in options.items() if v is not None})
+    if all(values.get(b) is not None for b in BUDGETS):
+        raise BadInput("give --epochs or --steps, not both (the run's budget is one or the other)", config_file)
+    return values
+
+
+def read_config(path: Path, known, aliases: dict[str, str]) -> dict:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -286,8 +292,8 @@ def _read_config(path: Path) -> dict:
         raise BadInput(f"not valid TOML ({e})", path) from None
     out = {}
     for key, value in doc.items():
-        name = _CONFIG_ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
-        if name not in OPTION_FIELDS:
-            raise BadInput(f"unknown option {key!r} (known: {', '.join(sorted(OPTION_FIELDS))})", path)
+        name = aliases.get(key.replace("-", "_"), key.replace("-", "_"))
+        if name not in known:
+            raise BadInput(f"unknown option {key!r} (known: {', '.join(sorted(known))})", path)
         out[name] = value
     return out

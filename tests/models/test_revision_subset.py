@@ -1,5 +1,6 @@
-"""Revision over a parameter subset: with every parameter it is the exact global revision; a tail subset still
-gives a finite update on every parameter; unlabeled clips (label -1) contribute no CE term."""
+"""The "tail" revision (the global one with its test on a parameter subset): with every parameter it is the exact
+global revision; a tail subset still gives a finite update on every parameter, and differs from the global one when
+the subset's test decides otherwise; unlabeled clips (label -1) contribute no CE term."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from models.contract.layouts import get_layout
 from models.grad_revision import revise_and_backward
 from models.losses.distill import DistillConfig, build_distill_losses
 from models.net.stgcn import STGCN, STGCNConfig
-from models.revision_subset import revise_subset_and_backward, tail_parameters
+from models.revision_subset import tail_parameters
 from models.training.student import distill_step
 
 
@@ -50,11 +51,12 @@ def test_all_parameters_equals_exact_global_revision():
         exact = [p.grad.clone() for p in params]
         s.zero_grad()
         losses.zero_grad()
-        sub = revise_subset_and_backward(_terms(t, s, losses, x, y), "ce", params, params)
+        sub = revise_and_backward(_terms(t, s, losses, x, y), "ce", params, mode="tail", subset=params)
         for a, b in zip(exact, [p.grad for p in params]):
             assert torch.allclose(a, b, atol=1e-10, rtol=1e-8)
-        assert {k: v for k, v in st.items() if k.startswith("conflict/")} == sub
-        conflicts += sum(sub.values())
+        assert st.keys() == sub.keys()
+        assert all(sub[k] == pytest.approx(st[k], abs=1e-9) for k in st)
+        conflicts += sum(v for k, v in sub.items() if k.startswith("conflict/"))
     assert conflicts > 0  # the projection really ran (otherwise the equality would be trivial)
 
 
@@ -66,8 +68,30 @@ def test_tail_subset_fills_every_parameter():
     assert 0 < len(tail) < len(params)
     assert all(any(p is q for q in params) for p in tail)
     x = torch.randn(4, 1, 16, 13, 3, dtype=torch.float64)
-    revise_subset_and_backward(_terms(t, s, losses, x, torch.tensor([0, 1, 2, 3])), "ce", params, tail)
+    revise_and_backward(_terms(t, s, losses, x, torch.tensor([0, 1, 2, 3])), "ce", params, mode="tail", subset=tail)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in s.blocks[0].parameters())
+
+
+def test_tail_decides_on_its_subset_only():
+    # g_ce = (1, 1) and g_a = (-2, 1) conflict over both parameters (dot -1), but agree on y alone (dot 1): the
+    # tail test on {y} leaves g_a whole, the global one projects it (see test_grad_revision's worked example).
+    x = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(-0.7, dtype=torch.float64, requires_grad=True)
+    stats = revise_and_backward({"ce": x + y, "a": -2 * x + y}, "ce", [x, y], mode="tail", subset=[y])
+    assert (x.grad.item(), y.grad.item()) == pytest.approx((-1.0, 2.0), abs=1e-12)  # (1,1) + (-2,1)
+    assert stats["conflict/a"] == 0.0
+    x.grad = y.grad = None
+    stats = revise_and_backward({"ce": x + y, "a": -2 * x + y}, "ce", [x, y], mode="tail", subset=[x, y])
+    assert (x.grad.item(), y.grad.item()) == pytest.approx((-0.5, 2.5), abs=1e-12)  # the global revision's
+    assert stats["conflict/a"] == 1.0
+
+
+def test_tail_needs_its_subset():
+    x = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="subset"):
+        revise_and_backward({"ce": 2 * x, "a": -x}, "ce", [x], mode="tail")
+    with pytest.raises(ValueError, match="subset"):
+        revise_and_backward({"ce": 2 * x, "a": -x}, "ce", [x], mode="global", subset=[x])
 
 
 def test_unlabeled_clips_add_no_ce():

@@ -115,6 +115,10 @@ def test_corrupt(hq: Path, tmp_path: Path):
            "--out", tmp_path / "lq2.pkl")
     again = load_dataset(tmp_path / "lq2.pkl")
     assert all(np.array_equal(x.keypoint, y.keypoint) for x, y in zip(b.clips, again.clips))
+    # `info` shows how the LQ pickle was made (the spec with its seed); HQ has none.
+    spec = json.loads(invoke("dataset", "info", tmp_path / "lq.pkl", "--json"))["corruption"]
+    assert spec.startswith("drop=0.6,impute=3,jitter=0.02,framedrop=0.1") and "seed=3" in spec
+    assert json.loads(invoke("dataset", "info", hq, "--json"))["corruption"] is None
 
 
 def test_export_to_pickle_in_another_layout_and_back(hq: Path, tmp_path: Path):

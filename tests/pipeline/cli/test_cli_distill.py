@@ -13,9 +13,11 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.contract.errors import BadInput
+from models.training.policy import DEFAULT_STEPS
 from pipeline.data.pyskl_io import save_dataset
 from pipeline.stages.distilling import make_request, run_distill
 from tests.conftest import make_dataset
+from tests.support.cli_support import run_pipeline
 
 TINY = dict(epochs=1, teacher_epochs=1, student_width=0.1, teacher_width=0.15, depth=2, length=8, batch_size=4)
 
@@ -170,3 +172,64 @@ def test_unlabeled_pairs(hq_pkl: Path, teacher_pt: Path, tmp_path: Path):
     with pytest.raises(BadInput, match="--unlabeled-lq"):
         run_distill(hq_pkl, tmp_path / "bad", make_request(method="kd", **TINY), lq_path=hq_pkl,
                     teacher_ckpt=teacher_pt, progress=False, unlabeled=u)
+
+
+def test_every_method_gets_the_same_steps(hq_pkl: Path, teacher_pt: Path, tmp_path: Path):
+    # The unlabeled pool lengthens a distillation student's epoch, not its budget: at --steps every method, the
+    # plain student included, takes the same optimizer steps (its epochs differ).
+    tiny = {k: v for k, v in TINY.items() if k != "epochs"} | {"steps": 5, "train_fraction": 0.5}
+    runs = {method: run_distill(hq_pkl, tmp_path / method, make_request(method=method, **tiny), corrupt="drop=0.5",
+                                teacher_ckpt=teacher_pt, progress=False) for method in ("none", "kd")}
+    assert runs["kd"]["n_unlabeled"] == 3 and runs["none"]["n_unlabeled"] == 0
+    assert runs["none"]["steps"] == runs["kd"]["steps"] == 5
+    assert runs["none"]["epochs"] == 5 and runs["kd"]["epochs"] == 3  # 1 and 2 steps per epoch at batch 4
+    assert runs["kd"]["budget"] == "--steps 5"
+    # No budget given: the default steps, for the teacher too; --epochs is kept exactly when given.
+    req = make_request()
+    assert (req.student_train.steps, req.student_train.epochs) == (DEFAULT_STEPS, None)
+    assert (req.teacher_train.steps, req.teacher_train.epochs) == (DEFAULT_STEPS, None)
+    req = make_request(epochs=3)
+    assert (req.student_train.epochs, req.student_train.steps, req.teacher_train.epochs) == (3, None, 3)
+    req = make_request(steps=40, teacher_epochs=2)
+    assert (req.teacher_train.epochs, req.teacher_train.steps) == (2, None)
+    with pytest.raises(BadInput, match="not both"):
+        make_request(epochs=3, steps=40)
+
+
+def test_config_file_sets_what_the_command_line_sets(tmp_path: Path):
+    cfg = tmp_path / "d.toml"
+    cfg.write_text('method = "kd"\nsteps = 40\nstudent-width = 0.5\ndepth = 4\nlength = 16\nscore = false\n'
+                   'grad-revision = false\nweights = "kd=0.5"\ntrain_fraction = 0.5\nfeatures = ["joint", "bone"]\n'
+                   'batch-size = 8\nseed = 2\n')
+    from_file = make_request(cfg)
+    from_cli = make_request(method="kd", steps=40, student_width=0.5, depth=4, length=16, use_score=False,
+                            grad_revision=False, weights="kd=0.5", train_fraction=0.5, features="joint,bone",
+                            batch_size=8, seed=2)
+    assert from_file.to_dict() == from_cli.to_dict()
+    assert from_file.distill.grad_revision == "none" and from_file.distill.kd_weight == 0.5
+    assert from_file.teacher_model.depth == 4 and from_file.teacher_train.batch_size == 8
+    # The command line wins over the file.
+    assert make_request(cfg, method="rkd", steps=None).distill.method == "rkd"
+    cfg.write_text("stpes = 40\n")
+    with pytest.raises(BadInput, match="unknown option 'stpes'"):
+        make_request(cfg)
+    with pytest.raises(TypeError, match="stpes"):
+        make_request(stpes=40)
+
+
+def test_cli_config_overwrite_and_plain_progress(hq_pkl: Path, teacher_pt: Path, tmp_path: Path):
+    cfg = tmp_path / "d.toml"
+    cfg.write_text('method = "kd"\nsteps = 3\nstudent-width = 0.1\ndepth = 2\nlength = 8\nbatch-size = 4\n')
+    out = tmp_path / "run"
+    args = ["distill", "--hq", hq_pkl, "--corrupt", "drop=0.5", "--teacher", teacher_pt, "--config", cfg,
+            "--out", out]
+    r = run_pipeline(*args)  # stderr is a pipe: plain progress lines, no bar frames
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr and "student (kd): step 3/3 (100%)" in r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "kd" and m["steps"] == 3 and m["request"]["student_model"]["width"] == 0.1
+    r = run_pipeline(*args, "--quiet")
+    assert r.returncode == 2 and "--overwrite to start over" in r.stderr
+    r = run_pipeline(*args, "--quiet", "--overwrite", "--steps", "2")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 2

@@ -1,4 +1,5 @@
-"""The training stage's choices for the user: warm-up scaled to the run, ground truth's constant score channel."""
+"""The training stage's choices for the user: the budget (steps unless --epochs), a warm-up that fits the run,
+ground truth's constant score channel."""
 
 from __future__ import annotations
 
@@ -9,23 +10,32 @@ import pytest
 
 from models.checkpoint import load_checkpoint
 from models.contract.errors import BadInput
+from models.training.policy import DEFAULT_STEPS
 from pipeline.data.pyskl_io import save_dataset
-from pipeline.stages.training import default_warmup, request_from_options
+from pipeline.stages.training import request_from_options
 from tests.conftest import make_dataset
 from tests.support.cli_support import run_pipeline
 
 SMALL = ["--epochs", "1", "--width", "0.125", "--depth", "2", "--length", "8", "--batch-size", "4", "--quiet"]
 
 
-def test_warm_up_scales_with_short_runs_and_must_be_shorter_than_the_run():
-    req, _ = request_from_options({"epochs": 2})
-    assert req.train.warmup_epochs == pytest.approx(2 / 6)  # reaches --lr after a third of an epoch
-    req, _ = request_from_options({"epochs": 60})
-    assert req.train.warmup_epochs == 5.0 == default_warmup(60)
-    req, _ = request_from_options({"epochs": 10, "warmup": 3})
-    assert req.train.warmup_epochs == 3  # an explicit warm-up is kept
-    with pytest.raises(BadInput, match="--warmup 5 is not shorter than --epochs 2"):
-        request_from_options({"epochs": 2, "warmup": 5})
+def test_budget_is_steps_unless_epochs_and_the_warm_up_must_fit(tmp_path: Path):
+    req, _ = request_from_options({})
+    assert (req.train.steps, req.train.epochs, req.train.warmup_epochs) == (DEFAULT_STEPS, None, None)
+    req, explicit = request_from_options({"epochs": 10, "warmup": 3})
+    assert (req.train.epochs, req.train.steps, req.train.warmup_epochs) == (10, None, 3)
+    assert "epochs" in explicit and "steps" not in explicit
+    with pytest.raises(BadInput, match="not both"):
+        request_from_options({"epochs": 2, "steps": 5})
+    data = tmp_path / "d.pkl"
+    save_dataset(make_dataset(n_per_class=4, num_classes=2), data)  # 4 train clips: 1 step per epoch at batch 4
+    proc = run_pipeline("train", "--data", data, "--out", tmp_path / "run", *SMALL, "--warmup", "5")
+    assert proc.returncode == 2 and "--warmup 5 epochs (5 steps) is not shorter than the run" in proc.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+    proc = run_pipeline("train", "--data", data, "--out", tmp_path / "s", *SMALL[2:], "--steps", "3")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert m["steps"] == 3 and m["epochs"] == 3
 
 
 def test_ground_truth_trains_without_the_score_channel_and_says_so(tmp_path: Path):
@@ -40,7 +50,7 @@ def test_ground_truth_trains_without_the_score_channel_and_says_so(tmp_path: Pat
     assert metrics["input_config"]["use_score"] is False
     # Resuming the finished run says it only re-evaluates.
     proc = run_pipeline("train", "--data", data, "--out", tmp_path / "run", "--resume", "--quiet")
-    assert proc.returncode == 0 and "already finished its 1 epochs" in proc.stderr
+    assert proc.returncode == 0 and "already finished its 1 steps" in proc.stderr
 
 
 def test_config_file_sets_the_issue23_input_levers(tmp_path) -> None:
