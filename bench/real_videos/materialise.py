@@ -76,7 +76,8 @@ def load_manifest(path: Path) -> tuple[dict, list[dict]]:
 def mirror_of(root: Path, repo: str) -> Path | None:
     """The git directory of `repo` (owner/name) under `root`, in any of the layouts the docstring names."""
     owner, name = repo.split("/", 1)
-    for d in (root / f"{owner}+{name}" / "repo", root / f"{owner}+{name}", root / owner / name,
+    for d in (root / f"{owner}+{name}" / "repo", root / f"{owner}+{name}" / "repo" / ".git", root / f"{owner}+{name}",
+              root / owner / name,
               root / owner / f"{name}.git", root / owner / name / ".git"):
         if (d / "HEAD").is_file() and (d / "objects").is_dir():
             return d
