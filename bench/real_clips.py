@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         raise BadInput("none of the manifest's clips is there with its sha256", args.clips)
 
     opts = RunOptions(model=args.model, topk=1, progress=False, threads=args.threads)
-    est = fast_estimator(opts.estimator, opts.pose_model)
+    est, _ = fast_estimator(opts.estimator, opts.pose_options)
     by_path = {str(args.clips / e.file): e for e in usable}
     try:
         done, failed = run_videos(list(by_path), opts, estimator=est)

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import click
 
-from estimators import DEFAULT
-from estimators.mediapipe_pose import MODELS
 from models.contract.errors import BadInput
 from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.cli.estimator_opts import DEFAULT, EstimatorChoice, estimator_help, estimator_options, given_options
 from pipeline.infer.onnx_export import export_onnx
-from pipeline.infer.pose_choice import RUN_ESTIMATORS
 from pipeline.infer.prediction import RunOptions, load_predictor
 from pipeline.infer.runner import format_json, format_text, run_videos
 
@@ -34,15 +32,15 @@ from pipeline.infer.runner import format_json, format_text, run_videos
 @click.option("--window", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Classify in sliding windows of this length [whole clip up to 10 s, else 4 s].")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Step between windows [2 s; half of --window when --window is given].")
+              help="Step between windows, in seconds [2 s; half of --window when --window is given]. (Not "
+                   "`extract --stride`, which is in frames.)")
 @click.option("--threads", default=DEFAULT_THREADS, type=click.IntRange(1), help=THREADS_HELP)
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda or cuda:N for the PyTorch model (the pose estimator runs on the CPU).")
-@click.option("--estimator", default=DEFAULT, show_default=True, type=click.Choice(RUN_ESTIMATORS),
-              help="Fast pose estimator (its low tier). blazepose: the lite model, or the full one that ships with "
-                   "mediapipe when lite is not installed (said once on stderr).")
-@click.option("--pose-model", default=None, type=click.Choice(list(MODELS)),
-              help="BlazePose landmark model instead of lite (blazepose only; lite and heavy: `pipeline models`).")
+@click.option("--estimator", default=DEFAULT, show_default=True, type=EstimatorChoice(),
+              help=estimator_help("Fast pose estimator (its low tier); blazepose uses lite, or the full model that "
+                                  "ships with mediapipe when lite is not installed (said once on stderr)."))
+@estimator_options
 @click.option("--max-persons", default=1, show_default=True, type=click.IntRange(1),
               help='Track up to N persons and classify each on its own; N > 1 adds "tracks": [{"id", "frames": '
                    '[first, last], "labels"}...] to the JSON ("persons" stays a count).')
@@ -51,8 +49,7 @@ from pipeline.infer.runner import format_json, format_text, run_videos
               help="Print the actions the model knows (its whole vocabulary) and exit.")
 def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None, topk: int, as_json: bool,
             render: Path | None, window: float | None, stride: float | None, threads: int, device: str,
-            estimator: str, pose_model: str | None, max_persons: int, no_progress: bool,
-            list_classes: bool) -> None:
+            estimator: str, max_persons: int, no_progress: bool, list_classes: bool, **backend_options) -> None:
     """Recognise the action in CLIPS (video files, or folders searched for them) with the fast pose estimator
     and a distilled student.
 
@@ -61,13 +58,14 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
     the N actions this model knows" with the closest label; the JSON keeps the scores and adds "open_set". A bad
     clip is reported in one line and the others go on; the exit code is 2 when any clip failed.
     """
+    pose_options = given_options(estimator, backend_options)
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
         from models.training.runtime import resolve_device
 
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
                       progress=not no_progress, threads=threads, device=device,
-                      estimator=estimator, pose_model=pose_model, max_persons=max_persons)
+                      estimator=estimator, pose_options=pose_options, max_persons=max_persons)
     if list_classes:
         info = load_predictor(opts).info
         click.echo(f"{len(info.classes)} actions ({info.source}):")

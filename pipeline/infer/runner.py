@@ -22,7 +22,7 @@ from typing import TextIO
 import numpy as np
 
 from estimators.base import PoseEstimator, native_stderr_quiet
-from models.contract.errors import BadInput
+from models.contract.errors import BadInput, notice
 from models.contract.layouts import convert, get_layout
 from models.contract.paths import vet_output
 from pipeline.extract.driver import check_result
@@ -44,10 +44,11 @@ from pipeline.infer.rendering import render_video
 
 # ------------------------------------------------------------------------------------------------ one video
 
-def default_estimator(opts: RunOptions | None = None) -> PoseEstimator:
-    """The fast (LQ) tier of the chosen estimator (default: BlazePose lite, else the bundled full model)."""
+def default_estimator(opts: RunOptions | None = None) -> tuple[PoseEstimator, str | None]:
+    """The fast (LQ) tier of the chosen estimator (default: BlazePose lite, else the bundled full model), and
+    the note that says a fallback was taken (None when not)."""
     opts = opts or RunOptions()
-    return fast_estimator(opts.estimator, opts.pose_model, max_persons=opts.max_persons)
+    return fast_estimator(opts.estimator, opts.pose_options, max_persons=opts.max_persons)
 
 
 def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Predictor, opts: RunOptions,
@@ -175,11 +176,14 @@ def render_targets(videos: list[Path], render: Path | None) -> list[Path | None]
 def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
                on_result: Callable[[VideoRun], None] = lambda r: None,
                on_failure: Callable[[Failure], None] = lambda f: None,
-               estimator: PoseEstimator | None = None) -> tuple[list[VideoRun], list[Failure]]:
+               estimator: PoseEstimator | None = None,
+               note: Callable[[str], None] = notice) -> tuple[list[VideoRun], list[Failure]]:
     """Run every video (folders are searched for video files); bad videos are collected as failures and the
     others go on.
 
-    The model is loaded (and checked against the estimator) once, before any video is decoded.
+    The model is loaded (and checked against the estimator) once, before any video is decoded. A fallback
+    estimator's note goes to `note` just before the first result: a run whose clips all fail prints only their
+    errors (one line for one clip, as the CLI contract says).
     """
     paths = find_videos(list(videos))
     if not paths:
@@ -187,7 +191,7 @@ def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
     predictor = load_predictor(opts)
     targets = render_targets(paths, opts.render)
     own = estimator is None
-    est = estimator if estimator is not None else default_estimator(opts)
+    est, fallback_note = (estimator, None) if estimator is not None else default_estimator(opts)
     check_feedable(predictor.info, get_layout(est.layout))
     done: list[VideoRun] = []
     failed: list[Failure] = []
@@ -201,6 +205,9 @@ def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
                 on_failure(f)
                 continue
             done.append(r)
+            if fallback_note is not None:
+                note(fallback_note)
+                fallback_note = None
             on_result(r)
     finally:
         if own:
