@@ -133,7 +133,7 @@ class MMPoseHRNet(PoseEstimator):
                            f"see the README for `pip install .[mmpose]`")
         self.config_path = resolve_config(self.cfg.config)
         self._settings: dict | None = None
-        self.model = None
+        self.net = None
         self.pipeline = None
         self.meta: dict = {}
         self._mediapipe = None
@@ -158,7 +158,7 @@ class MMPoseHRNet(PoseEstimator):
 
     def load(self) -> None:
         """Build the model from the config, load the checkpoint, build the test pipeline (once)."""
-        if self.model is not None:
+        if self.net is not None:
             return
         import torch
         from mmengine.config import Config
@@ -197,7 +197,7 @@ class MMPoseHRNet(PoseEstimator):
             raise BadInput(f"the model predicts {self.meta.get('num_keypoints')} keypoints; only COCO-17 "
                            f"top-down models are supported", self.config_path)
         self.pipeline = Compose(ds_cfg.pipeline)
-        self.model = model
+        self.net = model
 
     def _read_checkpoint(self, ck: str, torch) -> dict:
         try:
@@ -243,7 +243,7 @@ class MMPoseHRNet(PoseEstimator):
             info.update(self.meta)
             items.append(self.pipeline(info))
         with torch.no_grad():
-            samples = self.model.test_step(pseudo_collate(items))
+            samples = self.net.test_step(pseudo_collate(items))
         out = []
         for s in samples:
             kp = np.asarray(s.pred_instances.keypoints[0], np.float32)[:, :2]

@@ -118,7 +118,7 @@ def test_missing_blazepose_tier_is_one_line_exit_2(dirs, tmp_path: Path, shared_
 
     with pytest.raises(BadInput, match=r"blazepose-heavy: pose_landmark_heavy.tflite not in .*"
                                        r"pipeline models install --npm blazepose-heavy"):
-        MediaPipePose(MediaPipeConfig.high(model_complexity=2))._new_pose()
+        MediaPipePose(MediaPipeConfig.tier("high", model_complexity=2))._new_pose()
     for model in ("lite", "heavy"):
         proc = run_pipeline("extract", "--quality", "low", "--model", model, "--cache", tmp_path / "c",
                             shared_data / "videos" / "mmpose_demo_5frames.mp4")
