@@ -120,7 +120,7 @@ def test_missing_blazepose_tier_is_one_line_exit_2(dirs, tmp_path: Path, shared_
                                        r"pipeline models install --npm blazepose-heavy"):
         MediaPipePose(MediaPipeConfig.tier("high", model_complexity=2))._new_pose()
     for model in ("lite", "heavy"):
-        proc = run_pipeline("extract", "--quality", "low", "--model", model, "--cache", tmp_path / "c",
+        proc = run_pipeline("extract", "--quality", "low", "--pose-model", model, "--cache", tmp_path / "c",
                             shared_data / "videos" / "mmpose_demo_5frames.mp4")
         line = one_error_line(proc)
         assert line.startswith(f"Error: blazepose-{model}: pose_landmark_{model}.tflite not in {dirs[1]}; ")
