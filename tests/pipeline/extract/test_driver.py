@@ -74,7 +74,7 @@ def test_high_and_low_then_dataset_build(shared_data: Path, tmp_path: Path):
     vids = tmp_path / "v"
     vids.mkdir()
     cut(shared_data / "videos" / "tai_chi.mp4", vids / "a.mp4", 6)
-    cut(shared_data / "videos" / "skateboarding.mp4", vids / "b.mp4", 6, start=110)  # heavy misses him in 100-105
+    cut(shared_data / "videos" / "skateboarding.mp4", vids / "b.mp4", 6, start=110)  # BlazePose misses him in 100-105
     cache = tmp_path / "cache"
     for q in ("high", "low"):
         proc = run_pipeline("extract", vids, "--quality", q, "--estimator", "mediapipe", "--cache",
@@ -85,7 +85,7 @@ def test_high_and_low_then_dataset_build(shared_data: Path, tmp_path: Path):
     labels = tmp_path / "labels.csv"
     labels.write_text("video,label,split\nv/a.mp4,tai_chi,train\nv/b.mp4,skate,test\n")
     proc = run_pipeline("dataset", "build", "--cache", cache, "--labels", labels, "--out-hq", tmp_path / "hq.pkl",
-                        "--out-lq", tmp_path / "lq.pkl", "--layout", "coco17")
+                        "--out-lq", tmp_path / "lq.pkl", "--layout", "coco17", "--estimator", "mediapipe")
     assert proc.returncode == 0, proc.stderr
     from pipeline.data.pyskl_io import load_dataset, safe_load
 
