@@ -1,4 +1,4 @@
-"""The `blazepose` estimator's tiers (heavy for high, lite for low), `--model`, and `pipeline run`'s fallback."""
+"""The `blazepose` estimator's tiers (heavy for high, lite for low), `--pose-model`, and `pipeline run`'s fallback."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 from models.contract.errors import BadInput
 from pipeline.extract.driver import ExtractOptions, make_estimator
 from pipeline.infer.pose_choice import fast_estimator
+from pipeline.infer.prediction import RunOptions
+from pipeline.infer.runner import run_videos
 from tests.support.cli_support import invoke, one_error_line, run_pipeline, visible_lines
 from tests.support.model_files import openpose_models_dir
+from tests.support.run_files import tiny_checkpoint
+from tests.support.video_files import stick_figure_frames, write_video
 
 
 @pytest.fixture
@@ -107,3 +111,15 @@ def test_run_with_openpose_lite_end_to_end(tmp_path: Path, shared_data: Path, mo
     rec = json.loads(proc.stdout)
     assert rec["frames"] > 0 and rec["persons"] >= 1 and len(rec["labels"]) == 5
     assert "Using BlazePose" not in proc.stderr
+
+
+def test_a_run_that_fails_says_one_line_even_after_a_fallback(no_blazepose: Path, tmp_path: Path):
+    """The fallback note comes with the first result: a failed clip's error stays the only line (the CLI
+    contract), as on a fresh clone where lite is not installed."""
+    video = write_video(tmp_path / "nobody.mp4", stick_figure_frames(12))  # drawn lines: no person to BlazePose
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", layout="blazepose33")
+    line = one_error_line(run_pipeline("run", video, "--model", ckpt, "--no-progress"))
+    assert "no person found" in line and "note" not in line
+    notes: list[str] = []
+    done, failed = run_videos([video], RunOptions(model=ckpt, progress=False, threads=1), note=notes.append)
+    assert not done and len(failed) == 1 and notes == []
