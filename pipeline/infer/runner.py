@@ -56,6 +56,8 @@ def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Pred
     """Pose, labels and (optionally) the rendered video of one file. BadInput for an unusable video."""
     path = Path(path)
     t0 = time.perf_counter()
+    # fd 2 quiet for FFmpeg's decoder warnings on a damaged file (an estimator silences its own native side);
+    # the progress bar writes to the real stderr (`console`).
     with VideoReader(path) as reader, native_stderr_quiet() as console:
         frames = _progress(reader.frames(estimator.needs_frame), reader.reported_frames, path.name,
                            opts.progress, console)
@@ -211,8 +213,7 @@ def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
             on_result(r)
     finally:
         if own:
-            with native_stderr_quiet():
-                est.close()
+            est.close()
     return done, failed
 
 
