@@ -6,13 +6,16 @@ import dataclasses
 
 import pytest
 
-from estimators import ESTIMATORS, QUALITIES, config_for, create, option_flags, options_for
+from estimators import DEFAULT, ESTIMATORS, QUALITIES, config_for, create, option_flags, options_for
 from estimators.base import PoseEstimator, tracker_memory
 from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 from estimators.mmpose_hrnet import MMPoseConfig, mmpose_available
 from estimators.openpose_lite import OpenPoseConfig
 from models.contract.errors import BadInput
+from pipeline.cli.dataset import build_cmd
 from pipeline.cli.extract import extract_cmd
+from pipeline.cli.live import live_cmd
+from pipeline.cli.run import run_cmd
 from pipeline.extract.driver import ExtractOptions, estimator_config, make_estimator
 
 
@@ -72,6 +75,10 @@ def test_cli_choices_and_options_are_the_registry():
     flags = {f for p in extract_cmd.params for f in p.opts}
     assert set(option_flags()) <= flags and {"--pose-model", "--mmpose-checkpoint"} <= set(option_flags())
     assert "--model" not in flags  # a checkpoint in `run`; the landmark model is --pose-model everywhere
+    for cmd in (build_cmd, run_cmd, live_cmd):  # every command that names an estimator offers the same names
+        opt = next(p for p in cmd.params if p.name in ("estimator", "estimator_name"))
+        assert list(opt.type.choices) == list(ESTIMATORS) and opt.default == DEFAULT
+    assert set(option_flags()) <= {f for p in run_cmd.params for f in p.opts}
 
 
 def test_validation_is_bad_input_in_every_backend():
