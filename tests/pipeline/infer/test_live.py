@@ -34,6 +34,7 @@ from tests.support.cli_support import (
     popen_pipeline,
     run_pipeline,
     visible_lines,
+    without_fallback_note,
 )
 from tests.support.run_files import tiny_checkpoint, with_rule
 from tests.support.video_files import cut, stick_figure_frames, write_video
@@ -81,10 +82,7 @@ class StickFigures(PoseEstimator):
 
 def summary_lines(stderr: str) -> list[str]:
     """stderr without the one fallback note a clone without BlazePose lite gets first (live says it at once)."""
-    lines = visible_lines(stderr)
-    if lines and lines[0].startswith("note: blazepose-lite: ") and "Using BlazePose full" in lines[0]:
-        return lines[1:]
-    return lines
+    return without_fallback_note(visible_lines(stderr))
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +305,7 @@ def test_cli_file_without_realtime_matches_run(shared_data: Path, tmp_path: Path
     events = [json.loads(line) for line in live.stdout.splitlines()]
     assert all(set(ev) == {"t", "person", "box", "labels", "latency_ms", "frames"} for ev in events)
     assert_same_windows(json.loads(run.stdout)["windows"], events, 25.0)
-    summary = visible_lines(live.stderr)
+    summary = summary_lines(live.stderr)
     assert len(summary) == 1 and "48 frames read, 12 processed, 0 dropped" in summary[0], live.stderr
 
 
@@ -399,7 +397,7 @@ def test_a_local_stream(shared_data: Path, tmp_path: Path, ckpt: Path):
     assert live.returncode == 0, live.stderr
     events = [json.loads(line) for line in live.stdout.splitlines()]
     assert len(events) >= 3 and {ev["person"] for ev in events} == {0}
-    summary = visible_lines(live.stderr)
+    summary = summary_lines(live.stderr)
     assert len(summary) == 2 and f"{url}: ended after" in summary[0], live.stderr
     read = int(summary[0].split(" frames read")[0].rsplit(" ", 1)[-1])
     assert read >= 55  # (a few frames may be lost at the start of an MPEG-TS stream)
