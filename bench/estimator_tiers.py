@@ -76,10 +76,8 @@ def make(tier: str, max_persons: int = 1):
 
     est, model, quality = TIERS[tier]
     if est == "mediapipe":
-        base = MediaPipeConfig.high if quality == "high" else MediaPipeConfig.low
-        return MediaPipePose(base(model_complexity=MODELS[model], max_persons=max_persons))
-    base = OpenPoseConfig.high if quality == "high" else OpenPoseConfig.low
-    return OpenPoseLite(base(max_persons=max_persons, threads=1))
+        return MediaPipePose(MediaPipeConfig.tier(quality, model_complexity=MODELS[model], max_persons=max_persons))
+    return OpenPoseLite(OpenPoseConfig.tier(quality, max_persons=max_persons, threads=1))
 
 
 def _cpu() -> float:
@@ -170,8 +168,7 @@ def child_photos(tier: str, images: str) -> None:
     for ph in photos:
         n_ann = len(ph["persons"])
         est = make(tier, max_persons=min(n_ann, 6) if TIERS[tier][0] == "mediapipe" else 1)
-        if hasattr(est, "_reset"):
-            est._reset()
+        est.begin_video()
         img = cv2.imread(str(ph["image"]))
         dets = est.detect(img)
         est.close()

@@ -120,7 +120,7 @@ def load_ground_truth(images: Path) -> list[tuple[str, Path, list[tuple[np.ndarr
 def image_report(images: Path) -> dict:
     gt = load_ground_truth(images)
     result: dict[str, dict] = {}
-    for tier, cfg in (("hq", MediaPipeConfig.high()), ("lq", MediaPipeConfig.low())):
+    for tier, cfg in (("hq", MediaPipeConfig.tier("high")), ("lq", MediaPipeConfig.tier("low"))):
         est = MediaPipePose(cfg)
         for ds, path, persons, names in gt:
             r = result.setdefault(ds, {"images": 0, "persons": 0}).setdefault(

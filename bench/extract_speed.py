@@ -55,7 +55,7 @@ def stream_child(frames: int, video: str) -> None:
     from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
     from pipeline.extract.video import VideoReader
 
-    est = MediaPipePose(MediaPipeConfig.low())
+    est = MediaPipePose(MediaPipeConfig.tier("low"))
 
     def looped():
         t = 0

@@ -33,7 +33,7 @@ def tier(estimator: str, model: str | None) -> Callable[[int], object]:
     def build(max_persons: int):
         from pipeline.infer.pose_choice import fast_estimator
 
-        return fast_estimator(estimator, model, max_persons=max_persons)
+        return fast_estimator(estimator, {} if model is None else {"model": model}, max_persons=max_persons)[0]
     return build
 
 

@@ -115,7 +115,7 @@ def annotation_offset(images: Path) -> tuple[np.ndarray, np.ndarray]:
     est = ESTIMATORS["blazepose"].tier("high").build()
     bp = get_layout(est.layout)
     sums, counts = np.zeros((PENN.num_joints, 2)), np.zeros(PENN.num_joints)
-    est._reset()
+    est.begin_video()
     for ph in load_photo_annotations(images):
         img = cv2.imread(str(ph["image"]))
         if img is None:

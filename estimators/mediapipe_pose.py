@@ -4,9 +4,9 @@ Model choice (`model_complexity` 0/1/2 = lite/full/heavy, `MODELS`): lite and he
 `pipeline models install` (estimators/weights.py); when missing they are refused with that command rather than
 letting MediaPipe download them. The settings (cache key) hold the landmark model's sha256.
 
-HQ (`MediaPipeConfig.high()`): per-frame person detection (`static_image_mode=True`), every frame, native
+HQ (tier `high`): per-frame person detection (`static_image_mode=True`), every frame, native
 resolution; opt-in horizontal-flip averaging (2x cost; mostly rescues missed detections; the unflipped pose is
-kept when the two disagree) and opt-in temporal smoothing. LQ (`MediaPipeConfig.low()`): tracking mode, every
+kept when the two disagree) and opt-in temporal smoothing. LQ (tier `low`): tracking mode, every
 4th frame (the decoder only grabs the others), gaps linearly interpolated, `smooth_landmarks=False`, frames
 larger than 1280 px on the long side downscaled (INTER_LINEAR). ../shared/DESIGN.md gives the measurements.
 
@@ -22,28 +22,46 @@ are invented limbs (tracking mode does this) and are dropped (coordinates 0, sco
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
 from estimators import weights
-from estimators.base import PoseEstimator, PoseResult, native_stderr_quiet, run_stream
-from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box, temporal_smooth
+from estimators.base import EstimatorConfig, PoseEstimator, native_stderr_quiet
+from estimators.tracking import keypoint_box, temporal_smooth
 from models.contract.errors import BadInput
 from models.contract.layouts import BLAZEPOSE33
 
 NUM_JOINTS = 33
 MODELS: dict[str, int] = {"lite": 0, "full": 1, "heavy": 2}  # name -> MediaPipe model_complexity
 _COMPLEXITY_NAME = {v: k for k, v in MODELS.items()}
+NPM_PACKAGE = "@mediapipe/pose@0.5.1675469404"  # the version whose files the sha256 below were taken from
+
+
+_HOW = (f"`pipeline models install --npm` (runs `npm pack {NPM_PACKAGE}`), or "
+        "`pipeline models install FOLDER_OR_TARBALL` with the file from that npm package")
+WEIGHTS = weights.register({
+    f"blazepose-{m}": {
+        "what": f"BlazePose GHUM {m} landmark model (33 joints), MediaPipe Pose model_complexity={MODELS[m]}",
+        "folder": "blazepose",
+        "files": {f"pose_landmark_{m}.tflite": digest},
+        "sizes": {f"pose_landmark_{m}.tflite": size},
+        "npm": NPM_PACKAGE,
+        "how": _HOW,
+        "licence": "Apache-2.0",
+    } for m, digest, size in (
+        ("lite", "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61", 2_819_824),
+        ("heavy", "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe", 27_709_200))})
 
 
 @dataclass(frozen=True)
-class MediaPipeConfig:
+class MediaPipeConfig(EstimatorConfig):
     static_image_mode: bool = True    # True: detect the person in every frame; False: track from frame to frame
     stride: int = 1                   # process every stride-th frame; the others are interpolated
     max_side: int | None = None       # downscale (INTER_LINEAR) frames whose longer side exceeds this
@@ -57,31 +75,26 @@ class MediaPipeConfig:
     visibility_threshold: float = 0.5  # out-of-frame joints below this are dropped
     flip_agreement: float = 0.1       # flip and plain poses agree within this mean distance / body size
 
-    @staticmethod
-    def high(**overrides) -> MediaPipeConfig:
-        return replace(MediaPipeConfig(), **overrides)
-
-    @staticmethod
-    def low(**overrides) -> MediaPipeConfig:
-        return replace(MediaPipeConfig(static_image_mode=False, stride=4, max_side=1280), **overrides)
-
-    @staticmethod
-    def tier(quality: str, **overrides) -> MediaPipeConfig:
-        """The HQ (`high`: detection on every frame) or LQ (`low`: tracking, every 4th frame) settings."""
-        return (MediaPipeConfig.high if quality == "high" else MediaPipeConfig.low)(**overrides)
+    # high: detection on every frame, native resolution; low: tracking, every 4th frame, at most 1280 px
+    TIERS: ClassVar[dict[str, dict]] = {"high": {},
+                                        "low": {"static_image_mode": False, "stride": 4, "max_side": 1280}}
+    HELP: ClassVar[str] = "BlazePose full (ships in the mediapipe wheel) in both tiers"
 
     def build(self) -> MediaPipePose:
         return MediaPipePose(self)
 
+    def weights(self) -> tuple[str, ...]:
+        return () if self.model == "full" else (f"blazepose-{self.model}",)
+
     def __post_init__(self) -> None:
         if self.stride < 1:
-            raise ValueError("stride must be >= 1")
+            raise BadInput("stride must be >= 1")
         if self.max_persons < 1:
-            raise ValueError("max_persons must be >= 1")
+            raise BadInput("max_persons must be >= 1")
         if self.max_side is not None and self.max_side < 64:
-            raise ValueError("max_side must be >= 64")
+            raise BadInput("max_side must be >= 64")
         if self.model_complexity not in _COMPLEXITY_NAME:
-            raise ValueError("model_complexity must be 0 (lite), 1 (full) or 2 (heavy)")
+            raise BadInput("model_complexity must be 0 (lite), 1 (full) or 2 (heavy)")
 
     @property
     def model(self) -> str:
@@ -107,22 +120,14 @@ def landmark_weights(model: str) -> Path:
     return path
 
 
-def _quiet_logs() -> None:
-    # MediaPipe's C++ side logs a few lines per graph; keep the progress bar readable unless asked.
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 class MediaPipePose(PoseEstimator):
-    name = "mediapipe"
     layout = "blazepose33"
 
     def __init__(self, cfg: MediaPipeConfig | None = None):
-        self.cfg = cfg or MediaPipeConfig.high()
+        super().__init__(cfg or MediaPipeConfig())
         self._mp = None  # imported on first use: settings() (the cache key) must stay cheap
         self._poses: list = []
         self._flip_poses: list = []
-        self._fresh: set[int] = set()
         self._flip_perm = BLAZEPOSE33.flip_permutation()
 
     def settings(self) -> dict:
@@ -133,26 +138,31 @@ class MediaPipePose(PoseEstimator):
         return d
 
     @property
-    def stride(self) -> int:
-        return self.cfg.stride
+    def model(self) -> str:
+        return f"BlazePose {self.cfg.model}"
+
+    @staticmethod
+    def _native(fn, *args):
+        """Every call into MediaPipe goes through here, the one place that silences it: its C++ side (TFLite,
+        absl, the inference feedback manager) prints lines on fd 2 whenever a graph starts or restarts, i.e. on
+        each video, and a bad video's error must stay the only line (SKD_VERBOSE=1 keeps them)."""
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with native_stderr_quiet():
+            return fn(*args)
 
     def load(self) -> None:
         """Build the graphs (~1 s) if `estimate()` has not: frame-by-frame callers (`pipeline live`) use `detect`."""
         if not self._poses:
-            self._reset()
-
-    def needs_frame(self, t: int) -> bool:
-        return t % self.cfg.stride == 0
+            self.begin_video()
 
     def _new_pose(self):
         landmark_weights(self.cfg.model)  # refuse missing lite/heavy before MediaPipe tries a download
         if self._mp is None:
-            _quiet_logs()
-            import mediapipe as mp
-
-            self._mp = mp
+            self._mp = self._native(importlib.import_module, "mediapipe")
         c = self.cfg
-        with native_stderr_quiet():
+
+        def build():
             pose = self._mp.solutions.pose.Pose(
                 static_image_mode=c.static_image_mode, model_complexity=c.model_complexity,
                 smooth_landmarks=c.smooth_landmarks, enable_segmentation=False,
@@ -162,17 +172,18 @@ class MediaPipePose(PoseEstimator):
             # blank frame waits for that inside the quiet block, so no half-line escapes to the user's stderr.
             pose.process(np.zeros((64, 64, 3), np.uint8))
             pose.reset()
-        self._fresh.add(id(pose))
-        return pose
+            return pose
 
-    def _reset(self) -> None:
+        return self._native(build)
+
+    def begin_video(self) -> None:
         """Graphs ready for a new video: tracking state must not leak from one video into the next.
 
         Graphs are built once and `reset()` between videos (a new graph costs ~0.1 s more on its first frame).
         """
         if self._poses:
             for p in self._poses + self._flip_poses:
-                p.reset()
+                self._native(p.reset)
             return
         self._poses = [self._new_pose() for _ in range(self.cfg.max_persons)]
         if self.cfg.flip_average:
@@ -180,17 +191,12 @@ class MediaPipePose(PoseEstimator):
 
     def close(self) -> None:
         for p in self._poses + self._flip_poses:
-            p.close()
+            self._native(p.close)
         self._poses, self._flip_poses = [], []
 
     def _run(self, pose, rgb: np.ndarray, scale: float, orig_hw: tuple[int, int]
              ) -> tuple[np.ndarray, np.ndarray] | None:
-        if id(pose) in self._fresh:  # the first call prints TFLite/absl start-up lines
-            self._fresh.discard(id(pose))
-            with native_stderr_quiet():
-                res = pose.process(rgb)
-        else:
-            res = pose.process(rgb)
+        res = self._native(pose.process, rgb)
         if res.pose_landmarks is None:
             return None
         h, w = rgb.shape[:2]
@@ -250,15 +256,8 @@ class MediaPipePose(PoseEstimator):
                 rgb = _grey_out(rgb, found[0] * scale, found[1])
         return dets
 
-    def estimate(self, frames: Iterable[np.ndarray | None], fps: float, img_shape: tuple[int, int]) -> PoseResult:
-        self._reset()
-        tracker = PersonTracker(TrackerConfig(max_persons=self.cfg.max_persons,
-                                              max_age=max(60, 4 * self.cfg.stride)), NUM_JOINTS)
-        timing = run_stream(frames, self.needs_frame, self.detect, tracker.update)
-        kp, sc = tracker.finalize(timing["frames"])
-        if self.cfg.smooth > 0:
-            kp = temporal_smooth(kp, sc, self.cfg.smooth)
-        return PoseResult(kp, sc, self.layout, tuple(img_shape), float(fps), timing)
+    def finish(self, kp: np.ndarray, sc: np.ndarray) -> np.ndarray:
+        return temporal_smooth(kp, sc, self.cfg.smooth) if self.cfg.smooth > 0 else kp
 
 
 def _grey_out(rgb: np.ndarray, kp: np.ndarray, score: np.ndarray, pad: float = 0.15) -> np.ndarray:

@@ -19,15 +19,15 @@ import importlib.metadata
 import sys
 import types
 import warnings
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from estimators.base import PoseEstimator, PoseResult, run_stream
-from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
-from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box
+from estimators.base import EstimatorConfig, Option, PoseEstimator
+from estimators.mediapipe_pose import MediaPipeConfig
+from estimators.tracking import keypoint_box
 from models.contract.errors import BadInput
 
 DEFAULT_CONFIG = "td-hm_hrnet-w32_8xb64-210e_coco-256x192.py"
@@ -37,7 +37,7 @@ DEFAULT_CHECKPOINT_URL = ("https://download.openmmlab.com/mmpose/top_down/hrnet/
 
 
 @dataclass(frozen=True)
-class MMPoseConfig:
+class MMPoseConfig(EstimatorConfig):
     config: str = DEFAULT_CONFIG      # a config .py path, or the file name of one bundled with mmpose
     checkpoint: str | None = None     # a .pth path or an http(s) URL; None = random weights (tests only)
     box: str = "frame"                # "frame" or "mediapipe"
@@ -48,10 +48,14 @@ class MMPoseConfig:
     flip_test: bool | None = None     # None: as the config's test_cfg says
     threads: int | None = None        # torch intra-op threads (None: torch's default); not part of the cache key
 
-    @staticmethod
-    def tier(quality: str, **overrides) -> MMPoseConfig:
-        """HRNet on every frame (`high`) or on every 4th frame, the rest interpolated (`low`)."""
-        return MMPoseConfig(**{"stride": 1 if quality == "high" else 4, **overrides})
+    # HRNet on every frame (high) or on every 4th frame, the rest interpolated (low): the base's TIERS
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "config": Option("MMPose top-down config (.py path or bundled file name; default HRNet-W32 COCO 256x192)."),
+        "checkpoint": Option("MMPose checkpoint: a .pth path or an http(s) URL.", required=True),
+        "box": Option("Person box for MMPose: the whole frame, or MediaPipe's pose box.",
+                      choices=("frame", "mediapipe")),
+    }
+    HELP: ClassVar[str] = "HRNet through MMPose (optional extra, see README; needs --mmpose-checkpoint)"
 
     def build(self) -> MMPoseHRNet:
         return MMPoseHRNet(self)
@@ -119,18 +123,17 @@ def _file_digest(path: Path) -> str:
 
 
 class MMPoseHRNet(PoseEstimator):
-    name = "mmpose"
     layout = "coco17"
 
     def __init__(self, cfg: MMPoseConfig | None = None):
-        self.cfg = cfg or MMPoseConfig()
+        super().__init__(cfg or MMPoseConfig())
         ok, why = mmpose_available()
         if not ok:
             raise BadInput(f"the mmpose backend is not installed or does not import ({why}); "
                            f"see the README for `pip install .[mmpose]`")
         self.config_path = resolve_config(self.cfg.config)
         self._settings: dict | None = None
-        self.model = None
+        self.net = None
         self.pipeline = None
         self.meta: dict = {}
         self._mediapipe = None
@@ -150,15 +153,12 @@ class MMPoseHRNet(PoseEstimator):
         return self._settings
 
     @property
-    def stride(self) -> int:
-        return self.cfg.stride
-
-    def needs_frame(self, t: int) -> bool:
-        return t % self.cfg.stride == 0
+    def model(self) -> str:
+        return f"MMPose {self.config_path.name}"
 
     def load(self) -> None:
         """Build the model from the config, load the checkpoint, build the test pipeline (once)."""
-        if self.model is not None:
+        if self.net is not None:
             return
         import torch
         from mmengine.config import Config
@@ -197,7 +197,7 @@ class MMPoseHRNet(PoseEstimator):
             raise BadInput(f"the model predicts {self.meta.get('num_keypoints')} keypoints; only COCO-17 "
                            f"top-down models are supported", self.config_path)
         self.pipeline = Compose(ds_cfg.pipeline)
-        self.model = model
+        self.net = model
 
     def _read_checkpoint(self, ck: str, torch) -> dict:
         try:
@@ -219,8 +219,8 @@ class MMPoseHRNet(PoseEstimator):
         if self.cfg.box == "frame":
             return [np.array([0, 0, w, h], np.float32)]
         if self._mediapipe is None:
-            self._mediapipe = MediaPipePose(MediaPipeConfig.high(max_persons=self.cfg.max_persons))
-            self._mediapipe._reset()
+            self._mediapipe = MediaPipeConfig.tier("high", max_persons=self.cfg.max_persons).build()
+            self._mediapipe.begin_video()
         boxes = []
         for kp, sc in self._mediapipe.detect(frame):
             b = keypoint_box(kp, sc)
@@ -243,7 +243,7 @@ class MMPoseHRNet(PoseEstimator):
             info.update(self.meta)
             items.append(self.pipeline(info))
         with torch.no_grad():
-            samples = self.model.test_step(pseudo_collate(items))
+            samples = self.net.test_step(pseudo_collate(items))
         out = []
         for s in samples:
             kp = np.asarray(s.pred_instances.keypoints[0], np.float32)[:, :2]
@@ -252,15 +252,10 @@ class MMPoseHRNet(PoseEstimator):
                 out.append((kp, sc))
         return out
 
-    def estimate(self, frames: Iterable[np.ndarray | None], fps: float, img_shape: tuple[int, int]) -> PoseResult:
+    def begin_video(self) -> None:
         self.load()
         if self._mediapipe is not None:
-            self._mediapipe._reset()
-        tracker = PersonTracker(TrackerConfig(max_persons=self.cfg.max_persons,
-                                              max_age=max(60, 4 * self.cfg.stride)), 17)
-        timing = run_stream(frames, self.needs_frame, self.detect, tracker.update)
-        kp, sc = tracker.finalize(timing["frames"])
-        return PoseResult(kp, sc, self.layout, tuple(img_shape), float(fps), timing)
+            self._mediapipe.begin_video()
 
     def close(self) -> None:
         if self._mediapipe is not None:

@@ -14,16 +14,15 @@ settings (cache key) hold their sha256.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
 from estimators import weights
-from estimators.base import PoseEstimator, PoseResult, run_stream
+from estimators.base import EstimatorConfig, PoseEstimator
 from estimators.paf_grouping import NUM_KEYPOINTS, GroupingConfig, group_persons
-from estimators.tracking import PersonTracker, TrackerConfig
 from models.contract.errors import BadInput
 
 MODEL = "openpose-lite"
@@ -31,8 +30,25 @@ XML = "human-pose-estimation-0001.xml"
 STRIDE = 8  # the network's output stride
 
 
+WEIGHTS = weights.register({
+    MODEL: {
+        "what": "Lightweight OpenPose (Intel Open Model Zoo human-pose-estimation-0001, FP16-INT8), OpenVINO IR, "
+                "18 joints + part-affinity fields",
+        "folder": "models",
+        "files": {
+            XML: "c3a47de94906e6b3256eb16af7274141b2fc9f6c7889a02d96ef430b9bc321d3",
+            "human-pose-estimation-0001.bin": "fc7e9dde0f4a34876cfbbd266388a59526a8c8c1bc9394ce4827b7a007d20f82",
+        },
+        "sizes": {XML: 435_357, "human-pose-estimation-0001.bin": 4_170_036},
+        "npm": None,
+        "how": "`omz_downloader --name human-pose-estimation-0001 --precisions FP16-INT8` (package openvino-dev), "
+               "then `pipeline models install THAT_FOLDER openpose-lite`",
+        "licence": "Apache-2.0 (Open Model Zoo)",
+    }})
+
+
 @dataclass(frozen=True)
-class OpenPoseConfig:
+class OpenPoseConfig(EstimatorConfig):
     height: int = 256             # network input height (the model was trained at 256)
     stride: int = 1               # process every stride-th frame; the others are interpolated
     max_persons: int = 1
@@ -40,35 +56,27 @@ class OpenPoseConfig:
     threads: int = 1              # OpenVINO inference threads (0 = OpenVINO's choice)
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
 
+    # high: every frame; low: every 4th frame, gaps interpolated (the same network either way): the base's TIERS
+    HELP: ClassVar[str] = "Lightweight OpenPose, every person in one pass (the same network in both tiers)"
+
     def __post_init__(self) -> None:
         if self.height < 32 or self.height % STRIDE:
-            raise ValueError(f"height must be a multiple of {STRIDE}, >= 32")
+            raise BadInput(f"height must be a multiple of {STRIDE}, >= 32")
         if self.stride < 1 or self.max_persons < 1 or self.upsample < 1 or self.threads < 0:
-            raise ValueError("stride, max_persons, upsample must be >= 1 and threads >= 0")
+            raise BadInput("stride, max_persons, upsample must be >= 1 and threads >= 0")
 
-    @staticmethod
-    def high(**overrides) -> OpenPoseConfig:
-        return OpenPoseConfig(**overrides)
-
-    @staticmethod
-    def low(**overrides) -> OpenPoseConfig:
-        return OpenPoseConfig(**{"stride": 4, **overrides})
-
-    @staticmethod
-    def tier(quality: str, **overrides) -> OpenPoseConfig:
-        """`high`: every frame; `low`: every 4th frame, gaps interpolated (the same network either way)."""
-        return (OpenPoseConfig.high if quality == "high" else OpenPoseConfig.low)(**overrides)
+    def weights(self) -> tuple[str, ...]:
+        return (MODEL,)
 
     def build(self) -> OpenPoseLite:
         return OpenPoseLite(self)
 
 
 class OpenPoseLite(PoseEstimator):
-    name = "openpose-lite"
     layout = "openpose18"
 
     def __init__(self, cfg: OpenPoseConfig | None = None):
-        self.cfg = cfg or OpenPoseConfig()
+        super().__init__(cfg or OpenPoseConfig())
         self._core = None
         self._model = None
         self._compiled: dict[int, object] = {}  # input width -> compiled model (one shape per video)
@@ -81,11 +89,8 @@ class OpenPoseLite(PoseEstimator):
         return d
 
     @property
-    def stride(self) -> int:
-        return self.cfg.stride
-
-    def needs_frame(self, t: int) -> bool:
-        return t % self.cfg.stride == 0
+    def model(self) -> str:
+        return MODEL
 
     def _load(self) -> None:
         if self._model is not None:
@@ -156,13 +161,6 @@ class OpenPoseLite(PoseEstimator):
             kp[sc <= 0] = 0
             out.append((kp.astype(np.float32), sc))
         return out
-
-    def estimate(self, frames: Iterable[np.ndarray | None], fps: float, img_shape: tuple[int, int]) -> PoseResult:
-        tracker = PersonTracker(TrackerConfig(max_persons=self.cfg.max_persons,
-                                              max_age=max(60, 4 * self.cfg.stride)), NUM_KEYPOINTS)
-        timing = run_stream(frames, self.needs_frame, self.detect, tracker.update)
-        kp, sc = tracker.finalize(timing["frames"])
-        return PoseResult(kp, sc, self.layout, tuple(img_shape), float(fps), timing)
 
     def close(self) -> None:
         self._compiled.clear()

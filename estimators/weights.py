@@ -1,8 +1,9 @@
 """Pose weights that no wheel ships: where each is installed, whether its bytes are the right ones, how to install.
 
 `CATALOGUE` is the one table (a plain dict, read by `pipeline models`): model name -> its files with their
-sha256, the folder they must sit in, and how a user gets them. Nothing here downloads at run time: a missing
-or altered file is a `BadInput` (one line, exit 2) that names the install command.
+sha256, the folder they must sit in, and how a user gets them. Each backend declares its own rows beside its
+config (`register`, e.g. estimators/openpose_lite.py); importing `estimators` fills it. Nothing here downloads
+at run time: a missing or altered file is a `BadInput` (one line, exit 2) that names the install command.
 
 Folders:
 - BlazePose lite/heavy: the legacy MediaPipe Pose graph loads `pose_landmark_{lite,heavy}.tflite` only from
@@ -44,45 +45,22 @@ from models.contract.atomic import AtomicFile, new_folder, no_room, remove_stale
 from models.contract.errors import BadInput, WriteFailed
 from models.contract.paths import file_type
 
-NPM_PACKAGE = "@mediapipe/pose@0.5.1675469404"  # the version whose files the sha256 below were taken from
+CATALOGUE: dict[str, dict] = {}  # filled by the backends (`register`) when `estimators` is imported
 
-_BLAZEPOSE_HOW = (f"`pipeline models install --npm` (runs `npm pack {NPM_PACKAGE}`), or "
-                  "`pipeline models install FOLDER_OR_TARBALL` with the file from that npm package")
 
-CATALOGUE: dict[str, dict] = {
-    "blazepose-lite": {
-        "what": "BlazePose GHUM lite landmark model (33 joints), MediaPipe Pose model_complexity=0",
-        "folder": "blazepose",
-        "files": {"pose_landmark_lite.tflite": "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61"},
-        "sizes": {"pose_landmark_lite.tflite": 2_819_824},
-        "npm": NPM_PACKAGE,
-        "how": _BLAZEPOSE_HOW,
-        "licence": "Apache-2.0",
-    },
-    "blazepose-heavy": {
-        "what": "BlazePose GHUM heavy landmark model (33 joints), MediaPipe Pose model_complexity=2",
-        "folder": "blazepose",
-        "files": {"pose_landmark_heavy.tflite": "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe"},
-        "sizes": {"pose_landmark_heavy.tflite": 27_709_200},
-        "npm": NPM_PACKAGE,
-        "how": _BLAZEPOSE_HOW,
-        "licence": "Apache-2.0",
-    },
-    "openpose-lite": {
-        "what": "Lightweight OpenPose (Intel Open Model Zoo human-pose-estimation-0001, FP16-INT8), OpenVINO IR, "
-                "18 joints + part-affinity fields",
-        "folder": "models",
-        "files": {
-            "human-pose-estimation-0001.xml": "c3a47de94906e6b3256eb16af7274141b2fc9f6c7889a02d96ef430b9bc321d3",
-            "human-pose-estimation-0001.bin": "fc7e9dde0f4a34876cfbbd266388a59526a8c8c1bc9394ce4827b7a007d20f82",
-        },
-        "sizes": {"human-pose-estimation-0001.xml": 435_357, "human-pose-estimation-0001.bin": 4_170_036},
-        "npm": None,
-        "how": "`omz_downloader --name human-pose-estimation-0001 --precisions FP16-INT8` (package openvino-dev), "
-               "then `pipeline models install THAT_FOLDER openpose-lite`",
-        "licence": "Apache-2.0 (Open Model Zoo)",
-    },
-}
+def register(entries: dict[str, dict]) -> dict[str, dict]:
+    """Add a backend's weights to `CATALOGUE` (done once, in the backend's own module, beside its config).
+
+    Each entry: "what" (one line), "folder" ("blazepose": MediaPipe's own folder; "models": the project's),
+    "files" (file name -> sha256), "sizes" (file name -> bytes: an install never writes past it), "npm" (an npm
+    package holding them, or None), "how", "licence".
+    """
+    for name, entry in entries.items():
+        if name in CATALOGUE and CATALOGUE[name] != entry:
+            raise ValueError(f"two backends declare weights {name!r}")
+        CATALOGUE[name] = entry
+    return entries
+
 
 TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz")
 # How far into a tarball (uncompressed) `install` reads looking for the files: the npm package is a few tens of
@@ -431,17 +409,23 @@ def install_npm(names: Iterable[str] = ()) -> list[str]:
     for n in names:
         if not _check_name(n)["npm"]:
             raise BadInput(f"{n} is not in an npm package; {install_hint(n)}")
+    packages = sorted({CATALOGUE[n]["npm"] for n in names})
+    return [m for package in packages
+            for m in _install_npm_package(package, [n for n in names if CATALOGUE[n]["npm"] == package])]
+
+
+def _install_npm_package(package: str, names: list[str]) -> list[str]:
     npm = shutil.which("npm")
     if npm is None:
         raise BadInput("npm is not on the PATH; install Node.js or give the files: `pipeline models install SRC`")
     with tempfile.TemporaryDirectory(prefix="skd-npm-") as tmp:
         try:
-            proc = subprocess.run([npm, "pack", NPM_PACKAGE, "--pack-destination", tmp, "--silent"],
+            proc = subprocess.run([npm, "pack", package, "--pack-destination", tmp, "--silent"],
                                   cwd=tmp, capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:
-            raise BadInput(f"`npm pack {NPM_PACKAGE}` took more than 600 s") from None
+            raise BadInput(f"`npm pack {package}` took more than 600 s") from None
         tgz = sorted(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tgz:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise BadInput(f"`npm pack {NPM_PACKAGE}` failed (exit {proc.returncode}): {last[:200]}")
+            raise BadInput(f"`npm pack {package}` failed (exit {proc.returncode}): {last[:200]}")
         return install(tgz[0], names)

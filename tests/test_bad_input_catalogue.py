@@ -1182,7 +1182,7 @@ def test_no_checkpoint_with_non_finite_weights_is_written(tmp_path: Path):
 class _FakeEstimator:
     """Finds one still person in every frame: enough to make and remake cache entries without MediaPipe."""
 
-    name, layout = "mediapipe", "blazepose33"
+    name, layout, model = "mediapipe", "blazepose33", "fake"
 
     def settings(self) -> dict:
         return {"fake": 1}

@@ -85,7 +85,7 @@ def videos(shared_data: Path, tmp_path: Path) -> Path:
     return folder
 
 
-EXTRACT = ("--quality", "high", "--no-progress")
+EXTRACT = ("--quality", "high", "--estimator", "mediapipe", "--no-progress")  # full: in the wheel
 
 
 def test_killed_extraction_resumes_to_the_same_cache(videos: Path, tmp_path: Path):

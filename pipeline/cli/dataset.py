@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from estimators import DEFAULT
 from models.contract.paths import vet_output
+from pipeline.cli.estimator_opts import EstimatorChoice
 from pipeline.cli.layout_opts import NAMES, layout_option, source_layout_option
 from pipeline.data.catalog import export_dataset, import_dataset, summarize
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
@@ -117,11 +119,13 @@ def export_cmd(file: Path, out: Path, layout: str | None, source_layout: str | N
 @click.option("--cache", "cache_dir", default="data_cache", show_default=True, type=click.Path(path_type=Path),
               help="Cache folder that `pipeline extract` filled (both --quality high and low).")
 @click.option("--labels", required=True, type=click.Path(path_type=Path),
-              help="CSV rows video,label[,split]; video paths relative to the CSV's folder.")
+              help="CSV rows video,label[,split]; video paths relative to the CSV's folder, with their extension "
+                   "(clips/a.mp4).")
 @click.option("--out-hq", required=True, type=click.Path(path_type=Path), help="Output HQ pickle.")
 @click.option("--out-lq", required=True, type=click.Path(path_type=Path), help="Output LQ pickle.")
 @click.option("--layout", default=None, help=LAYOUT_HELP + " Converts both from the estimator's layout.")
-@click.option("--estimator", default="mediapipe", show_default=True, type=click.Choice(["mediapipe", "mmpose"]))
+@click.option("--estimator", default=DEFAULT, show_default=True, type=EstimatorChoice(),
+              help="The estimator whose entries to pair: the --estimator given to `pipeline extract`.")
 @click.option("--test-every", default=5, show_default=True, type=click.IntRange(2),
               help="Without a split column: every N-th clip of each class goes to the test split.")
 def build_cmd(cache_dir: Path, labels: Path, out_hq: Path, out_lq: Path, layout: str | None, estimator: str,

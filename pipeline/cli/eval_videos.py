@@ -10,6 +10,7 @@ import click
 
 from models.contract.errors import BadInput
 from models.contract.paths import vet_input, vet_output
+from pipeline.cli.estimator_opts import given_options
 from pipeline.cli.run_opts import clip_run_options
 from pipeline.infer.prediction import RunOptions
 from pipeline.stages.eval_report import write_report
@@ -17,11 +18,11 @@ from pipeline.stages.video_eval import evaluate_videos, format_summary
 
 # `eval`'s options that only one of its two inputs takes, by parameter name.
 PICKLE_ONLY = ("layout", "source_layout", "batch_size", "test_clips")
-VIDEO_ONLY = ("onnx_file", "window", "stride", "estimator", "pose_model", "report", "no_progress")
+VIDEO_ONLY = ("onnx_file", "window", "stride", "estimator", "report", "no_progress")  # + every backend option
 
 
 def video_eval_options(f: Callable) -> Callable:
-    """--videos, `run`'s clip options (--onnx, --window, --stride, --estimator, --pose-model), --report,
+    """--videos, `run`'s clip options (--onnx, --window, --stride, --estimator and its backend's options), --report,
     --no-progress."""
     f = click.option("--no-progress", is_flag=True, help="--videos: no progress bar (it shows on a terminal only).")(f)
     f = click.option("--report", type=click.Path(path_type=Path), metavar="DIR",
@@ -40,6 +41,8 @@ def check_inputs(ctx: click.Context, data: Path | None, videos: Path | None) -> 
     if (data is None) == (videos is None):
         raise BadInput("give --data PICKLE or --videos LABELS.csv (one of them)")
     wrong = PICKLE_ONLY if videos is not None else VIDEO_ONLY
+    backend = tuple(p.name for p in ctx.command.params if p.name.startswith("estopt_"))
+    wrong = wrong + backend if videos is None else wrong
     given = [p.opts[0] for p in ctx.command.params
              if p.name in wrong and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     if given:
@@ -49,13 +52,14 @@ def check_inputs(ctx: click.Context, data: Path | None, videos: Path | None) -> 
 
 
 def eval_videos(videos: Path, model: Path | None, onnx_file: Path | None, split: str | None, window: float | None,
-                stride: float | None, estimator: str, pose_model: str | None, report: Path | None, threads: int,
-                device: str, as_json: bool, no_progress: bool) -> None:
+                stride: float | None, estimator: str, report: Path | None, threads: int, device: str, as_json: bool,
+                no_progress: bool, **backend_options) -> None:
     vet_input(videos, "labels")
     if report is not None:
         vet_output(report, folder=True, inputs=[videos, model, onnx_file])
     opts = RunOptions(model=model, onnx=onnx_file, window=window, stride=stride, progress=False, threads=threads,
-                      device=device, estimator=estimator, pose_model=pose_model)
+                      device=device, estimator=estimator,
+                      pose_options=given_options(estimator, backend_options))
     ev = evaluate_videos(videos, opts, split=split, progress=not no_progress)
     click.echo(json.dumps(ev.result) if as_json else format_summary(ev.result))
     if report is not None:

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import click
 
-from estimators import DEFAULT
 from estimators.base import native_stderr_quiet
-from estimators.mediapipe_pose import MODELS
 from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.cli.estimator_opts import DEFAULT, EstimatorChoice, estimator_help, estimator_options, given_options
 from pipeline.infer.live import LiveOptions, check_display, json_line, open_source, parse_source, run_live
-from pipeline.infer.pose_choice import RUN_ESTIMATORS
 from pipeline.infer.prediction import RunOptions, load_predictor
 from pipeline.infer.runner import default_estimator
 
@@ -28,13 +26,14 @@ from pipeline.infer.runner import default_estimator
 @click.option("--window", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Length of the causal window each label is made from [4 s].")
 @click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="A label every this many seconds [1 s; half of --window when --window is given].")
+              help="A label every this many seconds [1 s; half of --window when --window is given]. (Not "
+                   "`extract --stride`, which is in frames.)")
 @click.option("--max-persons", default=1, show_default=True, type=click.IntRange(1),
               help="Persons tracked and labelled (MediaPipe runs once per person and frame).")
-@click.option("--estimator", "estimator_name", default=DEFAULT, show_default=True, type=click.Choice(RUN_ESTIMATORS),
-              help="Fast pose estimator (its low tier); blazepose falls back to the full model when lite is missing.")
-@click.option("--pose-model", default=None, type=click.Choice(list(MODELS)),
-              help="BlazePose landmark model instead of lite (blazepose only).")
+@click.option("--estimator", "estimator_name", default=DEFAULT, show_default=True, type=EstimatorChoice(),
+              help=estimator_help("Fast pose estimator (its low tier); blazepose falls back to the full model when "
+                                  "lite is missing."))
+@estimator_options
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(1), help="Labels per event.")
 @click.option("--realtime/--no-realtime", default=True, show_default=True,
               help="Files: play at the file's frame rate (a slow machine drops frames, as on a camera); "
@@ -52,9 +51,9 @@ from pipeline.infer.runner import default_estimator
 @click.option("--open-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               metavar="SECONDS", help="Give up on a stream that does not open (or stalls) this long.")
 def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: float | None, stride: float | None,
-             max_persons: int, estimator_name: str, pose_model: str | None, topk: int, realtime: bool,
+             max_persons: int, estimator_name: str, topk: int, realtime: bool,
              queue_size: int, drop: str, render: Path | None,
-             show: bool, threads: int, open_timeout: float) -> None:
+             show: bool, threads: int, open_timeout: float, **backend_options) -> None:
     """Recognise actions live in SOURCE: a camera index (0), a stream URL (rtsp://, http://, udp://...) or a
     video file.
 
@@ -62,6 +61,8 @@ def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: fl
     Ctrl-C or the end of the stream prints a summary on stderr (frames read, processed, dropped; latency).
     """
     import cv2  # (here: `pipeline --help` lists the commands without loading OpenCV)
+
+    pose_options = given_options(estimator_name, backend_options)
 
     opts = LiveOptions(window=window, stride=stride, max_persons=max_persons, topk=topk, realtime=realtime,
                        queue=queue_size, drop=drop, render=render, show=show)
@@ -85,8 +86,10 @@ def live_cmd(source: str, model: Path | None, onnx_file: Path | None, window: fl
 
     with native_stderr_quiet() as console:  # camera/FFmpeg/MediaPipe chatter off; our lines go to `console`
         src = open_source(source, open_timeout)
-        estimator = default_estimator(RunOptions(estimator=estimator_name, pose_model=pose_model,
-                                                 max_persons=max_persons))
+        estimator, fallback_note = default_estimator(RunOptions(estimator=estimator_name, pose_options=pose_options,
+                                                                max_persons=max_persons))
+        if fallback_note is not None:  # live has no one-line contract to keep: said at once
+            print(f"note: {fallback_note}", file=console, flush=True)
         previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             stats = run_live(src, estimator, predictor, opts, json_line(stop), stop)

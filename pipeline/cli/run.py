@@ -9,6 +9,7 @@ import click
 from models.contract.errors import BadInput
 from models.contract.paths import vet_output
 from models.training.policy import DEFAULT_THREADS, THREADS_HELP
+from pipeline.cli.estimator_opts import given_options
 from pipeline.cli.run_opts import clip_run_options
 from pipeline.infer.onnx_export import export_onnx
 from pipeline.infer.prediction import RunOptions, load_predictor
@@ -38,8 +39,7 @@ from pipeline.infer.runner import format_json, format_text, run_videos
               help="Print the actions the model knows (its whole vocabulary) and exit.")
 def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None, topk: int, as_json: bool,
             render: Path | None, window: float | None, stride: float | None, threads: int, device: str,
-            estimator: str, pose_model: str | None, max_persons: int, no_progress: bool,
-            list_classes: bool) -> None:
+            estimator: str, max_persons: int, no_progress: bool, list_classes: bool, **backend_options) -> None:
     """Recognise the action in CLIPS (video files, or folders searched for them) with the fast pose estimator
     and a distilled student.
 
@@ -49,13 +49,14 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
     each window). A bad clip is reported in one line and the others go on; the exit code is 2 when any clip
     failed. `pipeline eval --videos` measures all this on labelled clips.
     """
+    pose_options = given_options(estimator, backend_options)
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)
         from models.training.runtime import resolve_device
 
         device = str(resolve_device(device))
     opts = RunOptions(model=model, onnx=onnx_file, topk=topk, window=window, stride=stride, render=render,
                       progress=not no_progress, threads=threads, device=device,
-                      estimator=estimator, pose_model=pose_model, max_persons=max_persons)
+                      estimator=estimator, pose_options=pose_options, max_persons=max_persons)
     if list_classes:
         info = load_predictor(opts).info
         click.echo(f"{len(info.classes)} actions ({info.source}):")

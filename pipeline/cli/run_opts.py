@@ -8,9 +8,7 @@ from pathlib import Path
 
 import click
 
-from estimators import DEFAULT
-from estimators.mediapipe_pose import MODELS
-from pipeline.infer.pose_choice import RUN_ESTIMATORS
+from pipeline.cli.estimator_opts import DEFAULT, EstimatorChoice, estimator_help, estimator_options
 
 _OPTIONS = (
     click.option("--onnx", "onnx_file", type=click.Path(path_type=Path),
@@ -19,19 +17,18 @@ _OPTIONS = (
     click.option("--window", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                  help="Classify in sliding windows of this length [whole clip up to 10 s, else 4 s]."),
     click.option("--stride", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-                 help="Step between windows [2 s; half of --window when --window is given]."),
-    click.option("--estimator", default=DEFAULT, show_default=True, type=click.Choice(RUN_ESTIMATORS),
-                 help="Fast pose estimator (its low tier). blazepose: the lite model, or the full one that ships "
-                      "with mediapipe when lite is not installed (said once on stderr)."),
-    click.option("--pose-model", default=None, type=click.Choice(list(MODELS)),
-                 help="BlazePose landmark model instead of lite (blazepose only; lite and heavy: `pipeline "
-                      "models`)."),
+                 help="Step between windows, in seconds [2 s; half of --window when --window is given]. (Not "
+                      "`extract --stride`, which is in frames.)"),
+    click.option("--estimator", default=DEFAULT, show_default=True, type=EstimatorChoice(),
+                 help=estimator_help("Fast pose estimator (its low tier); blazepose uses lite, or the full model "
+                                     "that ships with mediapipe when lite is not installed (said once on stderr).")),
 )
 
 
 def clip_run_options(f: Callable) -> Callable:
-    """--onnx, --window, --stride, --estimator, --pose-model (as `onnx_file`, `window`, `stride`, `estimator`,
-    `pose_model`)."""
+    """--onnx, --window, --stride, --estimator and each backend's own options (as `onnx_file`, `window`, `stride`,
+    `estimator`; the backend options go to `**kwargs`, read back with `estimator_opts.given_options`)."""
+    f = estimator_options(f)
     for option in reversed(_OPTIONS):
         f = option(f)
     return f

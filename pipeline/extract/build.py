@@ -4,6 +4,10 @@ The labels CSV has rows `video,label[,split]` (a header row `video,label,...` is
 relative to the CSV's folder. A video is found in the cache by the hash of its bytes; when the file is no
 longer there, by the file name recorded at extraction. Without a split column every `test_every`-th clip of
 each class (in CSV order) goes to `test`, the rest to `train`.
+
+Entries are those of one estimator (the registry name `extract --estimator` filed them under). Each video needs
+exactly one entry per tier, and each tier must come from one model across the videos (e.g. BlazePose heavy for
+all HQ clips): several candidates, or a mix, are refused rather than the newest silently taken.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from estimators import DEFAULT, QUALITIES, estimator_class
 from models.contract.errors import BadInput
 from models.contract.layouts import convert, get_layout
 from models.contract.skeleton import Clip, SkeletonDataset
@@ -22,14 +27,22 @@ from pipeline.data.pyskl_io import save_dataset
 from pipeline.extract.cache import CacheEntry, PoseCache, hash_file
 
 
-class _Finder:
-    """Cache entries of one estimator, per quality, for a video (by content hash, else by recorded name)."""
+def entry_model(meta: dict) -> str:
+    """The model that made an entry: recorded since entries carry "model"; for older ones, from their settings."""
+    if meta.get("model"):
+        return str(meta["model"])
+    legacy = (meta.get("settings") or {}).get("model")
+    return f"{meta.get('estimator')} {legacy}" if legacy else str(meta.get("estimator"))
 
-    def __init__(self, cache: PoseCache, estimator: str):
-        self.cache, self.estimator = cache, estimator
+
+class _Finder:
+    """Cache entries of a video (by content hash, else by the file name recorded at extraction)."""
+
+    def __init__(self, cache: PoseCache):
+        self.cache = cache
         self._by_name: dict[str, list[Path]] | None = None
 
-    def find(self, video: Path, quality: str) -> Path | None:
+    def entries(self, video: Path) -> list[tuple[Path, dict]]:
         if video.is_file():
             cands = self.cache.entries_for(hash_file(video))
         else:
@@ -38,39 +51,83 @@ class _Finder:
                 for e in self.cache.all_entries():
                     self._by_name[self.cache.read_meta(e).get("source", "")].append(e)
             cands = self._by_name.get(video.name, [])
-        hits = [e for e in cands if (m := self.cache.read_meta(e)).get("estimator") == self.estimator
-                and m.get("quality") == quality]
-        # Several settings of one tier (e.g. with and without --flip-average): the newest extraction wins.
-        return max(hits, key=lambda e: e.stat().st_mtime) if hits else None
+        return [(e, self.cache.read_meta(e)) for e in cands]
+
+
+def _differences(metas: list[dict]) -> str:
+    """What differs between the settings of several entries of one video and tier, for the refusal."""
+    sets = [m.get("settings") or {} for m in metas]
+    keys = sorted({k for s in sets for k in s if len({repr(x.get(k)) for x in sets}) > 1})
+    return "; ".join(f"{k}: {', '.join(repr(x.get(k)) for x in sets)}" for k in keys[:4]) or "same settings"
+
+
+def _pick(video: Path, quality: str, hits: list[tuple[Path, dict]], estimator: str, cache_dir: Path) -> Path:
+    """The one entry of `video`'s tier; several (e.g. extracted with and without --flip-average, or with another
+    --pose-model) are refused: building must not pick one of them silently."""
+    if len(hits) == 1:
+        return hits[0][0]
+    raise BadInput(f"{len(hits)} `--quality {quality}` entries of {estimator} with different settings "
+                   f"({_differences([m for _, m in hits])}); `dataset build` takes one per video and tier: extract "
+                   f"each variant into its own --cache (or delete the unwanted entries under {cache_dir})", video)
+
+
+def _one_model(quality: str, models: dict[str, list[str]], labels_csv) -> None:
+    if len(models) > 1:
+        shown = ", ".join(f"{m} ({len(v)} video(s), e.g. {v[0]})" for m, v in sorted(models.items()))
+        raise BadInput(f"the `--quality {quality}` entries mix models: {shown}; re-extract so that each tier "
+                       f"comes from one model", labels_csv)
+
+
+def _missing_reason(video: Path, found_any: list[dict], estimator: str) -> str:
+    if not found_any and not video.is_file():
+        return (f"{video.name} (no such file: looked for {video}; video paths are relative to the CSV's folder, with "
+                f"their extension, and no cache entry was made from a file of that name)")
+    others = sorted({str(m.get("estimator")) for m in found_any} - {estimator})
+    if others:
+        return f"{video.name} (has entries of --estimator {', '.join(others)} only)"
+    return video.name
 
 
 def build_paired(cache_dir: str | os.PathLike, labels_csv: str | os.PathLike, out_hq: str | os.PathLike,
-                 out_lq: str | os.PathLike, layout: str | None = None, estimator: str = "mediapipe",
+                 out_lq: str | os.PathLike, layout: str | None = None, estimator: str = DEFAULT,
                  test_every: int = 5) -> tuple[SkeletonDataset, SkeletonDataset]:
-    """Write the HQ and LQ pickles; every check runs before either file is written."""
+    """Write the HQ and LQ pickles from the entries `pipeline extract --estimator E --quality high|low` wrote;
+    every check runs before either file is written."""
     if Path(out_hq).resolve() == Path(out_lq).resolve():
         raise BadInput("--out-hq and --out-lq are the same file", out_hq)
     if test_every < 2:
         raise BadInput("test_every must be >= 2")
+    estimator_class(estimator)
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
         raise BadInput("cache folder not found", cache_dir)
     cache = PoseCache(cache_dir)
     rows = read_labels(labels_csv)
     classes, labels = class_index(rows, labels_csv)
-    finder = _Finder(cache, estimator)
+    finder = _Finder(cache)
     missing: list[str] = []
-    pairs: list[tuple[CacheEntry, CacheEntry]] = []
+    found: list[tuple[Path, Path]] = []
+    models: dict[str, dict[str, list[str]]] = {"high": defaultdict(list), "low": defaultdict(list)}
     for r in rows:
-        found = [finder.find(r.video, q) for q in ("high", "low")]
-        if None in found:
-            missing.append(f"{r.video.name} ({'/'.join(q for q, f in zip(('HQ', 'LQ'), found) if f is None)})")
+        everything = finder.entries(r.video)
+        ours = [(e, m) for e, m in everything if m.get("estimator") == estimator]
+        by_tier = {q: [(e, m) for e, m in ours if m.get("quality") == q] for q in QUALITIES}
+        if not all(by_tier.values()):
+            lacking = "/".join(q for q in QUALITIES if not by_tier[q])
+            missing.append(f"{_missing_reason(r.video, [m for _, m in everything], estimator)} [{lacking}]")
             continue
-        pairs.append((cache.load(found[0]), cache.load(found[1])))
+        pair = tuple(_pick(r.video, q, by_tier[q], estimator, cache_dir) for q in QUALITIES)
+        for q, e in zip(QUALITIES, pair):
+            models[q][entry_model(next(m for x, m in by_tier[q] if x == e))].append(r.video.name)
+        found.append(pair)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise BadInput(f"{len(missing)} video(s) have no {estimator} cache entry: {shown}; run `pipeline extract "
-                       f"--quality high` and `--quality low` on them with --cache {cache_dir}", labels_csv)
+        raise BadInput(f"{len(missing)} video(s) lack a {estimator} cache entry: {shown}; run `pipeline extract "
+                       f"--estimator {estimator} --quality high` and `--quality low` on them with --cache "
+                       f"{cache_dir}", labels_csv)
+    for q in QUALITIES:
+        _one_model(q, models[q], labels_csv)
+    pairs = [(cache.load(hq), cache.load(lq)) for hq, lq in found]
     src_layout = {e.result.layout for pair in pairs for e in pair}
     if len(src_layout) != 1:
         raise BadInput(f"cache entries mix layouts {sorted(src_layout)}", cache_dir)

@@ -17,64 +17,66 @@ from pathlib import Path
 
 import numpy as np
 
-from estimators import DEFAULT, ESTIMATORS, QUALITIES
-from estimators.base import PoseEstimator, PoseResult
-from estimators.mediapipe_pose import MODELS
+from estimators import DEFAULT, check_quality, create, estimator_class
+from estimators.base import EstimatorConfig, PoseEstimator, PoseResult
 from models.contract.errors import BadInput, WriteFailed
 from pipeline.extract.cache import DEFAULT_ROOT, PoseCache, hash_file
 from pipeline.extract.shard import select_shard
 from pipeline.extract.video import VideoReader, announced_frames, capture_fps, find_videos
 
+# Options every command offers; a config gets each one it has a field for. Set to anything but its default for
+# an estimator without that field, it is refused rather than ignored.
+GENERIC = {"max_persons": "--max-persons", "flip_average": "--flip-average", "smooth": "--smooth",
+           "stride": "--stride"}
+
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    quality: str = "high"                  # high: HQ tier, low: LQ tier (see estimators.mediapipe_pose)
-    estimator: str = DEFAULT
+    quality: str = "high"                  # high: HQ tier, low: LQ tier (each estimator's config says what)
+    estimator: str = DEFAULT               # a name in estimators.ESTIMATORS
     cache_dir: Path = DEFAULT_ROOT
     workers: int = 1
     max_persons: int = 1
     flip_average: bool = False             # HQ opt-in (MediaPipe)
     smooth: int = 0                        # HQ opt-in temporal smoothing half-window (MediaPipe)
     stride: int | None = None              # override the tier's frame stride
-    mmpose_config: str | None = None
-    mmpose_checkpoint: str | None = None
-    mmpose_box: str = "frame"
     threads: int | None = None             # threads of an estimator that runs torch (MMPose) or OpenVINO
-    model: str | None = None               # BlazePose landmark model (lite, full, heavy); None: the tier's
+    options: dict = field(default_factory=dict)  # the estimator's own options (its config's OPTIONS): field -> value
 
     def __post_init__(self) -> None:
-        if self.quality not in QUALITIES:
-            raise BadInput(f"unknown quality {self.quality!r} (high, low)")
-        if self.estimator not in ESTIMATORS:
-            raise BadInput(f"unknown estimator {self.estimator!r} ({', '.join(ESTIMATORS)})")
+        check_quality(self.quality)
+        estimator_class(self.estimator)
         if self.workers < 1 or self.max_persons < 1 or (self.stride is not None and self.stride < 1):
             raise BadInput("--workers, --max-persons and --stride must be >= 1")
         if self.threads is not None and self.threads < 1:
             raise BadInput("--threads must be >= 1")
         if self.smooth < 0:
             raise BadInput("--smooth must be >= 0")
-        if self.model is not None and self.model not in MODELS:
-            raise BadInput(f"unknown BlazePose model {self.model!r} ({', '.join(MODELS)})")
+
+
+def estimator_config(opts: ExtractOptions) -> EstimatorConfig:
+    """The estimator's config for the options: its quality tier, then the explicit overrides."""
+    cls = estimator_class(opts.estimator)
+    own = {f.name for f in fields(cls)}
+    over = {}
+    for name, flag in GENERIC.items():
+        value = getattr(opts, name)
+        if name in own:
+            if value is not None:
+                over[name] = value
+        elif value is not None and value != getattr(ExtractOptions, name):
+            raise BadInput(f"{flag} is not an option of --estimator {opts.estimator}")
+    if opts.threads is not None and "threads" in own:
+        over["threads"] = opts.threads
+    for name in opts.options:
+        if name not in cls.OPTIONS:
+            raise BadInput(f"{name!r} is not an option of --estimator {opts.estimator} "
+                           f"({', '.join(cls.OPTIONS) or 'it has none'})")
+    return cls.tier(opts.quality, **over, **opts.options)
 
 
 def make_estimator(opts: ExtractOptions) -> PoseEstimator:
-    """The estimator for the options: its config's quality tier, then the explicit overrides.
-
-    Generic options go to every config that has the field; an option named `<estimator>_<field>` (e.g.
-    `mmpose_checkpoint`) only to that estimator's. Unset (None) options keep the tier's value.
-    """
-    cls = ESTIMATORS[opts.estimator]
-    own = {f.name for f in fields(cls)}
-    if opts.model is not None and "model" not in own:
-        raise BadInput(f"--model (lite, full, heavy) is for --estimator {DEFAULT}, not {opts.estimator}")
-    prefix = opts.estimator + "_"
-    over = {}
-    for f in fields(opts):
-        name = f.name[len(prefix):] if f.name.startswith(prefix) else f.name
-        value = getattr(opts, f.name)
-        if name in own and value is not None:
-            over[name] = value
-    return cls.tier(opts.quality, **over).build()
+    return create(opts.estimator, estimator_config(opts))
 
 
 @dataclass
@@ -126,8 +128,8 @@ def extract_one(path: Path, opts: ExtractOptions, estimator: PoseEstimator, cach
                                          reader.img_shape)
             check_result(res, path)
             cache.save(entry, res, {"video_hash": video_hash, "estimator": estimator.name,
-                                    "settings": estimator.settings(), "quality": opts.quality,
-                                    "source": path.name})
+                                    "model": estimator.model, "settings": estimator.settings(),
+                                    "quality": opts.quality, "source": path.name})
         return Outcome(str(path), "done", note, frames=res.total_frames, seconds=time.perf_counter() - t0,
                        entry=str(entry))
     except BadInput as e:

@@ -38,7 +38,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from estimators.base import PoseEstimator
+from estimators.base import PoseEstimator, tracker_memory
 from estimators.tracking import PersonTracker, TrackerConfig, keypoint_box
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout, convert, get_layout
@@ -337,9 +337,9 @@ class LiveEngine:
         self.on_event = on_event
         self.layout: Layout = get_layout(estimator.layout)
         self.info = predictor.info
-        # The same tracker settings as the estimators' own `estimate()`: max_age max(60, 4 * stride).
+        # The same tracker memory as the estimators' own `estimate()` (estimators.base.tracker_memory).
         self.tracker = PersonTracker(TrackerConfig(max_persons=opts.max_persons,
-                                                   max_age=max_age or max(60, 4 * estimator.stride)),
+                                                   max_age=max_age or tracker_memory(estimator.stride)),
                                      self.layout.num_joints)
         self.wf, self.sf = window_frames(fps, opts.window, opts.stride, DEFAULT_LIVE_STRIDE_S)
         self.next_k = 0              # the next grid window [k * sf, k * sf + wf) to label

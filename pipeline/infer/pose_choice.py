@@ -1,40 +1,43 @@
-"""The fast (`low`) tier that `pipeline run` feeds the student with, and its fallback on a fresh install.
+"""The fast (`low`) tier that `pipeline run` and `pipeline live` feed the student with, and its fallback.
 
-`pipeline run` must work with nothing installed beyond the wheels: when the default estimator's LQ model
-(BlazePose lite) is missing and the user did not ask for a model, the full model that ships in the mediapipe
-wheel takes its place and one line on stderr says so. An estimator or model the user named explicitly is never
-swapped: its missing weights are the usual one-line BadInput naming `pipeline models install`.
+`pipeline run` must work with nothing installed beyond the wheels: when the estimator's LQ weights (BlazePose
+lite) are missing and the user chose none of its options, the configuration its config declares as a fallback
+(`EstimatorConfig.fallback`: BlazePose full, in the mediapipe wheel) takes its place, with a note saying so. An
+option the user named explicitly is never swapped: its missing weights are the usual one-line BadInput naming
+`pipeline models install`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import fields
 
-from estimators import DEFAULT, ESTIMATORS
+from estimators import DEFAULT, create, estimator_class
 from estimators.base import PoseEstimator
-from estimators.blazepose import FALLBACK_MODEL
-from models.contract.errors import BadInput, notice
-
-# run has no option for a checkpoint or config file, which mmpose needs
-RUN_ESTIMATORS = tuple(n for n in ESTIMATORS if n != "mmpose")
+from models.contract.errors import BadInput
 
 
-def fast_estimator(name: str = DEFAULT, model: str | None = None, note: Callable[[str], None] = notice,
-                   max_persons: int = 1) -> PoseEstimator:
-    """`ESTIMATORS[name]`'s low tier (with `model` when given), its weights checked before any video."""
-    if name not in RUN_ESTIMATORS:
-        raise BadInput(f"unknown estimator {name!r} for run ({', '.join(RUN_ESTIMATORS)})")
-    cls = ESTIMATORS[name]
-    if model is not None and "model" not in {f.name for f in fields(cls)}:
-        raise BadInput(f"--pose-model (lite, full, heavy) is for --estimator {DEFAULT}, not {name}")
-    persons = {"max_persons": max_persons} if "max_persons" in {f.name for f in fields(cls)} else {}
-    est = cls.tier("low", **persons, **({} if model is None else {"model": model})).build()
+def fast_estimator(name: str = DEFAULT, options: dict | None = None,
+                   max_persons: int = 1) -> tuple[PoseEstimator, str | None]:
+    """`ESTIMATORS[name]`'s low tier with `options` (its own, config field -> value), its weights checked before
+    any video; and the note to show when the fallback was taken (None when not). The caller decides when to
+    show it: `run` shows it with the first result, so that a run that fails says only its one error line."""
+    cls = estimator_class(name)
+    options = dict(options or {})
+    for f in options:
+        if f not in cls.OPTIONS:
+            raise BadInput(f"{f!r} is not an option of --estimator {name}")
+    own = {f.name for f in fields(cls)}
+    if max_persons != 1 and "max_persons" not in own:
+        raise BadInput(f"--max-persons is not an option of --estimator {name}")
+    cfg = cls.tier("low", **({"max_persons": max_persons} if "max_persons" in own else {}), **options)
+    est = create(name, cfg)
     try:
         est.settings()  # reads and checks the weights
     except BadInput as e:
-        if model is not None or name != DEFAULT:
+        fallback = None if options else cfg.fallback()
+        if fallback is None:
             raise
-        est = cls.tier("low", model=FALLBACK_MODEL, **persons).build()
-        note(f"{e}. Using BlazePose {FALLBACK_MODEL} (ships with mediapipe) instead.")
-    return est
+        est = create(name, fallback[0])
+        est.settings()
+        return est, f"{e}. Using {fallback[1]} instead."
+    return est, None

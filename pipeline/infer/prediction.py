@@ -51,7 +51,8 @@ class RunOptions:
                                    # processes for the cores (see docs/RESULTS.md)
     device: str = "cpu"            # the PyTorch model's device (cpu, cuda, cuda:N); the pose estimator is CPU
     estimator: str = DEFAULT       # ESTIMATORS name of the fast estimator (its low tier; pipeline/infer/pose_choice)
-    pose_model: str | None = None  # BlazePose landmark model; None: lite, or full when lite is not installed
+    pose_options: dict = field(default_factory=dict)  # the estimator's own options (its config's OPTIONS), e.g.
+                                                      # {"model": "full"}; none: its low tier, or its fallback
     max_persons: int = 1           # > 1: track this many persons and classify each on its own ("tracks")
 
     def __post_init__(self) -> None:

@@ -23,7 +23,7 @@ from typing import TextIO
 import numpy as np
 
 from estimators.base import PoseEstimator, native_stderr_quiet
-from models.contract.errors import BadInput
+from models.contract.errors import BadInput, notice
 from models.contract.layouts import convert, get_layout
 from models.contract.paths import vet_output
 from pipeline.extract.driver import check_result
@@ -47,10 +47,11 @@ from pipeline.infer.rendering import render_video
 
 # ------------------------------------------------------------------------------------------------ one video
 
-def default_estimator(opts: RunOptions | None = None) -> PoseEstimator:
-    """The fast (LQ) tier of the chosen estimator (default: BlazePose lite, else the bundled full model)."""
+def default_estimator(opts: RunOptions | None = None) -> tuple[PoseEstimator, str | None]:
+    """The fast (LQ) tier of the chosen estimator (default: BlazePose lite, else the bundled full model), and
+    the note that says a fallback was taken (None when not)."""
     opts = opts or RunOptions()
-    return fast_estimator(opts.estimator, opts.pose_model, max_persons=opts.max_persons)
+    return fast_estimator(opts.estimator, opts.pose_options, max_persons=opts.max_persons)
 
 
 def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Predictor, opts: RunOptions,
@@ -58,6 +59,8 @@ def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Pred
     """Pose, labels and (optionally) the rendered video of one file. BadInput for an unusable video."""
     path = Path(path)
     t0 = time.perf_counter()
+    # fd 2 quiet for FFmpeg's decoder warnings on a damaged file (an estimator silences its own native side);
+    # the progress bar writes to the real stderr (`console`).
     with VideoReader(path) as reader, native_stderr_quiet() as console:
         frames = _progress(reader.frames(estimator.needs_frame), reader.reported_frames, path.name,
                            opts.progress, console)
@@ -184,15 +187,16 @@ def render_targets(videos: list[Path], render: Path | None) -> list[Path | None]
 
 @contextmanager
 def run_session(opts: RunOptions, estimator: PoseEstimator | None = None
-                ) -> Iterator[tuple[PoseEstimator, Predictor]]:
+                ) -> Iterator[tuple[PoseEstimator, Predictor, str | None]]:
     """The estimator and the model `run` uses for `opts`, loaded and checked against each other once, before any
-    video is decoded; an estimator made here is closed on exit (one passed in is the caller's)."""
+    video is decoded, and the note saying a fallback estimator was taken (None when not); an estimator made here
+    is closed on exit (one passed in is the caller's)."""
     predictor = load_predictor(opts)
     own = estimator is None
-    est = estimator if estimator is not None else default_estimator(opts)
+    est, fallback_note = (estimator, None) if estimator is not None else default_estimator(opts)
     try:
         check_feedable(predictor.info, get_layout(est.layout))
-        yield est, predictor
+        yield est, predictor, fallback_note
     finally:
         if own:
             with native_stderr_quiet():
@@ -202,16 +206,22 @@ def run_session(opts: RunOptions, estimator: PoseEstimator | None = None
 def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
                on_result: Callable[[VideoRun], None] = lambda r: None,
                on_failure: Callable[[Failure], None] = lambda f: None,
-               estimator: PoseEstimator | None = None) -> tuple[list[VideoRun], list[Failure]]:
+               estimator: PoseEstimator | None = None,
+               note: Callable[[str], None] = notice) -> tuple[list[VideoRun], list[Failure]]:
     """Run every video (folders are searched for video files); bad videos are collected as failures and the
-    others go on."""
+    others go on.
+
+    The model is loaded (and checked against the estimator) once, before any video is decoded. A fallback
+    estimator's note goes to `note` just before the first result: a run whose clips all fail prints only their
+    errors (one line for one clip, as the CLI contract says).
+    """
     paths = find_videos(list(videos))
     if not paths:
         raise BadInput("no videos found in " + ", ".join(str(v) for v in videos))
     targets = render_targets(paths, opts.render)
     done: list[VideoRun] = []
     failed: list[Failure] = []
-    with run_session(opts, estimator) as (est, predictor):
+    with run_session(opts, estimator) as (est, predictor, fallback_note):
         for path, target in zip(paths, targets):
             try:
                 r = run_video(path, est, predictor, opts, target)
@@ -221,6 +231,9 @@ def run_videos(videos: list[str | os.PathLike], opts: RunOptions,
                 on_failure(f)
                 continue
             done.append(r)
+            if fallback_note is not None:
+                note(fallback_note)
+                fallback_note = None
             on_result(r)
     return done, failed
 

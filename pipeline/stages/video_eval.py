@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from estimators.base import PoseEstimator
-from models.contract.errors import BadInput
+from models.contract.errors import BadInput, notice
 from pipeline.data.labels import LabelRow, read_labels
 from pipeline.infer.prediction import ModelInfo, RunOptions, VideoRun, said, top_labels
 from pipeline.infer.runner import run_session, run_video
@@ -74,7 +74,9 @@ def evaluate_videos(labels_csv: str | os.PathLike, opts: RunOptions, split: str 
     rows = select_rows(labels_csv, split)
     base = Path(labels_csv).parent
     outcomes: list[ClipOutcome] = []
-    with run_session(opts, estimator) as (est, predictor):
+    with run_session(opts, estimator) as (est, predictor, fallback_note):
+        if fallback_note is not None:
+            notice(fallback_note)
         classes = list(predictor.info.classes)
         has_rule = predictor.info.open_set is not None
         for r in _bar(rows, progress):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from estimators.mediapipe_pose import MODELS, MediaPipeConfig, MediaPipePose
+from models.contract.errors import BadInput
 from models.contract.skeleton import body_scale
 from pipeline.extract.video import VideoReader
 from tests.support.model_files import need_blazepose
@@ -26,8 +27,8 @@ def test_photo_matches_the_annotation(shared_data: Path, model: str):
     ann = json.loads((shared_data / "images" / "coco" / "test_coco.json").read_text())["annotations"]
     kps = [np.asarray(a["keypoints"], np.float32).reshape(17, 3) for a in ann if a["image_id"] == 785]
     assert len(kps) == 1
-    est = MediaPipePose(MediaPipeConfig.high(model_complexity=MODELS[model]))
-    est._reset()
+    est = MediaPipePose(MediaPipeConfig.tier("high", model_complexity=MODELS[model]))
+    est.begin_video()
     found = est.detect(img)
     est.close()
     assert len(found) == 1
@@ -43,7 +44,7 @@ def test_lite_and_heavy_on_video_agree_and_differ_in_cache_key(shared_data: Path
     need_blazepose("heavy")
     res, settings = {}, {}
     for model in ("lite", "heavy"):
-        est = MediaPipePose(MediaPipeConfig.high(model_complexity=MODELS[model]))
+        est = MediaPipePose(MediaPipeConfig.tier("high", model_complexity=MODELS[model]))
         settings[model] = est.settings()
         with VideoReader(shared_data / "videos" / "tai_chi.mp4") as r:
             res[model] = est.estimate(itertools.islice(r.frames(est.needs_frame), 6), r.fps, r.img_shape)
@@ -60,7 +61,7 @@ def test_lite_and_heavy_on_video_agree_and_differ_in_cache_key(shared_data: Path
 
 
 def test_full_needs_nothing_installed_and_names_its_weights():
-    s = MediaPipePose(MediaPipeConfig.high()).settings()
+    s = MediaPipePose(MediaPipeConfig.tier("high")).settings()
     assert s["model"] == "full" and len(s["weights_sha256"]) == 64
-    with pytest.raises(ValueError):
-        MediaPipeConfig.high(model_complexity=3)
+    with pytest.raises(BadInput):
+        MediaPipeConfig.tier("high", model_complexity=3)

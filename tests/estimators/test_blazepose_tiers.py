@@ -1,4 +1,4 @@
-"""The `blazepose` estimator's tiers (heavy for high, lite for low), `--model`, and `pipeline run`'s fallback."""
+"""The `blazepose` estimator's tiers (heavy for high, lite for low), `--pose-model`, and `pipeline run`'s fallback."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 from models.contract.errors import BadInput
 from pipeline.extract.driver import ExtractOptions, make_estimator
 from pipeline.infer.pose_choice import fast_estimator
-from tests.support.cli_support import one_error_line, run_pipeline, visible_lines
+from pipeline.infer.prediction import RunOptions
+from pipeline.infer.runner import run_videos
+from tests.support.cli_support import invoke, one_error_line, run_pipeline, visible_lines
 from tests.support.model_files import openpose_models_dir
+from tests.support.run_files import tiny_checkpoint
+from tests.support.video_files import stick_figure_frames, write_video
 
 
 @pytest.fixture
@@ -33,7 +37,7 @@ def test_tiers_are_heavy_detection_and_lite_tracking():
         ("lite", 0, False, 4, 1280)
     full = BlazePoseConfig.tier("low", model="full", max_persons=2)
     assert (full.model_complexity, full.stride, full.max_persons) == (1, 4, 2)
-    with pytest.raises(ValueError, match="model must be one of lite, full, heavy"):
+    with pytest.raises(BadInput, match="unknown BlazePose model 'huge' \\(lite, full, heavy\\)"):
         BlazePoseConfig.tier("high", model="huge")
     # the other BlazePose name keeps the wheel's full model in both tiers
     assert MediaPipeConfig.tier("high").model == MediaPipeConfig.tier("low").model == "full"
@@ -42,35 +46,37 @@ def test_tiers_are_heavy_detection_and_lite_tracking():
 def test_extract_options_reach_the_model():
     assert make_estimator(ExtractOptions(quality="high")).cfg.model == "heavy"
     assert make_estimator(ExtractOptions(quality="low")).cfg.model == "lite"
-    est = make_estimator(ExtractOptions(quality="high", model="full", stride=2))
+    est = make_estimator(ExtractOptions(quality="high", options={"model": "full"}, stride=2))
     assert isinstance(est, MediaPipePose) and (est.cfg.model_complexity, est.cfg.stride) == (1, 2)
+    assert est.name == "blazepose" and est.model == "BlazePose full"
     with pytest.raises(BadInput, match="unknown BlazePose model 'huge' \\(lite, full, heavy\\)"):
-        ExtractOptions(model="huge")
+        make_estimator(ExtractOptions(options={"model": "huge"}))
     for name in ("mediapipe", "openpose-lite"):
-        with pytest.raises(BadInput, match=f"--model .* is for --estimator blazepose, not {name}"):
-            make_estimator(ExtractOptions(estimator=name, model="lite"))
+        with pytest.raises(BadInput, match=f"'model' is not an option of --estimator {name}"):
+            make_estimator(ExtractOptions(estimator=name, options={"model": "lite"}))
 
 
 def test_settings_hold_the_weights_sha256():
     """The cache key tells the models apart (full is always there; heavy when installed)."""
-    full = make_estimator(ExtractOptions(quality="high", model="full")).settings()
+    full = make_estimator(ExtractOptions(quality="high", options={"model": "full"})).settings()
     assert full["model"] == "full" and len(full["weights_sha256"]) == 64
 
 
-def test_fast_estimator_falls_back_to_full_once(no_blazepose: Path):
-    notes: list[str] = []
-    est = fast_estimator(note=notes.append)
+def test_fast_estimator_falls_back_to_full_with_a_note(no_blazepose: Path):
+    est, note = fast_estimator()
     assert est.cfg.model == "full" and est.cfg.stride == 4 and not est.cfg.static_image_mode
-    assert len(notes) == 1 and "blazepose-lite" in notes[0] and "pipeline models install" in notes[0]
-    assert "Using BlazePose full" in notes[0]
+    assert est.name == "blazepose"
+    assert "blazepose-lite" in note and "pipeline models install" in note and "Using BlazePose full" in note
     for model in ("lite", "heavy"):  # asked for explicitly: refused, never swapped
         with pytest.raises(BadInput, match=f"blazepose-{model}: .*pipeline models install"):
-            fast_estimator(model=model, note=notes.append)
-    assert len(notes) == 1
-    with pytest.raises(BadInput, match="--pose-model .* is for --estimator blazepose"):
-        fast_estimator("openpose-lite", "lite")
-    with pytest.raises(BadInput, match="unknown estimator 'mmpose' for run"):
-        fast_estimator("mmpose")
+            fast_estimator(options={"model": model})
+    assert fast_estimator(options={"model": "full"})[1] is None
+    with pytest.raises(BadInput, match="'model' is not an option of --estimator openpose-lite"):
+        fast_estimator("openpose-lite", {"model": "lite"})
+    with pytest.raises(BadInput, match="--estimator mmpose needs --mmpose-checkpoint"):
+        invoke("run", "x.mp4", "--estimator", "mmpose")
+    with pytest.raises(BadInput, match="--pose-model is an option of --estimator blazepose, not openpose-lite"):
+        invoke("run", "x.mp4", "--estimator", "openpose-lite", "--pose-model", "lite")
 
 
 def test_extract_without_heavy_is_one_line_naming_the_install(no_blazepose: Path, tmp_path: Path,
@@ -78,9 +84,9 @@ def test_extract_without_heavy_is_one_line_naming_the_install(no_blazepose: Path
     video = shared_data / "videos" / "mmpose_demo_5frames.mp4"
     line = one_error_line(run_pipeline("extract", video, "--quality", "high", "--cache", tmp_path / "c"))
     assert line.startswith("Error: blazepose-heavy: ") and "pipeline models install" in line
-    proc = run_pipeline("extract", video, "--quality", "low", "--estimator", "openpose-lite", "--model", "lite",
+    proc = run_pipeline("extract", video, "--quality", "low", "--estimator", "openpose-lite", "--pose-model", "lite",
                         "--cache", tmp_path / "c")
-    assert "--model (lite, full, heavy) is for --estimator blazepose, not openpose-lite" in one_error_line(proc)
+    assert "--pose-model is an option of --estimator blazepose, not openpose-lite" in one_error_line(proc)
 
 
 def test_run_on_a_fresh_install_says_so_once(no_blazepose: Path, shared_data: Path):
@@ -105,3 +111,15 @@ def test_run_with_openpose_lite_end_to_end(tmp_path: Path, shared_data: Path, mo
     rec = json.loads(proc.stdout)
     assert rec["frames"] > 0 and rec["persons"] >= 1 and len(rec["labels"]) == 5
     assert "Using BlazePose" not in proc.stderr
+
+
+def test_a_run_that_fails_says_one_line_even_after_a_fallback(no_blazepose: Path, tmp_path: Path):
+    """The fallback note comes with the first result: a failed clip's error stays the only line (the CLI
+    contract), as on a fresh clone where lite is not installed."""
+    video = write_video(tmp_path / "nobody.mp4", stick_figure_frames(12))  # drawn lines: no person to BlazePose
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", layout="blazepose33")
+    line = one_error_line(run_pipeline("run", video, "--model", ckpt, "--no-progress"))
+    assert "no person found" in line and "note" not in line
+    notes: list[str] = []
+    done, failed = run_videos([video], RunOptions(model=ckpt, progress=False, threads=1), note=notes.append)
+    assert not done and len(failed) == 1 and notes == []

@@ -11,6 +11,7 @@ import pytest
 
 from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
 from estimators.tracking import box_iou, keypoint_box
+from models.contract.errors import BadInput
 from models.contract.skeleton import body_scale
 from pipeline.extract.video import VideoReader
 from tests.support.video_files import stick_figure_frames, write_video
@@ -23,7 +24,7 @@ def run(cfg: MediaPipeConfig, video: Path, n: int | None = None):
 
 
 def test_hq_on_real_clip(shared_data: Path):
-    res = run(MediaPipeConfig.high(), shared_data / "videos" / "mmpose_demo_5frames.mp4")
+    res = run(MediaPipeConfig.tier("high"), shared_data / "videos" / "mmpose_demo_5frames.mp4")
     assert res.keypoint.shape == (1, 5, 33, 2) and res.keypoint.dtype == np.float32
     assert res.keypoint_score.shape == (1, 5, 33)
     assert res.layout == "blazepose33" and res.img_shape == (540, 960) and res.fps > 0
@@ -40,7 +41,7 @@ def test_hq_on_real_clip(shared_data: Path):
 
 def test_lq_interpolates_skipped_frames_and_stays_close_to_hq(shared_data: Path):
     video = shared_data / "videos" / "tai_chi.mp4"
-    est = MediaPipePose(MediaPipeConfig.low())
+    est = MediaPipePose(MediaPipeConfig.tier("low"))
     with VideoReader(video) as r:
         frames = list(itertools.islice(r.frames(est.needs_frame), 9))
     assert [f is None for f in frames] == [False, True, True, True, False, True, True, True, False]  # grab() only
@@ -51,7 +52,7 @@ def test_lq_interpolates_skipped_frames_and_stays_close_to_hq(shared_data: Path)
     assert both.sum() > 20
     np.testing.assert_allclose(kp[1, both], 0.75 * kp[0, both] + 0.25 * kp[4, both], rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(kp[6, both], 0.5 * kp[4, both] + 0.5 * kp[8, both], rtol=1e-5, atol=0.5)
-    hq = run(MediaPipeConfig.high(), video, 9)
+    hq = run(MediaPipeConfig.tier("high"), video, 9)
     ok = (hq.keypoint_score > 0) & (lq.keypoint_score > 0)
     err = np.linalg.norm(hq.keypoint - lq.keypoint, axis=-1)[ok] / body_scale(hq.keypoint, hq.keypoint_score)
     assert np.median(err) < 0.1
@@ -59,8 +60,8 @@ def test_lq_interpolates_skipped_frames_and_stays_close_to_hq(shared_data: Path)
 
 def test_downscaled_input_still_gives_original_pixel_coordinates(shared_data: Path):
     video = shared_data / "videos" / "mmpose_demo_5frames.mp4"
-    full = run(MediaPipeConfig.high(), video, 2)
-    small = run(MediaPipeConfig.high(max_side=480), video, 2)  # 960x540 -> 480x270 for the model
+    full = run(MediaPipeConfig.tier("high"), video, 2)
+    small = run(MediaPipeConfig.tier("high", max_side=480), video, 2)  # 960x540 -> 480x270 for the model
     ok = (full.keypoint_score > 0) & (small.keypoint_score > 0)
     err = np.linalg.norm(full.keypoint - small.keypoint, axis=-1)[ok]
     assert np.median(err) / body_scale(full.keypoint, full.keypoint_score) < 0.05
@@ -68,8 +69,8 @@ def test_downscaled_input_still_gives_original_pixel_coordinates(shared_data: Pa
 
 def test_flip_average_agrees_with_plain(shared_data: Path):
     video = shared_data / "videos" / "mmpose_demo_5frames.mp4"
-    plain = run(MediaPipeConfig.high(), video, 2)
-    flip = run(MediaPipeConfig.high(flip_average=True), video, 2)
+    plain = run(MediaPipeConfig.tier("high"), video, 2)
+    flip = run(MediaPipeConfig.tier("high", flip_average=True), video, 2)
     assert flip.keypoint.shape == plain.keypoint.shape
     ok = (plain.keypoint_score > 0) & (flip.keypoint_score > 0)
     err = np.linalg.norm(plain.keypoint - flip.keypoint, axis=-1)[ok]
@@ -77,7 +78,7 @@ def test_flip_average_agrees_with_plain(shared_data: Path):
 
 
 def test_second_person_by_masking(shared_data: Path):
-    res = run(MediaPipeConfig.low(max_persons=2), shared_data / "videos" / "basketball.mp4", 12)
+    res = run(MediaPipeConfig.tier("low", max_persons=2), shared_data / "videos" / "basketball.mp4", 12)
     assert res.keypoint.shape[0] == 2
     seen = (res.keypoint_score > 0).any(-1)
     assert seen[:, 0].all()
@@ -89,14 +90,14 @@ def test_second_person_by_masking(shared_data: Path):
 @pytest.mark.parametrize("quality", ["high", "low"])
 def test_no_person_on_synthetic_video(tmp_path: Path, quality: str):
     video = write_video(tmp_path / "stick.mp4", stick_figure_frames())
-    cfg = MediaPipeConfig.high() if quality == "high" else MediaPipeConfig.low()
+    cfg = MediaPipeConfig.tier("high") if quality == "high" else MediaPipeConfig.tier("low")
     res = run(cfg, video)
     assert res.total_frames == 8 and res.found_frames() == 0
     assert res.keypoint.shape == (1, 8, 33, 2) and not res.keypoint_score.any()
 
 
 def test_settings_identify_the_tier_without_loading_mediapipe():
-    hq, lq = MediaPipePose(MediaPipeConfig.high()), MediaPipePose(MediaPipeConfig.low())
+    hq, lq = MediaPipePose(MediaPipeConfig.tier("high")), MediaPipePose(MediaPipeConfig.tier("low"))
     assert hq._mp is None  # settings() is the cache key: it must not need the model
     assert json.loads(json.dumps(hq.settings())) == hq.settings()
     assert hq.settings() != lq.settings()
@@ -108,11 +109,11 @@ def test_settings_identify_the_tier_without_loading_mediapipe():
 
 def test_a_needed_frame_that_was_not_decoded_is_an_error():
     with pytest.raises(ValueError, match="frame 0"):
-        MediaPipePose(MediaPipeConfig.high()).estimate([None], 25.0, (10, 10))
+        MediaPipePose(MediaPipeConfig.tier("high")).estimate([None], 25.0, (10, 10))
 
 
 def test_bad_config_values():
-    with pytest.raises(ValueError):
-        MediaPipeConfig.low(stride=0)
-    with pytest.raises(ValueError):
-        MediaPipeConfig.high(max_persons=0)
+    with pytest.raises(BadInput):
+        MediaPipeConfig.tier("low", stride=0)
+    with pytest.raises(BadInput):
+        MediaPipeConfig.tier("high", max_persons=0)

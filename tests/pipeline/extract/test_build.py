@@ -17,15 +17,20 @@ from pipeline.extract.cache import PoseCache, hash_file
 V = 33
 
 
-def add_entry(cache: PoseCache, video: Path, quality: str, t: int, m: int = 1, seed: int = 0) -> None:
+def add_entry(cache: PoseCache, video: Path, quality: str, t: int, m: int = 1, seed: int = 0,
+              estimator: str = "blazepose", model: str | None = None, **settings) -> Path:
+    """An entry as `extract --estimator ESTIMATOR --quality QUALITY` files it (model: heavy for high, lite for low)."""
     rng = np.random.default_rng(seed)
     kp = rng.uniform(0, 300, (m, t, V, 2)).astype(np.float32)
     sc = rng.uniform(0.5, 1, (m, t, V)).astype(np.float32)
     h = hash_file(video)
-    settings = {"quality": quality}
-    cache.save(cache.entry_path(h, "mediapipe", settings), PoseResult(kp, sc, "blazepose33", (240, 320), 25.0),
-               {"video_hash": h, "estimator": "mediapipe", "settings": settings, "quality": quality,
-                "source": video.name})
+    model = model or ("heavy" if quality == "high" else "lite")
+    settings = {"quality": quality, "model": model, **settings}
+    entry = cache.entry_path(h, estimator, settings)
+    cache.save(entry, PoseResult(kp, sc, "blazepose33", (240, 320), 25.0),
+               {"video_hash": h, "estimator": estimator, "model": f"BlazePose {model}", "settings": settings,
+                "quality": quality, "source": video.name})
+    return entry
 
 
 @pytest.fixture
@@ -99,7 +104,8 @@ def test_missing_entry_or_mismatched_frames_write_nothing(setup):
     extra.write_bytes(b"never extracted")
     labels = root / "labels.csv"
     labels.write_text("videos/jump1.mp4,jump\nvideos/new.mp4,jump\n")
-    with pytest.raises(BadInput, match=r"1 video\(s\) have no mediapipe cache entry: new.mp4 \(HQ/LQ\)"):
+    with pytest.raises(BadInput, match=r"1 video\(s\) lack a blazepose cache entry: new.mp4 \[high/low\]; run "
+                                       r"`pipeline extract --estimator blazepose --quality high`"):
         build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
     add_entry(cache, extra, "high", 5)
     add_entry(cache, extra, "low", 6)
@@ -123,3 +129,77 @@ def test_bad_labels(tmp_path: Path):
         read_labels(tmp_path / "none.csv")
     with pytest.raises(BadInput, match="same file"):
         build_paired(tmp_path, p, tmp_path / "x.pkl", tmp_path / "x.pkl")
+
+
+def test_the_estimator_is_the_registry_name_and_others_are_named(setup):
+    """Entries of another estimator are not taken; the error says which estimator the video has entries of."""
+    root, vids, cache, frames = setup
+    labels = root / "labels.csv"
+    labels.write_text("videos/jump1.mp4,jump\n")
+    other = vids / "other.mp4"
+    other.write_bytes(b"openpose only")
+    add_entry(cache, other, "high", 5, estimator="openpose-lite")
+    add_entry(cache, other, "low", 5, estimator="openpose-lite")
+    labels.write_text("videos/jump1.mp4,jump\nvideos/other.mp4,jump\n")
+    with pytest.raises(BadInput, match=r"other.mp4 \(has entries of --estimator openpose-lite only\) \[high/low\]"):
+        build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
+    labels.write_text("videos/other.mp4,jump\n")
+    hq, _ = build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl", estimator="openpose-lite")
+    assert [c.total_frames for c in hq.clips] == [5]
+    with pytest.raises(BadInput, match="unknown estimator 'nope'"):
+        build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl", estimator="nope")
+
+
+def test_several_entries_of_one_tier_are_refused_not_the_newest_taken(setup):
+    root, vids, cache, frames = setup
+    labels = root / "labels.csv"
+    labels.write_text("videos/jump1.mp4,jump\nvideos/wave1.mp4,wave\n")
+    add_entry(cache, vids / "jump1.mp4", "high", 10, model="full")  # `extract --quality high --pose-model full`
+    with pytest.raises(BadInput, match=r"jump1.mp4: 2 `--quality high` entries of blazepose with different "
+                                       r"settings \(model: 'heavy', 'full'|model: 'full', 'heavy'"):
+        build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
+    assert not (root / "hq.pkl").exists()
+
+
+def test_tiers_from_different_models_across_videos_are_refused(setup):
+    root, vids, cache, frames = setup
+    labels = root / "labels.csv"
+    labels.write_text("videos/jump1.mp4,jump\nvideos/wave1.mp4,wave\n")
+    entry = next(e for e in cache.entries_for(hash_file(vids / "wave1.mp4")) if cache.read_meta(e)["quality"] == "high")
+    entry.unlink()
+    add_entry(cache, vids / "wave1.mp4", "high", 8, model="full")
+    with pytest.raises(BadInput, match=r"the `--quality high` entries mix models: BlazePose full \(1 video\(s\), "
+                                       r"e.g. wave1.mp4\), BlazePose heavy \(1 video\(s\), e.g. jump1.mp4\)"):
+        build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
+
+
+def test_bare_names_in_the_labels_say_what_was_looked_for(setup):
+    root, vids, cache, frames = setup
+    labels = root / "labels.csv"
+    labels.write_text("jump1,jump\n")  # neither relative to the CSV nor with its extension
+    with pytest.raises(BadInput, match=r"jump1 \(no such file: looked for .*/jump1; video paths are relative to "
+                                       r"the CSV's folder, with their extension"):
+        build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
+
+
+def test_entries_written_before_the_registry_names_stay_readable(setup):
+    """Before estimators were named by the registry, BlazePose heavy/lite entries were filed under `mediapipe`
+    with no "model" in their metadata: `--estimator mediapipe` still pairs them, by the model in their settings,
+    and `--estimator blazepose` names where they are."""
+    root, vids, cache, frames = setup
+    old = vids / "old.mp4"
+    old.write_bytes(b"extracted long ago")
+    for q, model in (("high", "heavy"), ("low", "lite")):
+        h = hash_file(old)
+        settings = {"model": model, "quality": q}
+        rng = np.random.default_rng(0)
+        cache.save(cache.entry_path(h, "mediapipe", settings),
+                   PoseResult(rng.uniform(0, 9, (1, 6, V, 2)).astype(np.float32), np.ones((1, 6, V), np.float32),
+                              "blazepose33", (240, 320), 25.0),
+                   {"video_hash": h, "estimator": "mediapipe", "settings": settings, "quality": q, "source": old.name})
+    labels = root / "labels.csv"
+    labels.write_text("videos/old.mp4,jump\n")
+    with pytest.raises(BadInput, match=r"has entries of --estimator mediapipe only"):
+        build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
+    hq, lq = build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl", estimator="mediapipe")
+    assert hq.clips[0].total_frames == lq.clips[0].total_frames == 6

@@ -48,7 +48,8 @@ def mixed_folder(shared_data: Path, tmp_path: Path) -> Path:
 
 def test_folder_with_good_and_bad_files(mixed_folder: Path, tmp_path: Path):
     cache = tmp_path / "cache"
-    proc = run_pipeline("extract", mixed_folder, "--quality", "low", "--cache", cache, "--no-progress")
+    proc = run_pipeline("extract", mixed_folder, "--quality", "low", "--estimator", "mediapipe", "--cache",
+                        cache, "--no-progress")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert summary_lines(proc) == {"done": 1, "skipped": 0, "failed": 6}
@@ -64,7 +65,8 @@ def test_folder_with_good_and_bad_files(mixed_folder: Path, tmp_path: Path):
     files = [p for p in cache.rglob("*") if p.is_file() and p.suffix != ".lock"]
     assert len(files) == 1 and files[0].suffix == ".npz"  # one entry, no partial or temp file
     # A re-run serves the good video from the cache and reports the bad ones again.
-    again = run_pipeline("extract", mixed_folder, "--quality", "low", "--cache", cache, "--no-progress")
+    again = run_pipeline("extract", mixed_folder, "--quality", "low", "--estimator", "mediapipe", "--cache",
+                         cache, "--no-progress")
     assert again.returncode == 2 and summary_lines(again) == {"done": 0, "skipped": 1, "failed": 6}
 
 
@@ -72,17 +74,18 @@ def test_high_and_low_then_dataset_build(shared_data: Path, tmp_path: Path):
     vids = tmp_path / "v"
     vids.mkdir()
     cut(shared_data / "videos" / "tai_chi.mp4", vids / "a.mp4", 6)
-    cut(shared_data / "videos" / "skateboarding.mp4", vids / "b.mp4", 6, start=110)  # heavy misses him in 100-105
+    cut(shared_data / "videos" / "skateboarding.mp4", vids / "b.mp4", 6, start=110)  # BlazePose misses him in 100-105
     cache = tmp_path / "cache"
     for q in ("high", "low"):
-        proc = run_pipeline("extract", vids, "--quality", q, "--cache", cache)  # progress bar on
+        proc = run_pipeline("extract", vids, "--quality", q, "--estimator", "mediapipe", "--cache",
+                            cache)  # progress bar on
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert summary_lines(proc) == {"done": 2, "skipped": 0, "failed": 0}
         assert "frame/s" in proc.stderr  # the progress bar reports frames per second
     labels = tmp_path / "labels.csv"
     labels.write_text("video,label,split\nv/a.mp4,tai_chi,train\nv/b.mp4,skate,test\n")
     proc = run_pipeline("dataset", "build", "--cache", cache, "--labels", labels, "--out-hq", tmp_path / "hq.pkl",
-                        "--out-lq", tmp_path / "lq.pkl", "--layout", "coco17")
+                        "--out-lq", tmp_path / "lq.pkl", "--layout", "coco17", "--estimator", "mediapipe")
     assert proc.returncode == 0, proc.stderr
     from pipeline.data.pyskl_io import load_dataset, safe_load
 
@@ -100,7 +103,8 @@ def test_workers_process_pool(shared_data: Path, tmp_path: Path):
     cut(shared_data / "videos" / "tai_chi.mp4", vids / "a.mp4", 5)
     cut(shared_data / "videos" / "basketball.mp4", vids / "b.mp4", 5)
     (vids / "bad.mp4").write_text("nope")
-    s = extract([vids, tmp_path / "missing.mp4"], ExtractOptions(quality="low", cache_dir=tmp_path / "c",
+    s = extract([vids, tmp_path / "missing.mp4"], ExtractOptions(quality="low", estimator="mediapipe",
+                                                                 cache_dir=tmp_path / "c",
                                                                  workers=2), show_progress=False)
     assert sorted(o.status for o in s.outcomes) == ["done", "done", "failed", "failed"]
     assert any("file not found" in o.reason for o in s.by("failed"))

@@ -93,10 +93,12 @@ def _entries(cache: Path) -> dict[str, Path]:
 
 
 def test_two_ray_workers_match_the_local_run(clips: Path, tmp_path: Path, ray_cluster: str):
-    local = extract([clips], ExtractOptions(quality="low", cache_dir=tmp_path / "local"), show_progress=False)
+    local = extract([clips], ExtractOptions(quality="low", estimator="mediapipe",
+                                            cache_dir=tmp_path / "local"), show_progress=False)
     assert sorted(o.status for o in local.outcomes) == ["done", "done", "failed"]
 
-    cmd = [sys.executable, "-m", "pipeline", "extract", str(clips), "--quality", "low", "--cache",
+    cmd = [sys.executable, "-m", "pipeline", "extract", str(clips), "--quality", "low", "--estimator",
+           "mediapipe", "--cache",
            str(tmp_path / "ray"), "--backend", "ray", "--ray-address", ray_cluster, "--workers", "2", "--no-progress"]
     env = dict(os.environ, PYTHONWARNINGS="ignore", **RAY_ENV)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -141,7 +143,8 @@ def test_failed_tasks_are_retried_and_reported(clips: Path, tmp_path: Path, ray_
     (clips / "broken.mp4").unlink()
     shutil.copyfile(clips / "demo5.mp4", clips / "always_fails.mp4")
     cache = tmp_path / "c"
-    s = extract_ray([clips], ExtractOptions(quality="low", cache_dir=cache), address=ray_cluster, retries=2,
+    s = extract_ray([clips], ExtractOptions(quality="low", estimator="mediapipe", cache_dir=cache),
+                    address=ray_cluster, retries=2,
                     show_progress=False, task=flaky_task)
     status = {Path(o.video).name: o for o in s.outcomes}
     for name in ("demo5.mp4", "tai_chi8.mp4"):

@@ -51,9 +51,9 @@ def three_clips(shared_data: Path, tmp_path: Path) -> Path:
 
 
 def test_shards_fill_one_cache_like_a_whole_run(three_clips: Path, tmp_path: Path):
-    opts = ExtractOptions(quality="low", cache_dir=tmp_path / "whole")
+    opts = ExtractOptions(quality="low", estimator="mediapipe", cache_dir=tmp_path / "whole")
     whole = extract([three_clips], opts, show_progress=False)
-    shared = ExtractOptions(quality="low", cache_dir=tmp_path / "shared")
+    shared = ExtractOptions(quality="low", estimator="mediapipe", cache_dir=tmp_path / "shared")
     parts = [extract([three_clips], shared, show_progress=False, shard=(i, 2)) for i in range(2)]
     # Sorted a, b, c: shard 0 takes a and c, shard 1 takes b.
     assert [[Path(o.video).name for o in p.outcomes] for p in parts] == [["a.mp4", "c.mp4"], ["b.mp4"]]
@@ -67,7 +67,8 @@ def test_shards_fill_one_cache_like_a_whole_run(three_clips: Path, tmp_path: Pat
 
 def test_cli_shard(three_clips: Path, tmp_path: Path):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "pipeline", "extract", str(three_clips), "--quality", "low",
+    cmd = [sys.executable, "-m", "pipeline", "extract", str(three_clips), "--quality", "low", "--estimator",
+           "mediapipe",
            "--cache", str(tmp_path / "c"), "--no-progress"]
     bad = subprocess.run([*cmd, "--shard", "2/2"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
