@@ -62,10 +62,32 @@ def slug(spec: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in spec)[:60]
 
 
-def ensure_data(out: Path) -> Path:
+def parse_variant(token: str) -> tuple[str, dict, str]:
+    """`method[+key=value...]` → (method, make_request options, weights string).
+
+    Keys `mix` and `mix_alpha` are function matching's options; any other key is a `--weights` key (e.g.
+    `skd+mix=mixup+xclip=1`). They come after the sweep's own --weights."""
+    method, *extra = token.split("+")
+    opts: dict = {}
+    weights = []
+    for kv in extra:
+        k, _, v = kv.partition("=")
+        if k == "mix":
+            opts["mix"] = v
+        elif k == "mix_alpha":
+            opts["mix_alpha"] = float(v)
+        else:
+            weights.append(f"{k}={v}")
+    return method, opts, ",".join(weights)
+
+
+def ensure_data(out: Path, hq: Path | None = None) -> Path:
+    """The HQ pickle: `hq` when given (another data set), else Penn Action imported into `out` once."""
     from pipeline.data.importers.penn_action import import_penn_action
     from pipeline.data.pyskl_io import save_dataset
 
+    if hq is not None:
+        return hq
     pkl = out / "penn_hq.pkl"
     if not pkl.exists():
         save_dataset(import_penn_action(LABELS, progress=False), pkl)
@@ -108,21 +130,25 @@ def epochs_for(hq: Path, method: str, seed: int, args) -> int:
     return max(1, round(args.steps / per_epoch))
 
 
-def one_run(out: Path, hq: Path, teacher: Path, spec: str, method: str, revision: str, seed: int, args) -> dict:
+def one_run(out: Path, hq: Path, teacher: Path, spec: str, variant: str, revision: str, seed: int, args) -> dict:
     from pipeline.stages.distilling import make_request, run_distill
 
-    run = out / "runs" / slug(spec) / f"{method}_{revision}_s{seed}"
+    run = out / "runs" / slug(spec) / f"{variant}_{revision}_s{seed}"
     if (run / "metrics.json").exists():
         return json.loads((run / "metrics.json").read_text())
+    method, opts, extra = parse_variant(variant)
+    weights = ",".join(w for w in (args.weights, extra) if w)
     epochs = epochs_for(hq, method, seed, args)
     req = make_request(method=method, grad_revision=revision, epochs=epochs, student_width=args.student_width,
                        length=args.length, batch_size=args.batch_size, lr=args.lr, tau=args.tau,
-                       weights=args.weights, train_fraction=args.train_fraction, seed=seed,
-                       eval_every=epochs if args.steps else 1, unlabeled_rest=not args.no_unlabeled)
+                       weights=weights, train_fraction=args.train_fraction, seed=seed,
+                       eval_every=epochs if args.steps else 1, unlabeled_rest=not args.no_unlabeled, **opts)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "variant.json").write_text(json.dumps({"variant": variant}))
     t0 = time.perf_counter()
     m = run_distill(hq, run, req, corrupt=spec, teacher_ckpt=teacher,
                     resume=(run / "student_last.pt").exists(), progress=not args.quiet)
-    print(f"[{time.perf_counter() - t0:6.0f}s] {spec} {method}/{revision} seed {seed}: teacher HQ "
+    print(f"[{time.perf_counter() - t0:6.0f}s] {spec} {variant}/{revision} seed {seed}: teacher HQ "
           f"{m['teacher']['hq_top1']:.3f} LQ {m['teacher']['lq_top1']:.3f}, student {m['student']['lq_top1']:.3f}",
           flush=True)
     return m
@@ -186,7 +212,8 @@ def collect(out: Path) -> list[dict]:
         # metrics record the seed the corruption used (",seed=N"); runs of one spec over seeds group together
         spec = re.sub(r",seed=\d+", "", m["lq_source"].removeprefix("corrupt:"))
         steps = round(m["train_seconds"] / m["seconds_per_step"]) if m.get("seconds_per_step") else None
-        rows.append({"spec": spec, "method": m["method"],
+        v = p.parent / "variant.json"
+        rows.append({"spec": spec, "method": json.loads(v.read_text())["variant"] if v.exists() else m["method"],
                      "revision": m["grad_revision"], "seed": m["seed"], "teacher_hq": m["teacher"]["hq_top1"],
                      "teacher_lq": m["teacher"]["lq_top1"], "student": m["student"]["lq_top1"],
                      "sec_per_step": m.get("seconds_per_step"), "revision_stats": m.get("revision", {}),
@@ -259,7 +286,9 @@ def report(out: Path) -> str:
             label = {"lq_full_width": "ceiling: teacher-width model trained on LQ, all labels",
                      "teacher_tuned_on_lq": "ceiling: teacher fine-tuned on LQ, all labels"}.get(k, k)
             lines.append(f"| {label} (seed 0) | {v:.3f} | | | | | | | | |")
-        for method, rev in TABLE_METHODS:
+        # Variants beyond the fixed rows (e.g. skd+mix=mixup), after them.
+        extra = sorted({(r["method"], r["revision"]) for r in rs if r["method"] != "none"} - set(TABLE_METHODS))
+        for method, rev in TABLE_METHODS + extra:
             # A plain student has nothing to revise: its runs record revision "none".
             sel = [r for r in rs if r["method"] == method and (r["revision"] == rev or method == "none")]
             if not sel:
@@ -319,9 +348,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["severity", "table", "ceiling", "report"])
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "distill_sweep")
+    ap.add_argument("--hq", type=Path, default=None,
+                    help="an HQ pyskl pickle with train/test splits to use instead of Penn Action")
     ap.add_argument("--specs", default=None, help="';'-separated corruption specs (default: the severity list)")
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--methods", default=None, help="e.g. none/global,skd/global (default: all table rows)")
+    ap.add_argument("--methods", default=None,
+                    help="e.g. none/none,skd/tail,kd+mix=mixup/none,skd+xclip=1/tail: "
+                         "method[+option=value...]/revision; options: mix, mix_alpha, any --weights key "
+                         "(default: all table rows)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--steps", type=int, default=0, help="the same optimizer steps for every run (overrides --epochs)")
     ap.add_argument("--no-unlabeled", action="store_true", help="no unlabeled pairs (the train rest) for any run")
@@ -355,7 +389,7 @@ def main() -> None:
                f"{datetime.date.today()}")
     if args.stage != "ceiling":
         (args.out / "sweep_config.json").write_text(json.dumps({"setting": setting, "argv": sys.argv}, indent=2))
-    hq = ensure_data(args.out)
+    hq = ensure_data(args.out, args.hq)
     teacher = ensure_teacher(args.out, hq, args)
     specs = args.specs.split(";") if args.specs else [s for _, s in SEVERITIES]
     if args.stage == "ceiling":

@@ -9,6 +9,7 @@ import click
 from models.contract.paths import vet_output
 from models.losses import METHODS
 from models.training.distributed import check_sync_bn, distributed
+from models.training.function_matching import MIXES
 from models.training.policy import PRECISIONS, THREADS_HELP
 from models.training.runtime import resolve_device, set_threads
 from pipeline.cli.layout_opts import NAMES, source_layout_option
@@ -53,6 +54,11 @@ from pipeline.stages.distilling import make_request, run_distill
 @click.option("--weights", default="", metavar="K=V,...",
               help="Loss weights, e.g. kd=1,node=0.1,edge=1,mid_edge=1,fitnet=1,rkd_dist=25,rkd_angle=50,at=1000,dkd=1,"
                    "ce=1 [default: the method's].")
+@click.option("--mix", default="none", show_default=True, type=click.Choice(MIXES),
+              help="Function matching: teacher and student see the same mix of their windows (mixup across clips, "
+                   "cutmix in time, or either per batch); CE follows the mixed labels.")
+@click.option("--mix-alpha", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Strength of --mix: the mixing weight is drawn from Beta(alpha, alpha).")
 @click.option("--train-fraction", default=1.0, show_default=True, type=click.FloatRange(0.01, 1.0),
               help="Label this fraction of the training clips (stratified); the rest are unlabeled pairs for the "
                    "distillation terms unless --no-unlabeled-rest.")
@@ -84,7 +90,8 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
             grad_revision: bool, revision_mode: str | None, revision_blocks: int, teacher_ckpt: Path | None,
             epochs: int,
             teacher_epochs: int | None, student_width: float, teacher_width: float, depth: int, length: int,
-            use_score: bool, batch_size: int, lr: float, tau: float | None, weights: str, train_fraction: float,
+            use_score: bool, batch_size: int, lr: float, tau: float | None, weights: str, mix: str,
+            mix_alpha: float, train_fraction: float,
             unlabeled: Path | None, unlabeled_lq: Path | None, unlabeled_rest: bool, allow_unpaired: bool,
             seed: int, eval_every: int, precision: str, threads: int | None, workers: int, device: str, amp: bool,
             sync_bn: bool, resume: bool, quiet: bool, out: Path
@@ -111,7 +118,7 @@ def distill(hq: Path, lq: Path | None, corrupt_spec: str | None, layout: str | N
                            train_fraction=train_fraction, allow_unpaired=allow_unpaired, seed=seed,
                            workers=workers, device=str(dev), amp=amp, sync_bn=sync_bn,
                            precision=precision, eval_every=eval_every, revision_blocks=revision_blocks,
-                           unlabeled_rest=unlabeled_rest, use_score=use_score)
+                           unlabeled_rest=unlabeled_rest, use_score=use_score, mix=mix, mix_alpha=mix_alpha)
         m = run_distill(hq, out, req, lq_path=lq, corrupt=corrupt_spec, layout=layout,
                         unlabeled=unlabeled, unlabeled_lq=unlabeled_lq,
                         source_layout=source_layout, teacher_ckpt=teacher_ckpt,

@@ -283,14 +283,15 @@ def make_request(*, method: str = "skd", grad_revision: str | None = None, epoch
                  workers: int = 0, device: str = "cpu", features: tuple[str, ...] = ("joint",),
                  warmup_epochs: float | None = None, amp: bool = True, sync_bn: bool = False,
                  precision: str = "fp32", eval_every: int = 1, revision_blocks: int = 1,
-                 unlabeled_rest: bool = True, use_score: bool = True) -> DistillRequest:
+                 unlabeled_rest: bool = True, use_score: bool = True, mix: str = "none",
+                 mix_alpha: float = 1.0) -> DistillRequest:
     """A DistillRequest from the command-line options (the same names a config file may use).
 
     `grad_revision` and `tau` None: the method's own (see models/losses)."""
     warm = default_warmup(epochs) if warmup_epochs is None else warmup_epochs
     try:
         dcfg = DistillConfig(method=method, tau=tau, grad_revision=grad_revision, revision_blocks=revision_blocks,
-                             **parse_weights(weights))
+                             mix=mix, mix_alpha=mix_alpha, **parse_weights(weights))
         scfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_workers=workers,
                            device=device, warmup_epochs=warm, amp=amp, sync_bn=sync_bn,
                            precision=precision, eval_every=eval_every)
