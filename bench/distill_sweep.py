@@ -94,6 +94,27 @@ def ensure_data(out: Path, hq: Path | None = None) -> Path:
     return pkl
 
 
+def make_dev(hq: Path, out: Path, fraction: float = 0.25) -> Path:
+    """A development copy of `hq`: its train split cut (stratified, fixed seed) into train and a held-out "test"
+    part, so that variants are chosen without the test split. The teacher may have seen the held-out clips' HQ
+    (it is trained on the whole train split once); every compared student has the same advantage."""
+    from dataclasses import replace
+
+    from pipeline.data.pyskl_io import load_dataset, save_dataset
+    from pipeline.stages.distilling import stratified_fraction
+
+    pkl = out / "dev_hq.pkl"
+    if not pkl.exists():
+        ds = load_dataset(hq)
+        train = set(ds.split["train"])
+        clips = [c for c in ds.clips if c.frame_dir in train]
+        held = {clips[i].frame_dir for i in stratified_fraction(clips, fraction, 12345)}
+        split = {"train": [c.frame_dir for c in clips if c.frame_dir not in held],
+                 "test": [c.frame_dir for c in clips if c.frame_dir in held]}
+        save_dataset(replace(ds, clips=clips, split=split), pkl)
+    return pkl
+
+
 def ensure_teacher(out: Path, hq: Path, args) -> Path:
     from models.net.transforms import InputConfig
     from models.training.config import TrainConfig
@@ -350,6 +371,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "distill_sweep")
     ap.add_argument("--hq", type=Path, default=None,
                     help="an HQ pyskl pickle with train/test splits to use instead of Penn Action")
+    ap.add_argument("--dev", action="store_true",
+                    help="report on a held-out quarter of the train split instead of the test split (to choose "
+                         "variants); put the teacher trained on the whole train split in OUT/teacher first")
     ap.add_argument("--specs", default=None, help="';'-separated corruption specs (default: the severity list)")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--methods", default=None,
@@ -390,6 +414,8 @@ def main() -> None:
     if args.stage != "ceiling":
         (args.out / "sweep_config.json").write_text(json.dumps({"setting": setting, "argv": sys.argv}, indent=2))
     hq = ensure_data(args.out, args.hq)
+    if args.dev:
+        hq = make_dev(hq, args.out)
     teacher = ensure_teacher(args.out, hq, args)
     specs = args.specs.split(";") if args.specs else [s for _, s in SEVERITIES]
     if args.stage == "ceiling":
