@@ -124,7 +124,7 @@ def ensure_teacher(out: Path, hq: Path, args) -> Path:
     run = out / "teacher"
     if not (run / "model.pt").exists():
         req = TrainRequest(TrainConfig(epochs=args.teacher_epochs, seed=0, label_smoothing=0.1, warmup_epochs=3,
-                                       num_test_clips=1),
+                                       num_test_clips=1, eval_every=args.teacher_epochs),
                            # No score channel: ground-truth scores are constant (see pipeline/stages/distilling.py).
                            InputConfig(length=args.length, features=tuple(args.features.split(",")),
                                        use_score=False),
