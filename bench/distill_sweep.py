@@ -299,14 +299,16 @@ def report(out: Path) -> str:
         lines += [f"Full table at `{name}` (seeds {sorted(seeds)}; top-1 on the LQ test split, mean ± std, n; "
                   "gap closed against the plain student's mean, towards the teacher on HQ and towards the best "
                   "ceiling):", "",
-                  "| model | top-1 | ± s.e. | gap closed (teacher HQ) | gap closed (ceiling) | epochs | steps | "
-                  "unlabeled clips | wall s/step | conflicts revised |", "|---|---|---|---|---|---|---|---|---|---|"]
-        lines.append(f"| teacher on HQ | {thq:.3f} | | | | | | | | |")
-        lines.append(f"| teacher on LQ | {rs[0]['teacher_lq']:.3f} | | | | | | | | |")
+                  "| model | top-1 | ± s.e. | gap closed (teacher HQ) | gap closed (ceiling) | − kd (same seeds) | "
+                  "epochs | steps | unlabeled clips | wall s/step | conflicts revised |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(f"| teacher on HQ | {thq:.3f} | | | | | | | | | |")
+        lines.append(f"| teacher on LQ | {rs[0]['teacher_lq']:.3f} | | | | | | | | | |")
+        kd_by_seed = {r["seed"]: r["student"] for r in rs if r["method"] == "kd" and r["revision"] == "none"}
         for k, v in sorted(cs.items()):
             label = {"lq_full_width": "ceiling: teacher-width model trained on LQ, all labels",
                      "teacher_tuned_on_lq": "ceiling: teacher fine-tuned on LQ, all labels"}.get(k, k)
-            lines.append(f"| {label} (seed 0) | {v:.3f} | | | | | | | | |")
+            lines.append(f"| {label} (seed 0) | {v:.3f} | | | | | | | | | |")
         # Variants beyond the fixed rows (e.g. skd+mix=mixup), after them.
         extra = sorted({(r["method"], r["revision"]) for r in rs if r["method"] != "none"} - set(TABLE_METHODS))
         for method, rev in TABLE_METHODS + extra:
@@ -327,11 +329,22 @@ def report(out: Path) -> str:
             g_t = f"{(mu - p0) / (thq - p0):.0%}" if p0 is not None and thq - p0 > 0.005 else ""
             g_c = f"{(mu - p0) / (top - p0):.0%}" if p0 is not None and top is not None and top - p0 > 0.005 else ""
             steps = [r["sec_per_step"] for r in sel if r["sec_per_step"]]
-            lines.append(f"| {label} | {mean_std(vals)} | {se} | {g_t} | {g_c} | {sel[0]['epochs']} | "
+            lines.append(f"| {label} | {mean_std(vals)} | {se} | {g_t} | {g_c} | {vs_kd(sel, kd_by_seed)} | "
+                         f"{sel[0]['epochs']} | "
                          f"{sel[0]['steps']} | {sel[0]['n_unlabeled']} | {statistics.mean(steps):.3f} | {conf} |")
         lines.append("")
     _plot(out / "severity.png", by_spec)
     return "\n".join(lines)
+
+
+def vs_kd(sel: list[dict], kd_by_seed: dict[int, float]) -> str:
+    """Mean difference to kd over the seeds both have, ± its standard error (paired by seed), and n."""
+    d = [r["student"] - kd_by_seed[r["seed"]] for r in sel if r["seed"] in kd_by_seed]
+    if not d or sel[0]["method"] == "kd":
+        return ""
+    if len(d) == 1:
+        return f"{d[0]:+.3f} (n=1)"
+    return f"{statistics.mean(d):+.3f} ± {statistics.stdev(d) / len(d) ** 0.5:.3f} (n={len(d)})"
 
 
 def _plot(path: Path, by_spec: dict) -> None:
