@@ -65,13 +65,56 @@ def slug(spec: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in spec)[:60]
 
 
-def ensure_data(out: Path) -> Path:
+def parse_variant(token: str) -> tuple[str, dict, str]:
+    """`method[+key=value...]` → (method, make_request options, weights string).
+
+    Keys `mix` and `mix_alpha` are function matching's options; any other key is a `--weights` key (e.g.
+    `skd+mix=mixup+xclip=1`). They come after the sweep's own --weights."""
+    method, *extra = token.split("+")
+    opts: dict = {}
+    weights = []
+    for kv in extra:
+        k, _, v = kv.partition("=")
+        if k == "mix":
+            opts["mix"] = v
+        elif k == "mix_alpha":
+            opts["mix_alpha"] = float(v)
+        else:
+            weights.append(f"{k}={v}")
+    return method, opts, ",".join(weights)
+
+
+def ensure_data(out: Path, hq: Path | None = None) -> Path:
+    """The HQ pickle: `hq` when given (another data set), else Penn Action imported into `out` once."""
     from pipeline.data.importers.penn_action import import_penn_action
     from pipeline.data.pyskl_io import save_dataset
 
+    if hq is not None:
+        return hq
     pkl = out / "penn_hq.pkl"
     if not pkl.exists():
         save_dataset(import_penn_action(LABELS, progress=False), pkl)
+    return pkl
+
+
+def make_dev(hq: Path, out: Path, fraction: float = 0.25) -> Path:
+    """A development copy of `hq`: its train split cut (stratified, fixed seed) into train and a held-out "test"
+    part, so that variants are chosen without the test split. The teacher may have seen the held-out clips' HQ
+    (it is trained on the whole train split once); every compared student has the same advantage."""
+    from dataclasses import replace
+
+    from pipeline.data.pyskl_io import load_dataset, save_dataset
+    from pipeline.stages.distilling import stratified_fraction
+
+    pkl = out / "dev_hq.pkl"
+    if not pkl.exists():
+        ds = load_dataset(hq)
+        train = set(ds.split["train"])
+        clips = [c for c in ds.clips if c.frame_dir in train]
+        held = {clips[i].frame_dir for i in stratified_fraction(clips, fraction, 12345)}
+        split = {"train": [c.frame_dir for c in clips if c.frame_dir not in held],
+                 "test": [c.frame_dir for c in clips if c.frame_dir in held]}
+        save_dataset(replace(ds, clips=clips, split=split), pkl)
     return pkl
 
 
@@ -84,7 +127,7 @@ def ensure_teacher(out: Path, hq: Path, args) -> Path:
     run = out / "teacher"
     if not (run / "model.pt").exists():
         req = TrainRequest(TrainConfig(epochs=args.teacher_epochs, seed=0, label_smoothing=0.1, warmup_epochs=3,
-                                       num_test_clips=1),
+                                       num_test_clips=1, eval_every=args.teacher_epochs),
                            # No score channel: ground-truth scores are constant (see pipeline/stages/distilling.py).
                            InputConfig(length=args.length, features=tuple(args.features.split(",")),
                                        use_score=False),
@@ -94,21 +137,25 @@ def ensure_teacher(out: Path, hq: Path, args) -> Path:
     return run / "model.pt"
 
 
-def one_run(out: Path, hq: Path, teacher: Path, spec: str, method: str, revision: str, seed: int, args) -> dict:
+def one_run(out: Path, hq: Path, teacher: Path, spec: str, variant: str, revision: str, seed: int, args) -> dict:
     from pipeline.stages.distilling import make_request, run_distill
 
-    run = out / "runs" / slug(spec) / f"{method}_{revision}_s{seed}"
+    run = out / "runs" / slug(spec) / f"{variant}_{revision}_s{seed}"
     if (run / "metrics.json").exists():
         return json.loads((run / "metrics.json").read_text())
+    method, opts, extra = parse_variant(variant)
+    weights = ",".join(w for w in (args.weights, extra) if w)
     # The budget in steps is exact for every method (the loop cuts the last epoch short); evaluated at the end.
     req = make_request(method=method, grad_revision=revision, epochs=args.epochs, steps=args.steps,
                        student_width=args.student_width, length=args.length, batch_size=args.batch_size, lr=args.lr,
-                       tau=args.tau, weights=args.weights, train_fraction=args.train_fraction, seed=seed,
-                       eval_every=1 if args.epochs else 10**6, unlabeled_rest=not args.no_unlabeled)
+                       tau=args.tau, weights=weights, train_fraction=args.train_fraction, seed=seed,
+                       eval_every=1 if args.epochs else 10**6, unlabeled_rest=not args.no_unlabeled, **opts)
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run / "variant.json", json.dumps({"variant": variant}))
     t0 = time.perf_counter()
     m = run_distill(hq, run, req, corrupt=spec, teacher_ckpt=teacher,
                     resume=(run / "student_last.pt").exists(), progress=not args.quiet)
-    print(f"[{time.perf_counter() - t0:6.0f}s] {spec} {method}/{revision} seed {seed}: teacher HQ "
+    print(f"[{time.perf_counter() - t0:6.0f}s] {spec} {variant}/{revision} seed {seed}: teacher HQ "
           f"{m['teacher']['hq_top1']:.3f} LQ {m['teacher']['lq_top1']:.3f}, student {m['student']['lq_top1']:.3f}",
           flush=True)
     return m
@@ -173,7 +220,8 @@ def collect(out: Path) -> list[dict]:
         spec = re.sub(r",seed=\d+", "", m["lq_source"].removeprefix("corrupt:"))
         steps = m.get("steps") or (round(m["train_seconds"] / m["seconds_per_step"]) if m.get("seconds_per_step")
                                    else None)  # runs from before metrics.json recorded its steps
-        rows.append({"spec": spec, "method": m["method"],
+        v = p.parent / "variant.json"
+        rows.append({"spec": spec, "method": json.loads(v.read_text())["variant"] if v.exists() else m["method"],
                      "revision": m["grad_revision"], "seed": m["seed"], "teacher_hq": m["teacher"]["hq_top1"],
                      "teacher_lq": m["teacher"]["lq_top1"], "student": m["student"]["lq_top1"],
                      "sec_per_step": m.get("seconds_per_step"), "revision_stats": m.get("revision", {}),
@@ -227,7 +275,7 @@ def report(out: Path) -> str:
     lines.append("")
     for spec, rs in by_spec.items():
         seeds = {r["seed"] for r in rs}
-        if len(seeds) < 2:
+        if len(seeds) < 2 and len({r["method"] for r in rs}) < 4:  # a severity-sweep point, not a table
             continue
         name = display(spec)
         thq = rs[0]["teacher_hq"]
@@ -238,15 +286,19 @@ def report(out: Path) -> str:
         lines += [f"Full table at `{name}` (seeds {sorted(seeds)}; top-1 on the LQ test split, mean ± std, n; "
                   "gap closed against the plain student's mean, towards the teacher on HQ and towards the best "
                   "ceiling):", "",
-                  "| model | top-1 | ± s.e. | gap closed (teacher HQ) | gap closed (ceiling) | epochs | steps | "
-                  "unlabeled clips | wall s/step | conflicts revised |", "|---|---|---|---|---|---|---|---|---|---|"]
-        lines.append(f"| teacher on HQ | {thq:.3f} | | | | | | | | |")
-        lines.append(f"| teacher on LQ | {rs[0]['teacher_lq']:.3f} | | | | | | | | |")
+                  "| model | top-1 | ± s.e. | gap closed (teacher HQ) | gap closed (ceiling) | − kd (same seeds) | "
+                  "epochs | steps | unlabeled clips | wall s/step | conflicts revised |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(f"| teacher on HQ | {thq:.3f} | | | | | | | | | |")
+        lines.append(f"| teacher on LQ | {rs[0]['teacher_lq']:.3f} | | | | | | | | | |")
+        kd_by_seed = {r["seed"]: r["student"] for r in rs if r["method"] == "kd" and r["revision"] == "none"}
         for k, v in sorted(cs.items()):
             label = {"lq_full_width": "ceiling: teacher-width model trained on LQ, all labels",
                      "teacher_tuned_on_lq": "ceiling: teacher fine-tuned on LQ, all labels"}.get(k, k)
-            lines.append(f"| {label} (seed 0) | {v:.3f} | | | | | | | | |")
-        for method, rev in TABLE_METHODS:
+            lines.append(f"| {label} (seed 0) | {v:.3f} | | | | | | | | | |")
+        # Variants beyond the fixed rows (e.g. skd+mix=mixup), after them.
+        extra = sorted({(r["method"], r["revision"]) for r in rs if r["method"] != "none"} - set(TABLE_METHODS))
+        for method, rev in TABLE_METHODS + extra:
             # A plain student has nothing to revise: its runs record revision "none".
             sel = [r for r in rs if r["method"] == method and (r["revision"] == rev or method == "none")]
             if not sel:
@@ -264,11 +316,22 @@ def report(out: Path) -> str:
             g_t = f"{(mu - p0) / (thq - p0):.0%}" if p0 is not None and thq - p0 > 0.005 else ""
             g_c = f"{(mu - p0) / (top - p0):.0%}" if p0 is not None and top is not None and top - p0 > 0.005 else ""
             steps = [r["sec_per_step"] for r in sel if r["sec_per_step"]]
-            lines.append(f"| {label} | {mean_std(vals)} | {se} | {g_t} | {g_c} | {sel[0]['epochs']} | "
+            lines.append(f"| {label} | {mean_std(vals)} | {se} | {g_t} | {g_c} | {vs_kd(sel, kd_by_seed)} | "
+                         f"{sel[0]['epochs']} | "
                          f"{sel[0]['steps']} | {sel[0]['n_unlabeled']} | {statistics.mean(steps):.3f} | {conf} |")
         lines.append("")
     _plot(out / "severity.png", by_spec)
     return "\n".join(lines)
+
+
+def vs_kd(sel: list[dict], kd_by_seed: dict[int, float]) -> str:
+    """Mean difference to kd over the seeds both have, ± its standard error (paired by seed), and n."""
+    d = [r["student"] - kd_by_seed[r["seed"]] for r in sel if r["seed"] in kd_by_seed]
+    if not d or sel[0]["method"] == "kd":
+        return ""
+    if len(d) == 1:
+        return f"{d[0]:+.3f} (n=1)"
+    return f"{statistics.mean(d):+.3f} ± {statistics.stdev(d) / len(d) ** 0.5:.3f} (n={len(d)})"
 
 
 def _plot(path: Path, by_spec: dict) -> None:
@@ -305,9 +368,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["severity", "table", "ceiling", "report"])
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "distill_sweep")
+    ap.add_argument("--hq", type=Path, default=None,
+                    help="an HQ pyskl pickle with train/test splits to use instead of Penn Action")
+    ap.add_argument("--dev", action="store_true",
+                    help="report on a held-out quarter of the train split instead of the test split (to choose "
+                         "variants); put the teacher trained on the whole train split in OUT/teacher first")
     ap.add_argument("--specs", default=None, help="';'-separated corruption specs (default: the severity list)")
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--methods", default=None, help="e.g. none/global,skd/global (default: all table rows)")
+    ap.add_argument("--methods", default=None,
+                    help="e.g. none/none,skd/tail,kd+mix=mixup/none,skd+xclip=1/tail: "
+                         "method[+option=value...]/revision; options: mix, mix_alpha, any --weights key "
+                         "(default: all table rows)")
     ap.add_argument("--steps", type=int, default=None,
                     help="the same optimizer steps for every run [pipeline distill's default, unless --epochs]")
     ap.add_argument("--epochs", type=int, default=None, help="epochs instead of steps (each method its own steps)")
@@ -346,7 +417,9 @@ def main() -> None:
     if args.stage != "ceiling":
         atomic_write_text(args.out / "sweep_config.json",
                           json.dumps({"setting": setting, "argv": sys.argv}, indent=2))
-    hq = ensure_data(args.out)
+    hq = ensure_data(args.out, args.hq)
+    if args.dev:
+        hq = make_dev(hq, args.out)
     teacher = ensure_teacher(args.out, hq, args)
     specs = args.specs.split(";") if args.specs else [s for _, s in SEVERITIES]
     if args.stage == "ceiling":

@@ -48,6 +48,7 @@ INPUT_KINDS: dict[str, InputKind] = {
     "json": InputKind("file", "a .json file", 256 * MiB),
     "mat": InputKind("file", "a .mat file", 1 * GiB),
     "skeleton": InputKind("file", "a .skeleton file", 256 * MiB),
+    "text": InputKind("file", "a text file", 256 * MiB),
 }
 
 # Outputs never go here: writing under /proc or /sys changes the kernel's state, not a file.

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from models.contract.numbers import check_number
 from models.grad_revision import MODES as REVISION_MODES
 from models.losses import METHODS
+from models.training.function_matching import check_mix
 
 
 def _option_defaults() -> dict[str, object]:
@@ -45,6 +46,7 @@ def _post_init(self) -> None:
     for m in METHODS.values():
         if m.check is not None:
             m.check(self)
+    check_mix(self.mix, self.mix_alpha)
     if self.revision_blocks < 1:
         raise ValueError(f"revision_blocks must be >= 1, got {self.revision_blocks}")
     if self.grad_revision in ("global", "per_tensor") and METHODS[self.method].blocks is not None \
@@ -57,12 +59,14 @@ def _post_init(self) -> None:
 # What the student learns from the teacher, and how the gradients are combined: the method, the CE weight, every
 # method's options (default: the method's own), and `grad_revision` ("none" | "global" | "per_tensor" | "tail";
 # default: the method's; read by the training loop, see models/grad_revision.py),
-# `revision_blocks` (the tail's blocks).
+# `revision_blocks` (the tail's blocks); `mix` / `mix_alpha`: function matching, the same mix of the HQ and the LQ
+# windows of a batch (models/training/function_matching.py; "none": off).
 DistillConfig = make_dataclass(
     "DistillConfig",
     [("method", str, field(default="skd")), ("ce_weight", float, field(default=1.0)), *_method_options(),
      ("grad_revision", str, field(default=None)), ("revision_impl", str, field(default="auto")),
-     ("revision_blocks", int, field(default=1))],
+     ("revision_blocks", int, field(default=1)), ("mix", str, field(default="none")),
+     ("mix_alpha", float, field(default=1.0))],
     namespace={"__post_init__": _post_init, "__doc__": "The distillation options (fields: see the comment above)."})
 
 # `--weights` keys: `ce` and every method option named `<key>_weight`.

@@ -5,17 +5,21 @@
   conflict test runs on the network's tail only (models/revision_subset.py), so that a step stays cheap.
 - `skd-authors`: the authors' code as published: node 1, edge 1 on the last block, KD 1 at τ=1, the exact global
   revision over every parameter.
-Why these settings: docs/RESULTS.md (distillation section).
+Both take two optional structural terms on the last block, off by default (weight 0): `xclip` (cross_clip.py,
+per-joint relations across the clips of a batch) and `trel` (temporal_relation.py, per-joint relations across
+frames). Why these settings: docs/RESULTS.md (distillation sections).
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+from models.losses.cross_clip import CrossClipJointLoss
 from models.losses.graph_matching import GraphMatchingLoss
 from models.losses.kd import KDLoss, check_tau, kd_terms
 from models.losses.method import LossMethod
 from models.losses.multiblock import MultiBlockEdgeLoss, middle_blocks
+from models.losses.temporal_relation import TemporalRelationLoss
 
 
 def _build(cfg, channels_s: int, channels_t: int) -> dict[str, nn.Module]:
@@ -24,12 +28,20 @@ def _build(cfg, channels_s: int, channels_t: int) -> dict[str, nn.Module]:
                                       cfg.edge_time_stride, cfg.adapter_init)
     if cfg.mid_edge_weight != 0:
         mods["mid_edge"] = MultiBlockEdgeLoss(cfg.mid_edge_weight)
+    if cfg.xclip_weight != 0:
+        mods["xclip"] = CrossClipJointLoss(cfg.xclip_weight)
+    if cfg.trel_weight != 0:
+        mods["trel"] = TemporalRelationLoss(cfg.trel_weight)
     return mods
 
 
 def _terms(m: dict[str, nn.Module], z_s: Tensor, f_s: Tensor, z_t: Tensor, f_t: Tensor,
            persons: int) -> dict[str, Tensor]:
-    return {**kd_terms(m, z_s, f_s, z_t, f_t, persons), **m["graph"](f_s, f_t)}
+    out = {**kd_terms(m, z_s, f_s, z_t, f_t, persons), **m["graph"](f_s, f_t)}
+    for name in ("xclip", "trel"):  # optional structural terms on the last block (off in both recipes)
+        if name in m:
+            out[name] = m[name](f_s, f_t, persons)
+    return out
 
 
 def _blocks(cfg, depth: int) -> tuple[int, ...]:
@@ -47,7 +59,7 @@ def _check(cfg) -> None:
 
 
 _COMMON = {"tau": 1.0, "kd_weight": 1.0, "edge_weight": 1.0, "edge_on_adapted": True, "edge_time_stride": 1,
-           "adapter_init": "default"}
+           "adapter_init": "default", "xclip_weight": 0.0, "trel_weight": 0.0}
 
 METHOD = LossMethod(help="graph matching, node 0.1 + edge on the last and two middle blocks + logits, revision on "
                          "the tail (default)",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,6 +26,7 @@ from models.revision_subset import tail_parameters
 from models.training.config import TrainConfig
 from models.training.distributed import DistContext, sync_batchnorm
 from models.training.fit import RunFiles, Step, StepOut, fit
+from models.training.function_matching import Mix, apply_mix, draw_mix, mixed_ce
 from models.training.history import History, plot_student_curves, student_line
 from models.training.runtime import amp_active, autocast, cpu_autocast
 from models.training.state import STUDENT_STATE
@@ -46,15 +48,18 @@ def distill_step(teacher: STGCN, student: STGCN, losses: DistillLosses, x_hq: to
                  y: torch.Tensor, dcfg: DistillConfig, params: list[torch.Tensor],
                  tap: FeatureTap | None, label_smoothing: float = 0.0, *, dist: DistContext | None = None,
                  amp: bool = False, precision: str = "fp32", subset: list[Tensor] | None = None,
-                 block_taps: tuple[BlockTap, BlockTap] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+                 block_taps: tuple[BlockTap, BlockTap] | None = None,
+                 mix: Mix | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Forward both nets, compute every loss, fill `.grad` of `params`; returns (losses, revision stats).
 
     A step whose losses are not all finite fills nothing and returns `{"skipped": 1.0}` in the stats. With `dist`
     the `.grad` filled is the ranks' average (weighted by batch slice), taken before the revision's projection,
     and a step is skipped on every rank when any rank's losses are not finite. `amp`: bfloat16 forwards on CUDA;
     `precision` "bf16": bfloat16 forwards on a CPU (the losses stay float32). `subset`: the "tail" revision's
-    parameters; `block_taps`: (student's, teacher's) hooks on the method's middle blocks.
+    parameters; `block_taps`: (student's, teacher's) hooks on the method's middle blocks. `mix`: function
+    matching, the same mix applied to the HQ and the LQ window; CE then follows the mixed labels (`mixed_ce`).
     """
+    x_hq, x_lq = apply_mix(x_hq, mix), apply_mix(x_lq, mix)
     with torch.no_grad(), autocast(x_hq.device, amp), cpu_autocast(precision, x_hq.device):
         z_t, f_t = teacher(x_hq, return_features=True)
     # Through the tap when revising: it cuts the student at the distilled layer (see FeatureTap).
@@ -62,7 +67,8 @@ def distill_step(teacher: STGCN, student: STGCN, losses: DistillLosses, x_hq: to
         z_s, f_s = (tap if tap is not None else student)(x_lq, return_features=True)
     if amp_active(x_lq.device, amp) or precision == "bf16":  # the losses in float32
         z_t, f_t, z_s, f_s = z_t.float(), f_t.float(), z_s.float(), f_s.float()
-    terms: dict[str, torch.Tensor] = {"ce": dcfg.ce_weight * labeled_ce(z_s, y, label_smoothing)}
+    ce = labeled_ce(z_s, y, label_smoothing) if mix is None else mixed_ce(z_s, y, mix, label_smoothing)
+    terms: dict[str, torch.Tensor] = {"ce": dcfg.ce_weight * ce}
     if dcfg.method != "none":
         persons = f_s.shape[0] // x_lq.shape[0]  # the model pads persons up to its max_persons
         b_s = b_t = None
@@ -93,13 +99,18 @@ def student_step(teacher: STGCN, student: STGCN, losses: DistillLosses, cfg: Tra
                  subset: list[Tensor] | None = None, block_taps: tuple[BlockTap, BlockTap] | None = None) -> Step:
     """`distill_step` as the loop's step function (batches of HQ window, LQ window, label)."""
     device = torch.device(cfg.device)
+    # The mixes' own stream (seeded by the run's seed, not by the batch order; a resumed run draws anew).
+    rng = np.random.default_rng([cfg.seed, 0x6D6978])
 
     def step(batch: tuple[Tensor, ...]) -> StepOut:
         x_hq, x_lq, y = (t.to(device) for t in batch)
+        mix = draw_mix(dcfg.mix, dcfg.mix_alpha, x_hq.shape[0], x_hq.shape[2], rng)
         terms, stats = distill_step(teacher, student, losses, x_hq, x_lq, y, dcfg, params, tap,
                                     cfg.label_smoothing, dist=dist, amp=cfg.amp, precision=cfg.precision,
-                                    subset=subset, block_taps=block_taps)
+                                    subset=subset, block_taps=block_taps, mix=mix)
         logits = terms.pop("_logits", None)  # absent when the step was skipped
+        if mix is not None and mix.lam < 0.5:  # a mixed clip's training accuracy: the larger share's label
+            y = y[mix.perm.to(y.device)]
         keep = y >= 0  # the training accuracy counts labeled clips only
         if logits is not None and not bool(keep.all()):
             logits, y = logits[keep], y[keep]

@@ -10,6 +10,7 @@ from models.contract.paths import vet_output
 from models.grad_revision import MODES as REVISION_MODES
 from models.losses import METHODS
 from models.training.distributed import check_sync_bn, distributed
+from models.training.function_matching import MIXES
 from models.training.policy import PRECISIONS, THREADS_HELP
 from models.training.runtime import resolve_device, set_threads
 from pipeline.cli.layout_opts import NAMES, source_layout_option
@@ -65,6 +66,11 @@ D = option_defaults()  # the defaults, read off the request's fields (shown in -
 @click.option("--weights", default=None, metavar="K=V,...",
               help="Loss weights, e.g. kd=1,node=0.1,edge=1,mid_edge=1,fitnet=1,rkd_dist=25,rkd_angle=50,at=1000,dkd=1,"
                    "ce=1 [default: the method's].")
+@click.option("--mix", default=None, type=click.Choice(MIXES),
+              help="Function matching: teacher and student see the same mix of their windows (mixup across clips, "
+                   f"cutmix in time, or either per batch); CE follows the mixed labels [{D['mix']}].")
+@click.option("--mix-alpha", default=None, type=click.FloatRange(min=0, min_open=True),
+              help=f"Strength of --mix: the mixing weight is drawn from Beta(alpha, alpha) [{D['mix_alpha']}].")
 @click.option("--train-fraction", default=None, type=click.FloatRange(0.01, 1.0),
               help="Label this fraction of the training clips (stratified); the rest are unlabeled pairs for the "
                    f"distillation terms unless --no-unlabeled-rest [{D['train_fraction']}].")

@@ -333,6 +333,7 @@ OPTION_FIELDS: dict[str, list[tuple[str, str]]] = {
         ("precision", "precision"), ("eval_every", "eval_every"))},
     "train_fraction": [("", "train_fraction")], "allow_unpaired": [("", "allow_unpaired")],
     "unlabeled_rest": [("", "unlabeled_rest")],
+    "mix": [("distill", "mix")], "mix_alpha": [("distill", "mix_alpha")],
 }
 OPTIONS = (*OPTION_FIELDS, "grad_revision", "revision_mode", "weights")
 _CONFIG_ALIASES = {"score": "use_score"}

@@ -4,7 +4,7 @@
 from it. Adding an importer = its module here (defining `IMPORTER`) plus one line below.
 """
 
-from pipeline.data.importers import kinetics_json, ntu, openpose_json, penn_action, pyskl
+from pipeline.data.importers import kinetics_json, msr_action3d, ntu, openpose_json, penn_action, pyskl
 from pipeline.data.importers.base import Importer
 
 IMPORTERS: dict[str, Importer] = {
@@ -13,4 +13,5 @@ IMPORTERS: dict[str, Importer] = {
     "kinetics-json": kinetics_json.IMPORTER,
     "openpose-json": openpose_json.IMPORTER,
     "pyskl": pyskl.IMPORTER,
+    "msr-action3d": msr_action3d.IMPORTER,
 }
