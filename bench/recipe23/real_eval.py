@@ -34,7 +34,11 @@ from models.net.stgcn import STGCN
 from models.net.transforms import AugmentParams, make_input, sample_indices
 from models.openset import OpenSetRule
 from pipeline.data.labels import read_labels
-from pipeline.extract.build import _Finder
+from pipeline.extract.build import EntryFinder
+
+# The caches of 2026-12-07 were written before estimators had one name each: BlazePose entries are filed under
+# `mediapipe` there (`pipeline extract --estimator blazepose` files new ones under `blazepose`).
+ESTIMATOR = "mediapipe"
 from pipeline.extract.cache import PoseCache
 from pipeline.infer.prediction import window_bounds
 
@@ -83,7 +87,7 @@ def clip_outputs(model: STGCN, meta: dict, rule: OpenSetRule | None, kp: np.ndar
     return out
 
 
-def evaluate(name: str, ckpt: Path, quality: str, rows, finders: list[tuple[_Finder, PoseCache]], flip: bool,
+def evaluate(name: str, ckpt: Path, quality: str, rows, finders: list[tuple[EntryFinder, PoseCache]], flip: bool,
              window: float | None, keep: float) -> dict:
     model, meta = load_checkpoint(ckpt)
     model.eval()
@@ -93,7 +97,7 @@ def evaluate(name: str, ckpt: Path, quality: str, rows, finders: list[tuple[_Fin
         rule = OpenSetRule.from_dict(meta["extra"]["open_set"], len(classes), model.feature_channels)
     recs, missing = [], []
     for r in rows:
-        found = next(((e, c) for f, c in finders if (e := f.find(r.video, quality)) is not None), None)
+        found = next(((e, c) for f, c in finders if (e := f.tier_entry(r.video, ESTIMATOR, quality)) is not None), None)
         if found is None:
             missing.append(str(r.video.name))
             continue
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = read_labels(args.labels)
-    finders = [(_Finder(c, "mediapipe"), c) for c in map(PoseCache, args.cache)]
+    finders = [(EntryFinder(c), c) for c in map(PoseCache, args.cache)]
     results = []
     for spec in args.model:
         name, _, rest = spec.partition("=")

@@ -35,7 +35,7 @@ def entry_model(meta: dict) -> str:
     return f"{meta.get('estimator')} {legacy}" if legacy else str(meta.get("estimator"))
 
 
-class _Finder:
+class EntryFinder:
     """Cache entries of a video (by content hash, else by the file name recorded at extraction)."""
 
     def __init__(self, cache: PoseCache):
@@ -52,6 +52,12 @@ class _Finder:
                     self._by_name[self.cache.read_meta(e).get("source", "")].append(e)
             cands = self._by_name.get(video.name, [])
         return [(e, self.cache.read_meta(e)) for e in cands]
+
+    def tier_entry(self, video: Path, estimator: str, quality: str) -> Path | None:
+        """The one entry of `estimator`'s `quality` tier of `video` (None: none; several: refused, as in build)."""
+        hits = [(e, m) for e, m in self.entries(video)
+                if m.get("estimator") == estimator and m.get("quality") == quality]
+        return _pick(video, quality, hits, estimator, self.cache.root) if hits else None
 
 
 def _differences(metas: list[dict]) -> str:
@@ -104,7 +110,7 @@ def build_paired(cache_dir: str | os.PathLike, labels_csv: str | os.PathLike, ou
     cache = PoseCache(cache_dir)
     rows = read_labels(labels_csv)
     classes, labels = class_index(rows, labels_csv)
-    finder = _Finder(cache)
+    finder = EntryFinder(cache)
     missing: list[str] = []
     found: list[tuple[Path, Path]] = []
     models: dict[str, dict[str, list[str]]] = {"high": defaultdict(list), "low": defaultdict(list)}

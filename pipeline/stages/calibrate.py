@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from estimators import DEFAULT
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout, convert, get_layout
@@ -26,7 +27,7 @@ from models.training.calibration import clip_inputs, pooled_features, rule_for
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.labels import read_labels
 from pipeline.data.pyskl_io import load_dataset
-from pipeline.extract.build import _Finder
+from pipeline.extract.build import EntryFinder
 from pipeline.extract.cache import PoseCache
 from pipeline.infer.prediction import TorchPredictor, classify
 from pipeline.stages.training import split_clips
@@ -40,7 +41,7 @@ class RealClips:
     cache: str | os.PathLike
     split: str = "dev"
     quality: str = "low"  # the tier the model is fed at run time (the fast path: low)
-    estimator: str = "mediapipe"
+    estimator: str = DEFAULT  # the registry name `pipeline extract --estimator` filed the entries under
 
 
 def real_distances(model_path: str | os.PathLike, real: RealClips) -> tuple[list[float], list[str]]:
@@ -48,12 +49,12 @@ def real_distances(model_path: str | os.PathLike, real: RealClips) -> tuple[list
     pred = TorchPredictor(model_path)
     info = pred.info
     cache = PoseCache(real.cache)
-    finder = _Finder(cache, real.estimator)
+    finder = EntryFinder(cache)
     dists, skipped = [], []
     for row in read_labels(real.labels):
         if row.split != real.split or row.label not in info.classes:
             continue
-        entry = finder.find(row.video, real.quality)
+        entry = finder.tier_entry(row.video, real.estimator, real.quality)
         if entry is None:
             skipped.append(f"{row.video.name} (no {real.quality} skeletons in the cache)")
             continue

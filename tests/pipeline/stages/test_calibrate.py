@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from estimators import DEFAULT
 from estimators.base import PoseResult
 from models.checkpoint import load_checkpoint
 from models.contract.errors import BadInput
@@ -25,10 +26,10 @@ def _cache_video(root: Path, cache: PoseCache, name: str, action: int, seed: int
     video.write_bytes(f"not a real video {name}".encode())
     clip = make_clip(action, np.random.default_rng(seed))
     settings = {"quality": quality}
-    entry = cache.entry_path(hash_file(video), "mediapipe", settings)
+    entry = cache.entry_path(hash_file(video), DEFAULT, settings)
     entry.parent.mkdir(parents=True, exist_ok=True)
     pose = PoseResult(clip.keypoint, clip.keypoint_score, "penn13", (480, 640), 30.0)
-    cache.save(entry, pose, {"estimator": "mediapipe", "quality": quality, "settings": settings, "source": name})
+    cache.save(entry, pose, {"estimator": DEFAULT, "quality": quality, "settings": settings, "source": name})
     return video
 
 
