@@ -37,6 +37,7 @@ from pipeline.data.labels import read_labels
 from pipeline.extract.build import EntryFinder
 from pipeline.extract.cache import PoseCache
 from pipeline.infer.prediction import window_bounds
+
 # The caches of 2026-12-07 were written before estimators had one name each: BlazePose entries are filed under
 # `mediapipe` there (`pipeline extract --estimator blazepose` files new ones under `blazepose`).
 ESTIMATOR = "mediapipe"
