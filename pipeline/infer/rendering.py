@@ -52,8 +52,9 @@ def render_video(src: Path, out: Path, run: VideoRun, info: ModelInfo) -> None:
 
 
 class VideoOut:
-    """The one video writer (`run --render`, `live --render`): frames go to a new temp file beside OUT (the
-    atomic writer's, made exclusively), and `commit()` renames it onto OUT only after checking what was written.
+    """The one video writer (`run --render`, `live --render`, the clips of `eval --report`): frames go to a new
+    temp file beside OUT (the atomic writer's, made exclusively), and `commit()` renames it onto OUT only after
+    checking what was written.
 
     OpenCV's writer reports no write error: on a full disk it goes on "writing" and leaves a file without its
     index that decodes 0 frames. So `commit()` closes the writer, opens the file again and checks that it holds
@@ -61,8 +62,8 @@ class VideoOut:
     the temp file. `discard()` removes it too. OUT is never touched until a verified commit.
     """
 
-    def __init__(self, out: str | os.PathLike, fps: float):
-        self.out, self.fps = Path(out), fps
+    def __init__(self, out: str | os.PathLike, fps: float, codec: str = "mp4v"):
+        self.out, self.fps, self.codec = Path(out), fps, codec  # codec: a FourCC (VP80 for a WebM OUT)
         self.file: AtomicFile | None = None  # made at the first frame, whose size the writer needs
         self.writer = None
         self.frames = 0
@@ -74,13 +75,13 @@ class VideoOut:
             h, w = frame.shape[:2]
             self.size = (w, h)
             self.file = AtomicFile(self.out, ext_last=True)  # OpenCV picks the container from the extension
-            self.writer = cv2.VideoWriter(str(self.file.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            self.writer = cv2.VideoWriter(str(self.file.tmp), cv2.VideoWriter_fourcc(*self.codec), self.fps, (w, h))
             if not self.writer.isOpened():
                 full = _no_room(self.out)  # (FFmpeg writes the header at once: a full disk fails here)
                 self.discard()
                 if full is not None:
                     raise WriteFailed(f"cannot write the video ({full.strerror}); nothing was written", self.out)
-                raise BadInput("OpenCV cannot write an mp4v video here", self.out)
+                raise BadInput(f"OpenCV cannot write a {self.codec} video here", self.out)
         self.writer.write(frame)
         self.frames += 1
 

@@ -14,19 +14,18 @@ from __future__ import annotations
 import datetime
 import html
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from estimators.base import native_stderr_quiet
-from models.contract.atomic import atomic_path, atomic_write_text
+from models.contract.atomic import atomic_write_text
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout
 from models.training.history import plot_confusion
 from pipeline.extract.video import VideoReader
 from pipeline.infer.prediction import VideoRun
-from pipeline.infer.rendering import draw_caption, draw_skeleton, frame_windows, window_captions
+from pipeline.infer.rendering import VideoOut, draw_caption, draw_skeleton, frame_windows, window_captions
 from pipeline.stages.video_eval import OTHER, VideoEval
 
 MAX_SIDE = 320     # pixels: the rendered clips are for looking at, not for measuring
@@ -69,18 +68,13 @@ def render_clip(src: Path, dst: Path, run: VideoRun, classes: list[str], layout:
 
     which = frame_windows(run.result.bounds, run.keypoint.shape[1])
     captions = window_captions(run.result, classes)
-    with VideoReader(src) as reader, atomic_path(dst) as tmp:
+    with VideoReader(src) as reader:
         scale = min(1.0, MAX_SIDE / max(reader.width, reader.height))
         size = (max(2, round(reader.width * scale) // 2 * 2), max(2, round(reader.height * scale) // 2 * 2))
         fps = reader.fps if reader.fps > 0 else 30.0
         step = max(1, round(fps / MAX_FPS))
-        # OpenCV picks the container from the extension: write a sibling ending in .webm, then move it onto tmp.
-        video_tmp = tmp.with_name(tmp.name[: -len(".tmp")] + ".webm")
-        with native_stderr_quiet():  # FFmpeg's note that the webm muxer ignores the VP80 tag
-            writer = cv2.VideoWriter(str(video_tmp), cv2.VideoWriter_fourcc(*"VP80"), fps / step, size)
+        video = VideoOut(dst, fps / step, codec="VP80")
         try:
-            if not writer.isOpened():
-                raise BadInput("OpenCV cannot write VP8 WebM here", dst)
             for t, frame in enumerate(reader.frames()):
                 if t % step:
                     continue
@@ -92,15 +86,12 @@ def render_clip(src: Path, dst: Path, run: VideoRun, classes: list[str], layout:
                     draw_skeleton(small, kp, run.score[:, t], layout)
                     if which[t] >= 0:
                         draw_caption(small, captions[which[t]])
-                writer.write(small)
-            writer.release()
-            if not video_tmp.is_file() or video_tmp.stat().st_size == 0:
-                raise BadInput("OpenCV wrote no WebM video", dst)
-            os.replace(video_tmp, tmp)
+                with native_stderr_quiet():  # FFmpeg's note that the webm muxer ignores the VP80 tag
+                    video.write(small)
+            if not video.commit():
+                raise BadInput("the clip has no frame to draw", dst)
         finally:
-            writer.release()
-            if video_tmp.exists():
-                video_tmp.unlink()
+            video.discard()
 
 
 # ------------------------------------------------------------------------------------------------- the page

@@ -414,7 +414,9 @@ def test_a_local_stream(shared_data: Path, tmp_path: Path, ckpt: Path):
 def test_sigint_on_a_stream_writes_the_render(tmp_path: Path, sig: int):
     """Ctrl-C (or SIGTERM, the same stop) is how a camera or stream ends: the render up to that moment is written
     (a file's would not be)."""
-    video = write_video(tmp_path / "long.mp4", stick_figure_frames(250))
+    # 40 s of stream: a `live` slow to start on a loaded machine gets the frames ffmpeg paced meanwhile in a burst,
+    # and a shorter stream could end before the signal is sent.
+    video = write_video(tmp_path / "long.mp4", stick_figure_frames(1000))
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     server = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(video),
