@@ -13,7 +13,10 @@
 # aug_idle, aug_crop, aug_shear; e.g. bench/recipe23/window_framing_torso.toml) and the student inherits them
 # (distill --teacher); TEACHER_OFFSET=1 trains the teacher on annotations moved where BlazePose places joints
 # (models/zoo/hq_offset_penn13.json); REAL_LABELS=labels.csv with CACHE=DIR sets the open-set threshold on the
-# real in-class dev clips (`pipeline calibrate --real`) instead of simulated LQ, keeping KEEP (0.9) of them.
+# real in-class dev clips (`pipeline calibrate --real`) instead of simulated LQ, keeping KEEP (0.9) of them;
+# UNLABELED_HQ/UNLABELED_LQ=pickles (`pipeline dataset build` of real unlabeled videos, heavy/lite) are passed to
+# distill as --unlabeled/--unlabeled-lq pairs. For ablations: TEACHER=model.pt reuses a trained teacher,
+# INSTALL=0 leaves models/zoo alone (the calibrated student stays in WORK_DIR/distill/student.pt).
 # Writes WORK_DIR/{penn.pkl,penn_lq.pkl,teacher/,distill/,eval_hq.json,eval_lq.json} and copies the student to models/zoo/student_penn13.pt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +33,10 @@ TEACHER_OFFSET=${TEACHER_OFFSET:-0}
 REAL_LABELS=${REAL_LABELS:-}
 CACHE=${CACHE:-data_cache}
 KEEP=${KEEP:-0.9}
+UNLABELED_HQ=${UNLABELED_HQ:-}
+UNLABELED_LQ=${UNLABELED_LQ:-}
+TEACHER=${TEACHER:-}
+INSTALL=${INSTALL:-1}
 # One torch thread: on 2 cores shared with other work, 2 threads per process oversubscribe and run slower.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$WORK"
@@ -47,21 +54,26 @@ if [ "$TEACHER_OFFSET" = 1 ]; then
 fi
 CONFIG=(); [ -n "$LEVERS" ] && CONFIG=(--config "$LEVERS")
 # Teacher and student share the architecture (as in the SKD paper); they differ in input quality only.
-pipeline train --data "$TEACHER_HQ" "${CONFIG[@]}" --width "$WIDTH" --length "$LENGTH" --epochs "$TEACHER_EPOCHS" \
-  --eval-every 5 --threads "$OMP_NUM_THREADS" --seed 0 --out "$WORK/teacher"
+if [ -z "$TEACHER" ]; then
+  pipeline train --data "$TEACHER_HQ" "${CONFIG[@]}" --width "$WIDTH" --length "$LENGTH" --epochs "$TEACHER_EPOCHS" \
+    --eval-every 5 --threads "$OMP_NUM_THREADS" --seed 0 --out "$WORK/teacher"
+  TEACHER="$WORK/teacher/model.pt"
+fi
+UNL=(); [ -n "$UNLABELED_HQ" ] && UNL=(--unlabeled "$UNLABELED_HQ" --unlabeled-lq "$UNLABELED_LQ")
 # LQ from the unmoved annotations (the profile adds the offset itself); the student takes the teacher's input options.
-pipeline distill --hq "$TEACHER_HQ" --lq "$WORK/penn_lq.pkl" --teacher "$WORK/teacher/model.pt" --method skd \
+pipeline distill --hq "$TEACHER_HQ" --lq "$WORK/penn_lq.pkl" --teacher "$TEACHER" --method skd "${UNL[@]}" \
   --student-width "$WIDTH" --length "$LENGTH" "$SCORE" --epochs "$EPOCHS" --eval-every 5 --seed 0 \
   --threads "$OMP_NUM_THREADS" --out "$WORK/distill"
 pipeline eval --model "$WORK/distill/student.pt" --data "$WORK/penn.pkl" --split test --json | tee "$WORK/eval_hq.json"
 pipeline eval --model "$WORK/distill/student.pt" --data "$WORK/penn_lq.pkl" --split test --json | tee "$WORK/eval_lq.json"
-cp "$WORK/distill/student.pt" models/zoo/student_penn13.pt
+MODEL="$WORK/distill/student.pt"
+if [ "$INSTALL" = 1 ]; then cp "$MODEL" models/zoo/student_penn13.pt; MODEL=models/zoo/student_penn13.pt; fi
 # The open-set rule at 99 % of simulated-LQ test clips kept (distill fits it at 95 %): real footage sits further
 # from the classes than simulated LQ does (models/zoo/MODEL_CARD.md).
 if [ -n "$REAL_LABELS" ]; then
-  pipeline calibrate --model models/zoo/student_penn13.pt --data "$WORK/penn_lq.pkl" --keep "$KEEP" \
+  pipeline calibrate --model "$MODEL" --data "$WORK/penn_lq.pkl" --keep "$KEEP" \
     --real "$REAL_LABELS" --cache "$CACHE" --real-split dev --quality low
 else
-  pipeline calibrate --model models/zoo/student_penn13.pt --data "$WORK/penn.pkl" --corrupt "$SPEC" --keep 0.99 --seed 0
+  pipeline calibrate --model "$MODEL" --data "$WORK/penn.pkl" --corrupt "$SPEC" --keep 0.99 --seed 0
 fi
-ls -l models/zoo/student_penn13.pt
+ls -l "$MODEL"

@@ -106,7 +106,7 @@ def source_bytes(clip: dict, mirror_root: Path, shared: Path) -> bytes:
 def h264(src: Path, out: Path, cut: list[float] | None) -> None:
     """Re-encode `src` to `out` (H.264, no audio, the source's frame rate), only [start, end] s with `cut`."""
     span = [] if cut is None else ["-ss", f"{cut[0]:g}", "-t", f"{cut[1] - cut[0]:g}"]
-    with atomic_path(out, suffix=".mp4") as tmp:
+    with atomic_path(out, ext_last=True) as tmp:
         got = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *span[:2], "-i", str(src), *span[2:],
                               *H264, "-f", "mp4", str(tmp)], capture_output=True, timeout=600)
         if got.returncode != 0:
