@@ -38,9 +38,6 @@ from pipeline.extract.build import EntryFinder
 from pipeline.extract.cache import PoseCache
 from pipeline.infer.prediction import window_bounds
 
-# The caches of 2026-12-07 were written before estimators had one name each: BlazePose entries are filed under
-# `mediapipe` there (`pipeline extract --estimator blazepose` files new ones under `blazepose`).
-ESTIMATOR = "mediapipe"
 SCORES = ("maha", "energy", "maxlogit", "msp")
 
 
@@ -87,7 +84,7 @@ def clip_outputs(model: STGCN, meta: dict, rule: OpenSetRule | None, kp: np.ndar
 
 
 def evaluate(name: str, ckpt: Path, quality: str, rows, finders: list[tuple[EntryFinder, PoseCache]], flip: bool,
-             window: float | None, keep: float) -> dict:
+             window: float | None, keep: float, estimator: str = "blazepose") -> dict:
     model, meta = load_checkpoint(ckpt)
     model.eval()
     classes = list(meta["classes"])
@@ -96,7 +93,7 @@ def evaluate(name: str, ckpt: Path, quality: str, rows, finders: list[tuple[Entr
         rule = OpenSetRule.from_dict(meta["extra"]["open_set"], len(classes), model.feature_channels)
     recs, missing = [], []
     for r in rows:
-        found = next(((e, c) for f, c in finders if (e := f.tier_entry(r.video, ESTIMATOR, quality)) is not None), None)
+        found = next(((e, c) for f, c in finders if (e := f.tier_entry(r.video, estimator, quality)) is not None), None)
         if found is None:
             missing.append(str(r.video.name))
             continue
@@ -155,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", required=True, type=Path)
     ap.add_argument("--cache", required=True, type=Path, action="append", help="extraction cache (repeatable)")
     ap.add_argument("--model", action="append", required=True, help="NAME=CKPT:QUALITY (low or high)")
+    ap.add_argument("--estimator", default="blazepose",
+                    help="the cache entries' estimator name [blazepose; caches written before estimators had one "
+                         "name each file BlazePose under mediapipe]")
     ap.add_argument("--flip", action="store_true")
     ap.add_argument("--window", type=float, default=None)
     ap.add_argument("--keep", type=float, default=0.9, help="dev in-class clips each threshold keeps [0.9]")
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.model:
         name, _, rest = spec.partition("=")
         ckpt, _, quality = rest.rpartition(":")
-        res = evaluate(name, Path(ckpt), quality, rows, finders, args.flip, args.window, args.keep)
+        res = evaluate(name, Path(ckpt), quality, rows, finders, args.flip, args.window, args.keep, args.estimator)
         results.append(res)
         for split, m in res["splits"].items():
             print(f"{name:28s} {quality:4s} {split:10s} n={m['n_known']}+{m['n_other']} top1 {m['top1']} "
