@@ -24,8 +24,8 @@ def main() -> None:
     for p in args.sim:
         sim.update(json.loads(p.read_text()))
     print("| row | skeletons | flip | Penn LQ test: whole / close-up / run window | dev top-1 | dev per-class | "
-          "dev AUROC msp / maxlogit / maha | val top-1 | val per-class | val AUROC msp / maxlogit / maha | val flagged / "
-          "accepted (msp, dev threshold) |")
+          "dev AUROC msp / maxlogit / maha | val top-1 | val per-class | val AUROC msp / maxlogit / maha | "
+          "val flagged / accepted (msp, dev threshold) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for p in args.real:
         for r in json.loads(p.read_text()):
