@@ -14,6 +14,9 @@ as `train` fits it) and RUN/metrics.json (test_top1 = the pickle's test split).
 classes (waving, arm circles, punches, bowing, marching; pipeline/data/synthetic.py), corrupted with `--oe-spec`
 like the student's LQ, join every epoch with label -1; their loss is W x the cross-entropy to the uniform
 distribution over the classes (logsumexp minus the mean logit), which pushes their logits flat.
+`--oe-real LABELS.csv --oe-cache DIR [--oe-split dev]`: the outliers are instead the real clips of that split
+whose label is not a class of the model (`other` clips of the real-video set), as the fast tier (BlazePose lite,
+`--quality low`) cached them; the other split stays unseen, so it measures the flag honestly.
 """
 
 from __future__ import annotations
@@ -28,14 +31,19 @@ import torch
 import torch.nn.functional as F
 
 from models.checkpoint import load_checkpoint
+from models.contract.layouts import convert, get_layout
+from models.contract.skeleton import Clip
 from models.training import classifier
 from models.training.classifier import train_model
 from models.training.config import TrainConfig
 from models.training.fit import StepOut
 from pipeline.data.clips import ClipDataset
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
+from pipeline.data.labels import read_labels
 from pipeline.data.pyskl_io import load_dataset
 from pipeline.data.synthetic import ACTIONS, make_dataset
+from pipeline.extract.build import EntryFinder
+from pipeline.extract.cache import PoseCache
 
 PENN_LIKE = {"jumping_jacks", "squat"}  # synthetic actions that are Penn classes: never outliers
 
@@ -58,6 +66,25 @@ class WithOutliers(torch.utils.data.Dataset):
         if i < len(self.labeled):
             return self.labeled[i]
         return self.outliers[i - len(self.labeled)][0], -1
+
+
+def real_outliers(labels: Path, cache: Path, split: str, classes: list[str], layout, estimator: str) -> list[Clip]:
+    """The cached fast-tier skeletons of `split`'s clips whose label is not one of `classes`, in `layout`."""
+    pc = PoseCache(cache)
+    finder = EntryFinder(pc)
+    out = []
+    for r in read_labels(labels):
+        if r.split != split or r.label in classes:
+            continue
+        entry = finder.tier_entry(r.video, estimator, "low")
+        if entry is None:
+            raise SystemExit(f"{r.video.name}: no --quality low entry of {estimator} in {cache}")
+        pose = pc.load(entry).result
+        if not (pose.keypoint_score > 0).any():
+            continue
+        kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), layout)
+        out.append(Clip(r.video.name, -1, kp, sc, fps=pose.fps))
+    return out
 
 
 def oe_step(weight: float):
@@ -94,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--oe", type=float, default=0.0, help="outlier-exposure weight (0: off)")
     ap.add_argument("--oe-clips", type=int, default=40, help="synthetic clips per outlier action [40]")
     ap.add_argument("--oe-spec", default="profile=models/zoo/lq_profile_lite_penn13.json,impute=0")
+    ap.add_argument("--oe-real", type=Path, help="labels CSV of real clips: its non-class clips are the outliers")
+    ap.add_argument("--oe-cache", type=Path, help="extraction cache holding --oe-real's skeletons")
+    ap.add_argument("--oe-split", default="dev", help="split of --oe-real to take outliers from [dev]")
+    ap.add_argument("--estimator", default="blazepose", help="cache entries' estimator name [blazepose]")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -103,10 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_dataset(args.data, meta["layout"])
     train = ClipDataset(ds.subset("train"), ds.layout, icfg, train=True, seed=args.seed)
     if args.oe > 0:
-        others = [i for i, a in enumerate(ACTIONS) if a[0] not in PENN_LIKE]
-        syn = corrupt_dataset(make_dataset(args.oe_clips, 0.0, args.seed, others), parse_spec(args.oe_spec),
-                              args.seed)
-        train = WithOutliers(train, ClipDataset(syn.clips, ds.layout, icfg, train=True, seed=args.seed + 7919))
+        if args.oe_real:
+            clips = real_outliers(args.oe_real, args.oe_cache, args.oe_split, list(ds.classes), ds.layout,
+                                  args.estimator)
+            # Repeat the few real clips so that they make about a tenth of an epoch, as the synthetic ones do.
+            clips = clips * max(1, len(train) // (10 * max(1, len(clips))))
+            print(f"outlier exposure: {len(clips)} windows from real {args.oe_split} clips")
+        else:
+            others = [i for i, a in enumerate(ACTIONS) if a[0] not in PENN_LIKE]
+            clips = corrupt_dataset(make_dataset(args.oe_clips, 0.0, args.seed, others), parse_spec(args.oe_spec),
+                                    args.seed).clips
+        train = WithOutliers(train, ClipDataset(clips, ds.layout, icfg, train=True, seed=args.seed + 7919))
         classifier.ce_step = oe_step(args.oe)  # train_model builds its step with this
     test = ClipDataset(ds.subset("test"), ds.layout, icfg, train=False, seed=args.seed)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, warmup_epochs=min(1.0, args.epochs / 6), seed=args.seed,
