@@ -31,6 +31,7 @@ VARIANTS = [  # (label, method, revision, revision blocks, other DistillConfig f
     ("skd default + function matching (mixup)", "skd", "tail", 1, {"mix": "mixup"}),
     ("skd default + cross-clip joint relations (xclip 1)", "skd", "tail", 1, {"xclip_weight": 1.0}),
     ("skd default + temporal relations (trel 1)", "skd", "tail", 1, {"trel_weight": 1.0}),
+    ("skd default + reliability-weighted node matching (rel 1)", "skd", "tail", 1, {"rel_weight": 1.0}),
 ]
 
 

@@ -95,11 +95,15 @@ class DistillLosses(nn.Module):
 
     def forward(self, logits_s: Tensor, feats_s: Tensor, logits_t: Tensor, feats_t: Tensor,
                 persons: int = 1, blocks_s: list[Tensor] | None = None,
-                blocks_t: list[Tensor] | None = None) -> dict[str, Tensor]:
+                blocks_t: list[Tensor] | None = None, x_s: Tensor | None = None) -> dict[str, Tensor]:
+        """`x_s`: the student's input window `(N, M, T, V, C)`, for the terms that read it (a method whose
+        config asks for such a term raises without it)."""
         mods = dict(self.named_children())
         out = self._method.terms(mods, logits_s, feats_s, logits_t, feats_t, persons)
         if self._method.block_terms is not None and blocks_s:
             out.update(self._method.block_terms(mods, blocks_s, blocks_t or []))
+        if self._method.input_terms is not None:
+            out.update(self._method.input_terms(mods, x_s, feats_s, feats_t, persons))
         return out
 
 

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 Terms = Callable[[dict[str, nn.Module], Tensor, Tensor, Tensor, Tensor, int], dict[str, Tensor]]
 # (modules by name, student outputs of the tapped blocks, teacher's) -> terms
 BlockTerms = Callable[[dict[str, nn.Module], list[Tensor], list[Tensor]], dict[str, Tensor]]
+# (modules by name, the student's input window or None, student features, teacher features, persons) -> terms
+InputTerms = Callable[[dict[str, nn.Module], Tensor | None, Tensor, Tensor, int], dict[str, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class LossMethod:
     # and hands their outputs to `block_terms`. None / an empty tuple: the last block's features only.
     blocks: Callable[[Any, int], tuple[int, ...]] | None = None
     block_terms: BlockTerms | None = None
+    # Terms that read the student's input window `(N, M, T, V, C)` as well (what its input lacks: skd's `rel`);
+    # the step passes the window it fed the student, after any mix.
+    input_terms: InputTerms | None = None
 
 
 def no_terms(modules: dict[str, nn.Module], z_s: Tensor, f_s: Tensor, z_t: Tensor, f_t: Tensor,

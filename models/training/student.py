@@ -5,7 +5,8 @@ gives the same on the LQ window (same frames, same augmentation); CE on labels p
 terms; with gradient revision the distillation gradients that conflict with CE's are projected (see
 models/grad_revision.py; the "tail" mode's parameters: models/revision_subset.py), otherwise the weighted sum is
 back-propagated once. A clip labeled -1 (UNLABELED: a pair without a label) feeds the distillation terms only.
-A method that reads middle blocks gets their outputs through forward hooks on both nets (BlockTap).
+A method that reads middle blocks gets their outputs through forward hooks on both nets (BlockTap); the terms
+also get the LQ window the student was fed (`x_s`; skd's `rel` reads which joints it lacks).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def distill_step(teacher: STGCN, student: STGCN, losses: DistillLosses, x_hq: to
             b_s, b_t = block_taps[0].features(), block_taps[1].features()
             if amp_active(x_lq.device, amp) or precision == "bf16":
                 b_s, b_t = [f.float() for f in b_s], [f.float() for f in b_t]
-        terms.update(losses(z_s, f_s, z_t, f_t, persons=persons, blocks_s=b_s, blocks_t=b_t))
+        terms.update(losses(z_s, f_s, z_t, f_t, persons=persons, blocks_s=b_s, blocks_t=b_t, x_s=x_lq))
     finite = all(bool(torch.isfinite(v)) for v in terms.values())
     if dist is not None:
         finite = dist.all_true(finite)

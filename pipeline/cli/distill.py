@@ -65,7 +65,7 @@ D = option_defaults()  # the defaults, read off the request's fields (shown in -
               help="Temperature of the logit term (scaled by tau^2) [default: the method's: 4 for dkd, else 1].")
 @click.option("--weights", default=None, metavar="K=V,...",
               help="Loss weights, e.g. kd=1,node=0.1,edge=1,mid_edge=1,fitnet=1,rkd_dist=25,rkd_angle=50,at=1000,dkd=1,"
-                   "ce=1 [default: the method's].")
+                   "ce=1; skd's optional terms (0 = off): xclip, trel, rel [default: the method's].")
 @click.option("--mix", default=None, type=click.Choice(MIXES),
               help="Function matching: teacher and student see the same mix of their windows (mixup across clips, "
                    f"cutmix in time, or either per batch); CE follows the mixed labels [{D['mix']}].")
