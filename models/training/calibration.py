@@ -1,5 +1,5 @@
-"""Fit the open-set rule (`models.openset`) to a trained network: pooled last-block features of its training clips
-and of held-out clips, as the classifier head sees them."""
+"""Fit the open-set rule (`models.openset`) to a trained network: pooled last-block features (and logits) of its
+training clips and of held-out clips, as the classifier head sees them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from models.contract.layouts import Layout
 from models.contract.skeleton import Clip
 from models.net.stgcn import STGCN
 from models.net.transforms import InputConfig, make_input, sample_indices
-from models.openset import OpenSetRule, fit_rule
+from models.openset import ENERGY, KINDS, RULE, OpenSetRule, fit_energy_rule, fit_rule
 
 
 @torch.inference_mode()
@@ -35,13 +35,20 @@ def clip_inputs(clips: list[Clip], layout: Layout, cfg: InputConfig) -> np.ndarr
 
 
 def rule_for(model: nn.Module, fit_clips: list[Clip], calib_clips: list[Clip], layout: Layout, cfg: InputConfig,
-             num_classes: int, keep: float = 0.95) -> OpenSetRule:
-    """Fit the rule on `fit_clips` (the model's training clips) and set its threshold on held-out `calib_clips`."""
+             num_classes: int, keep: float = 0.95, kind: str = RULE) -> OpenSetRule:
+    """Fit the rule on `fit_clips` (the model's training clips) and set its threshold on held-out `calib_clips`.
+
+    `kind` ENERGY: only the threshold, from the held-out clips' logits (the fitting clips are not needed).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown open-set rule {kind!r}")
     was_training = model.training
     model.eval()
     try:
+        cal_f, cal_z = pooled_features(model, clip_inputs(calib_clips, layout, cfg))
+        if kind == ENERGY:
+            return fit_energy_rule(cal_z, keep)
         fit_f, _ = pooled_features(model, clip_inputs(fit_clips, layout, cfg))
-        cal_f, _ = pooled_features(model, clip_inputs(calib_clips, layout, cfg))
     finally:
         model.train(was_training)
     labels = np.array([c.label for c in fit_clips], dtype=np.int64)

@@ -20,7 +20,6 @@ from models.contract.atomic import atomic_write_text
 from models.contract.layouts import Layout
 from models.net.stgcn import STGCN, STGCNConfig, count_params
 from models.net.transforms import InputConfig
-from models.openset import RULE
 from models.training.calibration import rule_for
 from models.training.config import TrainConfig
 from models.training.distributed import DistContext, sync_batchnorm
@@ -120,7 +119,7 @@ def train_model(model: STGCN, train_set, test_set, cfg: TrainConfig, out_dir: st
     if main and last_eval is not None and hasattr(train_set, "clips") and hasattr(test_set, "clips"):
         rule = rule_for(model, train_set.clips, test_set.clips, layout, input_config, len(classes))
         open_set = {"open_set": rule.to_dict()}
-        metrics["open_set"] = {"rule": RULE, "threshold": round(rule.threshold, 3), "keep": rule.keep,
+        metrics["open_set"] = {"rule": rule.kind, "threshold": round(rule.threshold, 3), "keep": rule.keep,
                                "calibrated_on": "test split"}
     if main:
         if hist.rows:

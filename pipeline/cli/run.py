@@ -46,8 +46,9 @@ def run_cmd(clips: tuple[Path, ...], model: Path | None, onnx_file: Path | None,
     Prints the top-k labels with scores per clip (and the top label of each window for long clips). A clip or
     window unlike any action the model knows (its open-set rule, see `pipeline calibrate`) is reported as "not a
     known action" above the closest labels; the JSON keeps the scores and adds "open_set" (to the clip and to
-    each window). A bad clip is reported in one line and the others go on; the exit code is 2 when any clip
-    failed. `pipeline eval --videos` measures all this on labelled clips.
+    each window): "known", "threshold" and "distance", the rule's score (for a rule calibrated with `--score
+    energy`, the energy of the logits). A bad clip is reported in one line and the others go on; the exit code is
+    2 when any clip failed. `pipeline eval --videos` measures all this on labelled clips.
     """
     pose_options = given_options(estimator, backend_options)
     if device != "cpu":  # (checked only then: the check imports torch, which the ONNX path does without)

@@ -2,11 +2,11 @@
 
 The graph takes `skeleton` float32 `[batch, M, T, V, C]` (batch dynamic; persons, frames, joints, channels as
 the checkpoint's input configuration says) and returns `logits` `[batch, K]` and `features` `[batch, C']`, the
-pooled last-block features (`STGCN.pool`) the open-set rule measures. The checkpoint's metadata (layout, classes,
-coordinate dimensions, input and model configuration, and its open-set rule when it has one) is stored as JSON in
-the model's `metadata_props` under `METADATA_KEY`, so `pipeline run --onnx FILE` needs no checkpoint. Files
-exported before the `features` output existed carry neither it nor the rule and still run (without the open-set
-verdict). ONNX files are protobuf: reading one runs no code.
+pooled last-block features (`STGCN.pool`) a Mahalanobis open-set rule measures (an energy rule scores the logits).
+The checkpoint's metadata (layout, classes, coordinate dimensions, input and model configuration, and its
+open-set rule when it has one) is stored as JSON in the model's `metadata_props` under `METADATA_KEY`, so
+`pipeline run --onnx FILE` needs no checkpoint. Files exported before the `features` output existed carry neither
+it nor the rule and still run (without the open-set verdict). ONNX files are protobuf: reading one runs no code.
 """
 
 from __future__ import annotations
@@ -207,16 +207,15 @@ def _check_graph(session, meta: dict, p: Path) -> None:
 
 
 def _rule(session, meta: dict, p: Path) -> OpenSetRule | None:
-    """The file's open-set rule, checked against its classes and its `features` output; None when it has none."""
+    """The file's open-set rule, checked against its classes and (a Mahalanobis rule) its `features` output;
+    None when it has none. An energy rule needs the logits only."""
     d = meta["open_set"]
     if d is None:
         return None
     outs = {o.name: o for o in session.get_outputs()}
-    if FEATURES not in outs:
-        raise BadInput(f"ONNX model has an open-set rule but no {FEATURES!r} output; export it again", p)
-    channels = outs[FEATURES].shape[-1]
+    channels = outs[FEATURES].shape[-1] if FEATURES in outs else None
     try:
-        if not isinstance(channels, int):
+        if FEATURES in outs and not isinstance(channels, int):
             raise ValueError(f"the {FEATURES!r} output has no fixed channel count ({channels!r})")
         return OpenSetRule.from_dict(d, len(meta["classes"]), channels)
     except (KeyError, TypeError, ValueError) as e:

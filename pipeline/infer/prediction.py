@@ -5,6 +5,11 @@ Windows: a clip of at most `AUTO_WHOLE_S` seconds is classified whole (as the mo
 clips); a longer one, or any clip when `--window`/`--stride` is given, in sliding windows. Each window is
 normalised and sampled on its own, exactly like one training clip, and the overall label is the mean of the
 probabilities of the windows in which a person was found.
+
+Open set: with a rule in the model (models/openset.py), each window gets the rule's score, called "distance"
+throughout (the Mahalanobis distance of its pooled features, or for an energy rule the energy of its logits,
+-logsumexp); the clip's score is the median over its windows with a person (`clip_distance`), and the clip is
+one of the known actions when that is at most the rule's threshold.
 """
 
 from __future__ import annotations
@@ -112,7 +117,8 @@ class TorchPredictor:
         return self.predict_with_distance(x)[0]
 
     def predict_with_distance(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(probabilities `[N, K]`, open-set distances `[N]` or None when the model has no rule)."""
+        """(probabilities `[N, K]`, open-set scores `[N]` (`OpenSetRule.score`: a Mahalanobis distance or an
+        energy) or None when the model has no rule)."""
         import torch
 
         with torch.inference_mode():
@@ -121,7 +127,7 @@ class TorchPredictor:
             probs = torch.softmax(logits, dim=-1).float().cpu().numpy()
             feats = self.model.pool(f.float(), xb.shape[0]).cpu().numpy()
         rule = self.info.open_set
-        return probs, (rule.distance(feats) if rule is not None else None)
+        return probs, (rule.score(feats, logits.float().cpu().numpy()) if rule is not None else None)
 
 
 class OnnxPredictor:
@@ -139,15 +145,15 @@ class OnnxPredictor:
         return self.predict_with_distance(x)[0]
 
     def predict_with_distance(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """As `TorchPredictor`'s; the distance is None for files without a rule (`load_onnx` refuses a rule
-        without the `features` output)."""
+        """As `TorchPredictor`'s; the distance is None for files without a rule (`load_onnx` refuses a
+        Mahalanobis rule without the `features` output; an energy rule needs only the logits)."""
         outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
         logits = outs[0]
         z = logits - logits.max(axis=-1, keepdims=True)
         e = np.exp(z)
         rule = self.info.open_set
-        dist = rule.distance(outs[self.feature_index]) if rule is not None and self.feature_index is not None else None
-        return e / e.sum(axis=-1, keepdims=True), dist
+        feats = outs[self.feature_index] if self.feature_index is not None else None
+        return e / e.sum(axis=-1, keepdims=True), (rule.score(feats, logits) if rule is not None else None)
 
 
 Predictor = TorchPredictor | OnnxPredictor
@@ -216,7 +222,7 @@ class Classification:
     has_person: np.ndarray       # [W] bool: a person was found in some frame of the window
     overall: np.ndarray          # [K] mean over windows with a person
     seconds: float = 0.0
-    distance: np.ndarray | None = None  # [W] open-set distance per window (None: the model has no rule)
+    distance: np.ndarray | None = None  # [W] open-set score per window (OpenSetRule.score; None: no rule)
     known: bool | None = None    # the clip is one of the model's actions (None: no rule to tell)
     window_known: np.ndarray | None = None  # [W] bool: the same verdict for each window alone (None: no rule)
 
@@ -249,12 +255,19 @@ def classify(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor
         known = False  # a glimpse: too little motion to tell any action apart, whatever the scores say
     elif dist is not None and info.open_set is not None:
         # The clip is known when most of its windows with a person are (the median window's distance).
-        known = bool(np.median(dist[has] if has.any() else dist) <= info.open_set.threshold)
+        known = bool(clip_distance(dist, has) <= info.open_set.threshold)
     if dist is not None and info.open_set is not None:
         # Each window judged as if it were the whole clip (what `live` does with every window it labels).
         seen_w = np.array([int(found[s:e].sum()) for s, e in bounds])
         window_known = (dist <= info.open_set.threshold) & (seen_w >= min_frames(fps))
     return Classification(bounds, probs, has, overall, time.perf_counter() - t0, dist, known, window_known)
+
+
+def clip_distance(distance: np.ndarray, has_person: np.ndarray) -> float:
+    """A clip's open-set score from its windows' (`Classification.distance`, `.has_person`): the median over the
+    windows with a person (all windows when none has one). What `classify` compares to the threshold, and what
+    `pipeline calibrate --real` sets the threshold on."""
+    return float(np.median(distance[has_person] if has_person.any() else distance))
 
 
 def min_frames(fps: float) -> int:

@@ -97,7 +97,8 @@ def run_video(path: str | os.PathLike, estimator: PoseEstimator, predictor: Pred
 
 def open_set_record(result: Classification, info: ModelInfo, score: np.ndarray, fps: float) -> dict | None:
     """The open-set verdict of one classification (`score`: the `[M, T, V]` it was made from), or None when the
-    model has no rule. The one place `run` (clip and tracks) and `live` (each window) turn it into output."""
+    model has no rule. The one place `run` (clip and tracks) and `live` (each window) turn it into output.
+    "distance" is the rule's score whatever its kind: for an energy rule, the energy of the logits."""
     if result.known is None or info.open_set is None:
         return None
     dist = result.distance if result.distance is not None else []

@@ -1,13 +1,17 @@
 """`pipeline calibrate`: fit a checkpoint's open-set rule (models/openset.py) on a labelled pickle and store it.
 
-Models trained by this version of `train`/`distill` already carry the rule; this is for older checkpoints (the
-bundled model among them) and for re-fitting on other data, e.g. the LQ a student will really see.
+Models trained by this version of `train`/`distill` already carry the rule (Mahalanobis); this is for older
+checkpoints (the bundled model among them), for re-fitting on other data, e.g. the LQ a student will really see,
+and for choosing the other kind of rule, `kind=ENERGY` (the energy of the logits; it separates other actions
+better on real footage, see models/openset.py). Whatever the kind, the threshold is the `keep` quantile of the
+held-out in-class clips' scores.
 
 `real=RealClips(...)`: the threshold comes from real in-class clips instead (issue 23): the estimator's skeletons
-of labelled videos, read from the extraction cache, each classified as `pipeline run` classifies it (its windows,
-the median window distance). Simulated LQ sits nearer the class means than real footage does, so a threshold
-set on it flags many real clips of the model's own classes. Class means and covariance still come from the
-pickle's train split; only the clips of `real.split` whose label is one of the model's classes set the threshold.
+of labelled videos, read from the extraction cache, each classified as `pipeline run` classifies it (`classify`:
+its windows, the median window score). Simulated LQ sits nearer the class means than real footage does, so a
+threshold set on it flags many real clips of the model's own classes. Class means and covariance (Mahalanobis)
+still come from the pickle's train split; only the clips of `real.split` whose label is one of the model's
+classes set the threshold.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from estimators import DEFAULT
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from models.contract.errors import BadInput
 from models.contract.layouts import Layout, convert, get_layout
+from models.openset import RULE, threshold_at
 from models.training.calibration import clip_inputs, pooled_features, rule_for
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.labels import read_labels
 from pipeline.data.pyskl_io import load_dataset
 from pipeline.extract.build import EntryFinder
 from pipeline.extract.cache import PoseCache
-from pipeline.infer.prediction import TorchPredictor, classify
+from pipeline.infer.prediction import TorchPredictor, classify, clip_distance
 from pipeline.stages.training import split_clips
 
 
@@ -45,7 +50,8 @@ class RealClips:
 
 
 def real_distances(model_path: str | os.PathLike, real: RealClips) -> tuple[list[float], list[str]]:
-    """Open-set distances of the in-class clips of `real.split`, as `run` computes them, and the clips left out."""
+    """Open-set scores of the in-class clips of `real.split`, as `run` computes them with the checkpoint's rule,
+    and the clips left out."""
     pred = TorchPredictor(model_path)
     info = pred.info
     cache = PoseCache(real.cache)
@@ -64,19 +70,19 @@ def real_distances(model_path: str | os.PathLike, real: RealClips) -> tuple[list
             continue
         kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), info.layout)
         res = classify(kp, sc, pose.fps, pred)
-        d = res.distance[res.has_person] if res.has_person.any() else res.distance
-        dists.append(float(np.median(d)))
+        dists.append(clip_distance(res.distance, res.has_person))
     return dists, skipped
 
 
 def calibrate_checkpoint(model_path: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
                          layout: str | Layout | None = None, corrupt: str | None = None, keep: float = 0.95,
                          seed: int = 0, source_layout: str | Layout | None = None,
-                         real: RealClips | None = None) -> dict:
-    """Fit on the pickle's train split, set the threshold on its test split (or on `real` in-class clips), write
-    the checkpoint to `out`.
+                         real: RealClips | None = None, kind: str = RULE) -> dict:
+    """Fit a `kind` rule (models/openset.KINDS) on the pickle's train split, set the threshold on its test split
+    (or on `real` in-class clips), write the checkpoint to `out`.
 
-    Returns `{"threshold", "keep", "train_kept", "n_fit", "n_calib", "calibrated_on", "skipped", "out"}`.
+    Returns `{"rule", "threshold", "keep", "train_kept", "n_fit", "n_calib", "calibrated_on", "skipped", "out"}`
+    (`train_kept`: the fraction of the `n_fit` training clips the rule keeps).
     """
     if not 0.5 <= keep < 1:
         raise BadInput(f"--keep must be in [0.5, 1), got {keep}")
@@ -88,8 +94,8 @@ def calibrate_checkpoint(model_path: str | os.PathLike, data: str | os.PathLike,
     fit_clips = split_clips(ds, "train", data)
     calib_clips = split_clips(ds, "test", data)
     icfg = meta["input_config"]
-    rule = rule_for(model, fit_clips, calib_clips, ds.layout, icfg, len(meta["classes"]), keep)
-    fit_f, _ = pooled_features(model, clip_inputs(fit_clips, ds.layout, icfg))
+    rule = rule_for(model, fit_clips, calib_clips, ds.layout, icfg, len(meta["classes"]), keep, kind)
+    fit_f, fit_z = pooled_features(model, clip_inputs(fit_clips, ds.layout, icfg))
     raw = read_checkpoint(model_path)
     extra = dict(raw.get("extra") or {})
     extra["open_set"] = rule.to_dict() | {"data": str(data), "corrupt": corrupt or "",
@@ -108,11 +114,12 @@ def calibrate_checkpoint(model_path: str | os.PathLike, data: str | os.PathLike,
         if not dists:
             raise BadInput(f"no in-class clip of split {real.split!r} has {real.quality} skeletons in the cache",
                            real.labels)
-        rule = replace(rule, threshold=float(np.quantile(dists, keep)), n_calib=len(dists))
+        rule = replace(rule, threshold=threshold_at(dists, keep), n_calib=len(dists))
         extra["open_set"] = rule.to_dict() | {"data": str(data), "corrupt": corrupt or "",
                                               "calibrated_on": f"real {real.split} clips ({real.quality}) of "
                                                                f"{real.labels}"}
         save()
-    return {"threshold": round(rule.threshold, 3), "keep": keep, "n_fit": rule.n_fit, "n_calib": rule.n_calib,
-            "train_kept": round(float(np.mean(rule.known(fit_f))), 4), "out": str(Path(out)),
+    return {"rule": rule.kind, "threshold": round(rule.threshold, 3), "keep": keep, "n_fit": len(fit_clips),
+            "n_calib": rule.n_calib, "train_kept": round(float(np.mean(rule.known(fit_f, fit_z))), 4),
+            "out": str(Path(out)),
             "calibrated_on": extra["open_set"]["calibrated_on"], "skipped": skipped}

@@ -24,7 +24,6 @@ from models.contract.skeleton import Clip
 from models.losses.distill import WEIGHT_FIELDS, DistillConfig, build_distill_losses
 from models.net.stgcn import STGCN
 from models.net.transforms import InputConfig
-from models.openset import RULE
 from models.training.calibration import rule_for
 from models.training.classifier import train_model
 from models.training.config import TrainConfig
@@ -240,7 +239,7 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
     if is_main:
         student.cpu().eval()
         rule = rule_for(student, tr_lq, te_lq, data.layout, s_icfg, len(data.classes))
-        metrics["open_set"] = {"rule": RULE, "threshold": round(rule.threshold, 3), "keep": rule.keep,
+        metrics["open_set"] = {"rule": rule.kind, "threshold": round(rule.threshold, 3), "keep": rule.keep,
                                "calibrated_on": "test split (LQ)"}
         save_checkpoint(out / "student.pt", student, layout=data.layout, classes=data.classes,
                         model_config=smodel_cfg, input_config=s_icfg,

@@ -174,7 +174,8 @@ def page_html(result: dict, cards: list[tuple[dict, str | None]], title: str) ->
     if flag is None:
         rows.append(("unknown-action flag", "the model has no open-set rule"))
     else:
-        rows.append(("unknown-action flag", f"in-class kept {_num(flag['in_class_kept'])}, other accepted "
+        rule = f" ({flag['rule']})" if flag.get("rule") else ""
+        rows.append((f"unknown-action flag{rule}", f"in-class kept {_num(flag['in_class_kept'])}, other accepted "
                                             f"{_num(flag['other_accepted'])}, AUROC {_num(flag['auroc'])} "
                                             f"(max softmax {_num(flag['max_softmax_auroc'])})"))
     if inc["per_class"]:

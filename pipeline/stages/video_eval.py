@@ -8,7 +8,8 @@ flag. A clip that fails (unreadable, no person) is reported with its reason and 
 
 Metrics (in-class clips only for accuracy): top-1, top-3, per-class accuracy and its mean over the classes
 present; the flag's kept fraction of in-class clips and accepted fraction of other clips; the AUROC of the
-flag's score (the clip's open-set distance) and, for reference, of 1 - max softmax, in-class against other.
+flag's score (the clip's open-set "distance": the rule's score, an energy for an energy rule; the summary's
+"flag" names the rule's kind) and, for reference, of 1 - max softmax, in-class against other.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def evaluate_videos(labels_csv: str | os.PathLike, opts: RunOptions, split: str 
     result = summarise(outcomes, classes, has_rule)
     result["summary"].update(model=predictor.info.source, pose=pose)
     if has_rule:
-        result["summary"]["flag"]["threshold"] = round(predictor.info.open_set.threshold, 2)
+        result["summary"]["flag"] |= {"rule": predictor.info.open_set.kind,
+                                      "threshold": round(predictor.info.open_set.threshold, 2)}
     return VideoEval(result, outcomes, predictor.info)
 
 
@@ -226,7 +228,8 @@ def format_summary(result: dict) -> str:
     if flag is None:
         lines.append(f"other-action clips {oth['n']}; the model has no open-set rule, so nothing is flagged")
     else:
-        lines.append(f"other-action clips {oth['n']}; flag: in-class kept {pct(flag['in_class_kept'])}, "
+        rule = f" ({flag['rule']})" if flag.get("rule") else ""
+        lines.append(f"other-action clips {oth['n']}; flag{rule}: in-class kept {pct(flag['in_class_kept'])}, "
                      f"other accepted {pct(flag['other_accepted'])}, AUROC {pct(flag['auroc'])} "
                      f"(max softmax {pct(flag['max_softmax_auroc'])})")
     if oth["labels_not_in_model"]:

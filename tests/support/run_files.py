@@ -9,6 +9,7 @@ import torch
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.layouts import Layout, get_layout
 from models.net.transforms import InputConfig
+from models.openset import ENERGY, RULE
 from pipeline.stages.training import ModelOptions, build_model
 
 CLASSES = ["wave", "squat", "jump", "spin"]
@@ -37,13 +38,15 @@ def tiny_checkpoint(path: Path, layout: str | Layout = "penn13", coord_dims: int
     return path
 
 
-def with_rule(src: Path, dst: Path, threshold: float) -> Path:
-    """`src` with an open-set rule whose threshold is `threshold` (class means at 0, identity precision)."""
+def with_rule(src: Path, dst: Path, threshold: float, kind: str = RULE) -> Path:
+    """`src` with an open-set rule whose threshold is `threshold`: Mahalanobis (class means at 0, identity
+    precision), or with `kind=ENERGY` the energy of the logits."""
     model, meta = load_checkpoint(src)
     c = model.feature_channels
-    rule = {"rule": "mahalanobis-tied", "means": [[0.0] * c] * len(meta["classes"]),
-            "precision": [[float(i == j) for j in range(c)] for i in range(c)], "threshold": threshold,
-            "keep": 0.95, "n_fit": 1, "n_calib": 1}
+    rule = {"rule": kind, "threshold": threshold, "keep": 0.95, "n_fit": 0 if kind == ENERGY else 1, "n_calib": 1}
+    if kind == RULE:
+        rule |= {"means": [[0.0] * c] * len(meta["classes"]),
+                 "precision": [[float(i == j) for j in range(c)] for i in range(c)]}
     save_checkpoint(dst, model, layout=meta["layout"], classes=meta["classes"], model_config=meta["model_config"],
                     input_config=meta["input_config"], extra={"open_set": rule})
     return dst

@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 from pipeline.infer import prediction
-from pipeline.infer.prediction import RunOptions
+from pipeline.infer.prediction import RunOptions, TorchPredictor
 from pipeline.infer.runner import run_videos
 from tests.conftest import SHARED
 from tests.pipeline.cli.test_cli_run import assert_bad_input, error_lines, run_pipeline
@@ -50,14 +50,15 @@ def evaluated(labels: Path, bundled: Path) -> tuple[dict, Path, str]:
     return json.loads(proc.stdout), report, proc.stderr
 
 
-def test_unknown_labels_failures_and_counts(evaluated):
+def test_unknown_labels_failures_and_counts(evaluated, bundled: Path):
     res, _, stderr = evaluated
     s = res["summary"]
     assert (s["clips"], s["evaluated"], s["failed"]) == (5, 3, 2)
     assert s["in_class"]["n"] == 1 and s["other"] == {"n": 2, "labels_not_in_model": {"<b>skate</b>": 1}}
     errors = {r["video"]: r["error"] for r in res["clips"] if "error" in r}
     assert "no person found in 8 frames" in errors["stick.mp4"] and "file not found" in errors["missing.mp4"]
-    assert set(s["flag"]) == {"in_class_kept", "other_accepted", "auroc", "max_softmax_auroc", "threshold"}
+    assert set(s["flag"]) == {"in_class_kept", "other_accepted", "auroc", "max_softmax_auroc", "rule", "threshold"}
+    assert s["flag"]["rule"] == TorchPredictor(bundled).info.open_set.kind  # the kind the model stores
     assert s["confusion"]["rows"] == ["squat", "other"] and sum(map(sum, s["confusion"]["matrix"])) == 3
     assert stderr.strip().endswith(f"wrote {evaluated[1] / 'index.html'}")
 

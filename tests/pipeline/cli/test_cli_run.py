@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from models.contract.layouts import Layout
+from models.openset import ENERGY
+from pipeline.infer.prediction import RunOptions
+from pipeline.infer.runner import run_videos
 from tests.support.cli_support import without_fallback_note
 from tests.support.run_files import CLASSES, tiny_checkpoint, with_rule
 from tests.support.video_files import cut, stick_figure_frames, truncate, write_video
@@ -140,6 +144,21 @@ def test_open_set_flags_clips_the_model_does_not_know(shared_data: Path, ckpt: P
     assert r["open_set"]["known"] is True
     proc = run_pipeline("run", video, "--model", lax)
     assert "not a known action" not in proc.stdout and any(c in proc.stdout for c in CLASSES)
+
+
+def test_an_energy_rule_reports_the_energy_as_the_distance(shared_data: Path, ckpt: Path, tmp_path: Path):
+    """Same keys as a Mahalanobis rule; "distance" is the clip's median window energy, and the threshold on it
+    decides the verdict."""
+    video = cut(shared_data / "videos" / "tai_chi.mp4", tmp_path / "tai_chi.mp4", 40)
+    probe = with_rule(ckpt, tmp_path / "probe.pt", threshold=0.0, kind=ENERGY)
+    (run,), _ = run_videos([video], RunOptions(model=probe, progress=False, threads=1))
+    e = float(np.median(run.result.distance))
+    for shift, known in ((-0.5, False), (0.5, True)):
+        model = with_rule(ckpt, tmp_path / f"e{shift}.pt", threshold=e + shift, kind=ENERGY)
+        proc = run_pipeline("run", video, "--model", model, "--json")
+        assert proc.returncode == 0, proc.stderr
+        r = json.loads(proc.stdout)["open_set"]
+        assert r == {"known": known, "threshold": round(e + shift, 2), "distance": round(e, 2)}
 
 
 def test_a_glimpse_is_never_called_known(five: Path, ckpt: Path, tmp_path: Path):

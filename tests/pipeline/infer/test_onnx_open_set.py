@@ -17,11 +17,13 @@ import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.contract.errors import BadInput
-from models.openset import fit_rule
+from models.contract.skeleton import Clip
+from models.net.transforms import make_input, sample_indices
+from models.openset import ENERGY, fit_rule
 from pipeline.infer.onnx_export import FEATURES, METADATA_KEY, export_onnx, input_shape, load_onnx, parity
-from pipeline.infer.prediction import OnnxPredictor, TorchPredictor, classify
+from pipeline.infer.prediction import OnnxPredictor, TorchPredictor, classify, window_bounds
 from pipeline.infer.runner import open_set_record
-from tests.support.run_files import CLASSES, tiny_checkpoint
+from tests.support.run_files import CLASSES, tiny_checkpoint, with_rule
 from tests.support.video_files import cut
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -56,7 +58,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     ruled = fitted_rule(plain, d / "ruled.pt", threshold=float(np.median(dist)))
     export_onnx(ruled, d / "ruled.onnx")
     export_onnx(plain, d / "plain.onnx")
-    return {"plain.pt": plain, "ruled.pt": ruled, "ruled.onnx": d / "ruled.onnx", "plain.onnx": d / "plain.onnx"}
+    # An energy rule, its threshold at the median of the same clips' energies: half known again.
+    probe = TorchPredictor(with_rule(plain, d / "eprobe.pt", 0.0, ENERGY))
+    dist = [np.median(classify(kp, score, 30.0, probe, **WINDOWS).distance) for kp, score in clips(8)]
+    energy_pt = with_rule(plain, d / "energy.pt", float(np.median(dist)), ENERGY)
+    export_onnx(energy_pt, d / "energy.onnx")
+    return {"plain.pt": plain, "ruled.pt": ruled, "ruled.onnx": d / "ruled.onnx", "plain.onnx": d / "plain.onnx",
+            "energy.pt": energy_pt, "energy.onnx": d / "energy.onnx"}
 
 
 def clips(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -90,6 +98,66 @@ def test_onnx_gives_the_pytorch_verdict_and_distances(files):
         assert abs(ra["distance"] - rb["distance"]) <= 0.01 + 1e-9  # the record rounds to 2 decimals
         verdicts.append(a.known)
     assert True in verdicts and False in verdicts  # the rule really splits these clips
+
+
+def test_onnx_gives_the_pytorch_energy_verdict(files, tmp_path: Path):
+    """An energy rule travels in the metadata as it is in the checkpoint, scores the logits (-logsumexp) in both
+    runtimes alike, and needs no `features` output."""
+    torch_pred, onnx_pred = TorchPredictor(files["energy.pt"]), OnnxPredictor(files["energy.onnx"])
+    assert onnx_pred.info.open_set == torch_pred.info.open_set and onnx_pred.info.open_set.kind == ENERGY
+    props = json.loads({p.key: p.value for p in onnx.load(str(files["energy.onnx"])).metadata_props}[METADATA_KEY])
+    assert set(props["open_set"]) == {"rule", "threshold", "keep", "n_fit", "n_calib"}
+    no_features = OnnxPredictor(_strip(files["energy.onnx"], tmp_path / "logits_only.onnx", features=False,
+                                       rule=True))
+    verdicts = []
+    for kp, score in clips(8):
+        a = classify(kp, score, 30.0, torch_pred, **WINDOWS)
+        b = classify(kp, score, 30.0, onnx_pred, **WINDOWS)
+        c = classify(kp, score, 30.0, no_features, **WINDOWS)
+        logits = onnx_pred.session.run(None, {onnx_pred.input_name: _inputs(kp, score, onnx_pred)})[0]
+        np.testing.assert_allclose(b.distance, -np.log(np.exp(logits.astype(np.float64)).sum(1)), rtol=1e-9)
+        np.testing.assert_allclose(b.distance, a.distance, rtol=0, atol=1e-3)
+        np.testing.assert_array_equal(c.distance, b.distance)
+        assert a.known is b.known is c.known
+        verdicts.append(a.known)
+    assert True in verdicts and False in verdicts
+
+
+def _inputs(kp: np.ndarray, score: np.ndarray, pred: OnnxPredictor) -> np.ndarray:
+    """The model inputs `classify` builds for `WINDOWS` (written out here, to score the logits independently)."""
+    info = pred.info
+    xs = []
+    for s, e in window_bounds(kp.shape[1], 30.0, **WINDOWS):
+        clip = Clip("window", 0, kp[:, s:e], score[:, s:e])
+        xs.append(make_input(clip, info.layout, info.input_config,
+                             sample_indices(e - s, info.input_config.length, train=False)[0]))
+    return np.stack(xs)
+
+
+def test_a_malformed_energy_rule_is_refused_in_one_line(files, tmp_path: Path):
+    proto = onnx.load(str(files["energy.onnx"]))
+    d = json.loads(proto.metadata_props[0].value)
+    for name, bad, reason in (("kind", {"rule": "Energy"}, "unknown open-set rule 'Energy'"),
+                              ("text", {"threshold": "x"}, "could not convert string to float: 'x'"),
+                              ("nokeep", {"keep": None}, "")):
+        rule = {k: v for k, v in (d["open_set"] | bad).items() if v is not None}
+        proto.metadata_props[0].value = json.dumps(d | {"open_set": rule})
+        onnx.save(proto, str(tmp_path / f"{name}.onnx"))
+        with pytest.raises(BadInput) as err:
+            load_onnx(tmp_path / f"{name}.onnx")
+        msg = str(err.value)
+        assert "\n" not in msg and msg.endswith(f"{name}.onnx: the ONNX model's open-set rule is unusable "
+                                                f"({reason or 'the energy rule lacks keep'})")
+    model, meta = load_checkpoint(files["energy.pt"])
+    save_checkpoint(tmp_path / "bad.pt", model, layout=meta["layout"], classes=meta["classes"],
+                    model_config=meta["model_config"], input_config=meta["input_config"],
+                    extra={"open_set": dict(meta["extra"]["open_set"], threshold=float("inf"))})
+    with pytest.raises(BadInput, match=r"bad.pt: the checkpoint's open-set rule is unusable \(open-set rule holds "
+                                       r"non-finite numbers\)"):
+        TorchPredictor(tmp_path / "bad.pt")
+    with pytest.raises(BadInput, match=r"bad.pt: the checkpoint's open-set rule is unusable"):
+        export_onnx(tmp_path / "bad.pt", tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 def test_an_export_without_a_rule_has_features_but_no_verdict(files):
@@ -136,7 +204,8 @@ def test_an_older_export_with_logits_only_still_runs(files, tmp_path: Path):
 
 def test_a_rule_without_features_or_that_does_not_fit_is_refused(files, tmp_path: Path):
     broken = _strip(files["ruled.onnx"], tmp_path / "broken.onnx", features=False, rule=True)
-    with pytest.raises(BadInput, match=r"broken.onnx: ONNX model has an open-set rule but no 'features' output"):
+    with pytest.raises(BadInput, match=r"broken.onnx: the ONNX model's open-set rule is unusable \(the "
+                                       r"mahalanobis-tied rule measures pooled features the model does not output\)"):
         load_onnx(broken)
     proto = onnx.load(str(files["ruled.onnx"]))
     d = json.loads(proto.metadata_props[0].value)

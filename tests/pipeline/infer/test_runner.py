@@ -11,10 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from models.contract.errors import BadInput
 from models.contract.layouts import PENN13, Layout
 from models.net.transforms import InputConfig
+from models.openset import ENERGY
 from pipeline.infer import prediction, rendering
 from pipeline.infer.prediction import (
     UNKNOWN_ACTION,
@@ -26,7 +28,7 @@ from pipeline.infer.prediction import (
     window_bounds,
 )
 from pipeline.infer.rendering import frame_windows, window_captions
-from pipeline.infer.runner import format_text, render_targets, run_videos
+from pipeline.infer.runner import format_text, open_set_record, render_targets, run_videos
 from tests.support.run_files import CLASSES, tiny_checkpoint, with_rule
 from tests.support.video_files import cut
 
@@ -121,6 +123,39 @@ def test_windows_follow_the_action_and_skip_empty_windows():
     assert res.has_person.tolist() == [True, True, True, False]
     # Overall = mean of the windows with a person: (0.9 + 0.9 + 0.1) / 3 for "left".
     np.testing.assert_allclose(res.overall, [1.9 / 3, 1.1 / 3], rtol=1e-6)
+
+
+class MotionNet(torch.nn.Module):
+    """Stand-in network behind a real `TorchPredictor`: one peaked logit (class 0 at 10) for a window in which the
+    left wrist moves, flat logits (all 0) for a still one."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        moving = x[..., PENN13.index("left_wrist"), :2].diff(dim=2).abs().sum(dim=(1, 2, 3)) > 1e-4  # [N]
+        logits = torch.zeros(len(x), len(CLASSES))
+        logits[:, 0] = 10.0 * moving
+        return logits, x.flatten(1)[:, :3]
+
+    @staticmethod
+    def pool(f: torch.Tensor, n: int) -> torch.Tensor:
+        return f
+
+
+def test_an_energy_rule_flags_flat_logits_and_keeps_a_peaked_one(tiny_ckpt: Path, tmp_path: Path):
+    pred = TorchPredictor(with_rule(tiny_ckpt, tmp_path / "energy.pt", threshold=-5.0, kind=ENERGY))
+    assert pred.info.open_set.kind == ENERGY and pred.info.open_set.means is None
+    pred.model = MotionNet()
+    flat = -np.log(4.0)  # -logsumexp of 4 zeros: -1.386, above -5: flagged
+    peaked = -(10.0 + np.log(1.0 + 3.0 * np.exp(-10.0)))  # -10.000: kept
+    for moving, want, known in ((slice(0, 40), [peaked, flat, flat], False),
+                                (slice(0, 80), [peaked, peaked, flat], True)):
+        kp, score = waving_person(120, left=moving, right=slice(0, 0))
+        res = classify(kp, score, 10.0, pred, window=4.0, stride=4.0)
+        assert res.bounds == [(0, 40), (40, 80), (80, 120)]
+        np.testing.assert_allclose(res.distance, want, rtol=1e-9)
+        assert res.window_known.tolist() == [w == peaked for w in want]
+        assert res.known is known  # the median window decides the clip
+        rec = open_set_record(res, pred.info, score, 10.0)
+        assert rec == {"known": res.known, "threshold": -5.0, "distance": round(float(np.median(want)), 2)}
 
 
 def test_windows_are_normalised_on_their_own(tiny_ckpt: Path):

@@ -13,7 +13,7 @@ import pytest
 from models.contract.errors import BadInput
 from pipeline.data.labels import LabelRow
 from pipeline.stages.eval_report import outcome, page_html
-from pipeline.stages.video_eval import ClipOutcome, auroc, select_rows, summarise
+from pipeline.stages.video_eval import ClipOutcome, auroc, format_summary, select_rows, summarise
 
 CLASSES = ["jump", "squat", "wave"]
 
@@ -95,3 +95,16 @@ def test_page_escapes_what_it_echoes_and_puts_mistakes_first():
     assert [outcome(r)[2] for r in res["clips"]] == ["right", "accepted (should be flagged)",
                                                       "flagged (right: not one of the model's actions)"]
     assert "http" not in page  # nothing is loaded from the network
+
+
+def test_the_text_and_the_page_name_the_rule_kind():
+    """`evaluate_videos` adds the rule's kind to "flag"; for an energy rule the flag score is an energy (negative
+    here), and the report says which rule it is."""
+    res = summarise([fake("jump", [0.7, 0.2, 0.1], True, -9.5), fake("other", [0.4, 0.3, 0.3], False, -1.2)],
+                    CLASSES, has_rule=True)
+    res["summary"].update(model="m.pt", pose={"estimator": "x"}, failed=0,
+                          flag={**res["summary"]["flag"], "rule": "energy", "threshold": -5.0})
+    assert res["summary"]["flag"]["auroc"] == 1.0  # the other clip's energy is the higher
+    assert "flag (energy): in-class kept 1.000, other accepted 0.000, AUROC 1.000" in format_summary(res)
+    page = page_html(res, [(r, None) for r in res["clips"]], "eval")
+    assert "<td>unknown-action flag (energy)</td>" in page and "flag score -1.2 (threshold -5.0)" in page
