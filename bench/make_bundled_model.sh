@@ -9,11 +9,13 @@
 # misses as missing joints, not imputed ones, so the student learns from what it will see. The student takes no
 # score channel (SCORE=--score to keep it): simulated LQ has score 1.0 on every joint it keeps, BlazePose's
 # visibility is spread over (0, 1]. Env overrides: EPOCHS, TEACHER_EPOCHS, WIDTH, LENGTH, SPEC, SCORE.
-# Issue-23 levers (all off by default): LEVERS=FILE.toml sets the teacher's input options (norm, aug_window,
-# aug_idle, aug_crop, aug_shear; e.g. bench/recipe23/window_framing_torso.toml) and the student inherits them
-# (distill --teacher); TEACHER_OFFSET=1 trains the teacher on annotations moved where BlazePose places joints
-# (models/zoo/hq_offset_penn13.json); REAL_LABELS=labels.csv with CACHE=DIR sets the open-set threshold on the
-# real in-class dev clips (`pipeline calibrate --real`) instead of simulated LQ, keeping KEEP (0.9) of them;
+# Issue-23 levers: LEVERS=FILE.toml sets the teacher's input options (norm, aug_window, aug_idle, aug_crop,
+# aug_shear) and the student inherits them (distill --teacher); the default, bench/recipe23/window_framing.toml
+# (run-like windows + framing), is what the real-clip dev split picked (docs/RESULTS.md); LEVERS= turns them off;
+# TEACHER_OFFSET=1 trains the teacher on annotations moved where BlazePose places joints
+# (models/zoo/hq_offset_penn13.json); REAL_LABELS=labels.csv with CACHE=DIR sets the open-set rule on the
+# real in-class dev clips (`pipeline calibrate --real --score $RULE`, RULE energy by default, the score the dev
+# split picked) instead of simulated LQ, keeping KEEP (0.9) of them;
 # UNLABELED_HQ/UNLABELED_LQ=pickles (`pipeline dataset build` of real unlabeled videos, heavy/lite) are passed to
 # distill as --unlabeled/--unlabeled-lq pairs. For ablations: TEACHER=model.pt reuses a trained teacher,
 # INSTALL=0 leaves models/zoo alone (the calibrated student stays in WORK_DIR/distill/student.pt).
@@ -28,11 +30,12 @@ WIDTH=${WIDTH:-0.5}
 LENGTH=${LENGTH:-32}
 SPEC=${SPEC:-profile=models/zoo/lq_profile_lite_penn13.json,impute=0}
 SCORE=${SCORE:---no-score}
-LEVERS=${LEVERS:-}
+LEVERS=${LEVERS-bench/recipe23/window_framing.toml}
 TEACHER_OFFSET=${TEACHER_OFFSET:-0}
 REAL_LABELS=${REAL_LABELS:-}
 CACHE=${CACHE:-data_cache}
 KEEP=${KEEP:-0.9}
+RULE=${RULE:-energy}
 UNLABELED_HQ=${UNLABELED_HQ:-}
 UNLABELED_LQ=${UNLABELED_LQ:-}
 TEACHER=${TEACHER:-}
@@ -72,7 +75,7 @@ if [ "$INSTALL" = 1 ]; then cp "$MODEL" models/zoo/student_penn13.pt; MODEL=mode
 # from the classes than simulated LQ does (models/zoo/MODEL_CARD.md).
 if [ -n "$REAL_LABELS" ]; then
   pipeline calibrate --model "$MODEL" --data "$WORK/penn_lq.pkl" --keep "$KEEP" \
-    --real "$REAL_LABELS" --cache "$CACHE" --real-split dev --quality low
+    --real "$REAL_LABELS" --cache "$CACHE" --real-split dev --quality low --score "$RULE"
 else
   pipeline calibrate --model "$MODEL" --data "$WORK/penn.pkl" --corrupt "$SPEC" --keep 0.99 --seed 0
 fi

@@ -24,16 +24,17 @@ def main() -> None:
     for p in args.sim:
         sim.update(json.loads(p.read_text()))
     print("| row | skeletons | flip | Penn LQ test: whole / close-up / run window | dev top-1 | dev per-class | "
-          "dev AUROC msp / maxlogit / maha | val top-1 | val per-class | val AUROC msp / maxlogit / maha | "
-          "val flagged / accepted (msp, dev threshold) |")
+          "dev AUROC energy / maxlogit / msp / maha | val top-1 | val per-class | "
+          "val AUROC energy / maxlogit / msp / maha | "
+          "val flagged / accepted (energy, dev threshold) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for p in args.real:
         for r in json.loads(p.read_text()):
             s = sim.get(r["name"], {})
             sims = " / ".join(f"{s[k]:.3f}" for k in ("whole", "closeup", "window")) if s else "–"
             dev, val = r["splits"].get("dev"), r["splits"].get("val")
-            au = [" / ".join(cell(m, f"auroc_{k}") for k in ("msp", "maxlogit", "maha")) for m in (dev, val)]
-            fa = f"{cell(val, 'flagged_known_msp')} / {cell(val, 'accepted_other_msp')}"
+            au = [" / ".join(cell(m, f"auroc_{k}") for k in ("energy", "maxlogit", "msp", "maha")) for m in (dev, val)]
+            fa = f"{cell(val, 'flagged_known_energy')} / {cell(val, 'accepted_other_energy')}"
             print(f"| {r['name']} | {p.stem.split('_')[0]} | {'yes' if r['flip'] else 'no'} | {sims} | "
                   f"{cell(dev, 'top1')} | {cell(dev, 'per_class_mean')} | {au[0]} | {cell(val, 'top1')} | "
                   f"{cell(val, 'per_class_mean')} | {au[1]} | {fa} |")
