@@ -1610,21 +1610,25 @@ def _gzip_bomb(path: Path, name: str, size: int) -> Path:
 
 
 def _damaged_tgz(path: Path) -> Path:
-    """A tgz of a member of the right name and size whose compressed bytes are damaged part-way."""
+    """A tgz of a member of the right name and size, cut part-way through its compressed bytes. Fixed mtimes: the
+    same bytes every run (bytes flipped part-way through the stream of a file's own mtime sometimes inflated to
+    wrong bytes, which the sha256 check refused first, with another message)."""
+    import gzip
+    import io
     import tarfile
 
     from estimators.weights import CATALOGUE
 
     size = CATALOGUE["blazepose-lite"]["sizes"][LITE]
-    member = path.parent / LITE
-    member.write_bytes(bytes(range(256)) * (size // 256) + b"\0" * (size % 256))
-    with tarfile.open(path, "w:gz") as tar:
-        tar.add(member, f"package/{LITE}")
-    member.unlink()
+    payload = bytes(range(256)) * (size // 256) + b"\0" * (size % 256)
+    info = tarfile.TarInfo(f"package/{LITE}")
+    info.size, info.mtime = size, 0
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        tar.addfile(info, io.BytesIO(payload))
+    path.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
     data = bytearray(path.read_bytes())
-    for i in range(len(data) // 2, len(data) // 2 + 64):
-        data[i] ^= 0x5A
-    path.write_bytes(bytes(data))
+    path.write_bytes(bytes(data[:len(data) // 2]))  # cut part-way: the stream ends inside the member
     return path
 
 

@@ -266,7 +266,12 @@ def distributed(device: str | torch.device | None = "cpu", timeout_s: float = 18
         tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
                                  timeout=datetime.timedelta(seconds=timeout_s))
     try:
-        yield DistContext(rank, world, local_rank, dev)
+        ctx = DistContext(rank, world, local_rank, dev)
+        yield ctx
+        if owned:
+            # Every rank done before the group goes: a rank that tore it down while a peer was still in a collective
+            # made gloo abort that peer at exit ("terminate called without an active exception") on a loaded machine.
+            ctx.barrier()
     finally:
         if owned and tdist.is_initialized():
             tdist.destroy_process_group()
