@@ -32,7 +32,7 @@ from models.contract.layouts import convert, get_layout
 from models.contract.skeleton import Clip
 from models.net.stgcn import STGCN
 from models.net.transforms import AugmentParams, make_input, sample_indices
-from models.openset import RULE, OpenSetRule
+from models.openset import RULE, OpenSetRule, energy
 from pipeline.data.labels import read_labels
 from pipeline.extract.build import EntryFinder
 from pipeline.extract.cache import PoseCache
@@ -74,8 +74,7 @@ def clip_outputs(model: STGCN, meta: dict, rule: OpenSetRule | None, kp: np.ndar
     sel = has if has.any() else np.ones_like(has)
     overall = probs[sel].mean(0)
     lg = logits.mean(1)[sel]
-    energy = -float(np.median(np.log(np.exp(lg - lg.max(-1, keepdims=True)).sum(-1)) + lg.max(-1)))
-    out = {"probs": overall, "energy": energy, "maxlogit": -float(np.median(lg.max(-1))),
+    out = {"probs": overall, "energy": float(np.median(energy(lg))), "maxlogit": -float(np.median(lg.max(-1))),
            "msp": -float(overall.max()), "maha": None}
     if rule is not None and rule.kind == RULE:  # an energy rule's score is "energy" above
         d = rule.distance(feats).reshape(len(bounds), per).mean(1)

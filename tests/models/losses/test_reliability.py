@@ -7,13 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.contract.layouts import get_layout
 from models.losses.distill import DistillConfig, build_distill_losses
 from models.losses.reliability import ReliabilityNodeLoss, missing_fraction, missing_joints
-from models.net.stgcn import STGCN, STGCNConfig
 from models.training.student import distill_step
 from pipeline.cli.distill import distill
 from pipeline.stages.distilling import OPTIONS, make_request, parse_weights
+from tests.support.nets import teacher_student
 
 
 def test_missing_joints_reads_all_zero_channels():
@@ -99,17 +98,10 @@ def test_skd_option_adds_the_term(method):
     assert "rel" not in off(z, f_s, z, f_t, persons=2, x_s=x) and "rel" not in off(z, f_s, z, f_t, persons=2)
 
 
-def _nets() -> tuple[STGCN, STGCN]:
-    torch.manual_seed(0)
-    lay = get_layout("penn13").to_dict()
-    t = STGCN(STGCNConfig(in_channels=3, num_classes=5, layout=lay, width=0.25, depth=4, max_persons=2))
-    s = STGCN(STGCNConfig(in_channels=3, num_classes=5, layout=lay, width=0.125, depth=4, max_persons=2))
-    return t.eval(), s
-
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])
 def test_distill_step_reads_the_lq_window(weight):
-    t, s = _nets()
+    t, s = teacher_student(2)
     dcfg = DistillConfig(method="skd", rel_weight=weight, mid_edge_weight=0.0, grad_revision="none")
     losses = build_distill_losses(dcfg, s.feature_channels, t.feature_channels)
     params = [p for p in list(s.parameters()) + list(losses.parameters()) if p.requires_grad]

@@ -7,19 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.contract.layouts import get_layout
 from models.losses.distill import DistillConfig, build_distill_losses
-from models.net.stgcn import STGCN, STGCNConfig
+from models.net.stgcn import STGCN
 from models.training.function_matching import Mix, apply_mix, check_mix, draw_mix, mixed_ce
 from models.training.student import distill_step
-
-
-def _nets() -> tuple[STGCN, STGCN]:
-    torch.manual_seed(0)
-    lay = get_layout("penn13").to_dict()
-    t = STGCN(STGCNConfig(in_channels=3, num_classes=5, layout=lay, width=0.25, depth=4, max_persons=1))
-    s = STGCN(STGCNConfig(in_channels=3, num_classes=5, layout=lay, width=0.125, depth=4, max_persons=1))
-    return t.eval(), s
+from tests.support.nets import teacher_student
 
 
 class _Spy(torch.nn.Module):
@@ -81,7 +73,7 @@ def test_mixed_ce_follows_lambda_and_skips_unlabeled():
 
 
 def test_step_feeds_both_sides_the_same_mix():
-    t, s = _nets()
+    t, s = teacher_student(1)
     dcfg = DistillConfig(method="kd", grad_revision="none", mix="cutmix")
     losses = build_distill_losses(dcfg, s.feature_channels, t.feature_channels)
     spy_t, spy_s = _Spy(t), _Spy(s)
@@ -101,7 +93,7 @@ def test_step_feeds_both_sides_the_same_mix():
 
 
 def test_no_mix_is_the_plain_step():
-    t, s = _nets()
+    t, s = teacher_student(1)
     dcfg = DistillConfig(method="kd", grad_revision="none")
     assert dcfg.mix == "none"
     losses = build_distill_losses(dcfg, s.feature_channels, t.feature_channels)
