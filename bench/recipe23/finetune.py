@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 
 from models.checkpoint import load_checkpoint
-from models.contract.layouts import convert, get_layout
 from models.contract.skeleton import Clip
 from models.training import classifier
 from models.training.classifier import train_model
@@ -42,7 +41,7 @@ from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.labels import read_labels
 from pipeline.data.pyskl_io import load_dataset
 from pipeline.data.synthetic import ACTIONS, make_dataset
-from pipeline.extract.build import EntryFinder
+from pipeline.extract.build import cached_clips
 from pipeline.extract.cache import PoseCache
 
 PENN_LIKE = {"jumping_jacks", "squat"}  # synthetic actions that are Penn classes: never outliers
@@ -70,20 +69,13 @@ class WithOutliers(torch.utils.data.Dataset):
 
 def real_outliers(labels: Path, cache: Path, split: str, classes: list[str], layout, estimator: str) -> list[Clip]:
     """The cached fast-tier skeletons of `split`'s clips whose label is not one of `classes`, in `layout`."""
-    pc = PoseCache(cache)
-    finder = EntryFinder(pc)
+    rows = [r for r in read_labels(labels) if r.split == split and r.label not in classes]
     out = []
-    for r in read_labels(labels):
-        if r.split != split or r.label in classes:
-            continue
-        entry = finder.tier_entry(r.video, estimator, "low")
-        if entry is None:
-            raise SystemExit(f"{r.video.name}: no --quality low entry of {estimator} in {cache}")
-        pose = pc.load(entry).result
-        if not (pose.keypoint_score > 0).any():
-            continue
-        kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), layout)
-        out.append(Clip(r.video.name, -1, kp, sc, fps=pose.fps))
+    for c in cached_clips(rows, [PoseCache(cache)], estimator, "low", layout):
+        if c.missing.startswith("no --quality"):
+            raise SystemExit(f"{c.row.video.name}: {c.missing} {cache}")
+        if not c.missing:
+            out.append(Clip(c.row.video.name, -1, c.keypoint, c.keypoint_score, fps=c.fps))
     return out
 
 

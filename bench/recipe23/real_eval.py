@@ -28,13 +28,13 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.contract.atomic import atomic_write_text
-from models.contract.layouts import convert, get_layout
+from models.contract.layouts import get_layout
 from models.contract.skeleton import Clip
 from models.net.stgcn import STGCN
 from models.net.transforms import AugmentParams, make_input, sample_indices
 from models.openset import RULE, OpenSetRule, energy
 from pipeline.data.labels import read_labels
-from pipeline.extract.build import EntryFinder
+from pipeline.extract.build import cached_clips
 from pipeline.extract.cache import PoseCache
 from pipeline.infer.prediction import window_bounds
 
@@ -82,7 +82,7 @@ def clip_outputs(model: STGCN, meta: dict, rule: OpenSetRule | None, kp: np.ndar
     return out
 
 
-def evaluate(name: str, ckpt: Path, quality: str, rows, finders: list[tuple[EntryFinder, PoseCache]], flip: bool,
+def evaluate(name: str, ckpt: Path, quality: str, rows, caches: list[PoseCache], flip: bool,
              window: float | None, keep: float, estimator: str = "blazepose") -> dict:
     model, meta = load_checkpoint(ckpt)
     model.eval()
@@ -91,17 +91,12 @@ def evaluate(name: str, ckpt: Path, quality: str, rows, finders: list[tuple[Entr
     if "open_set" in meta["extra"]:
         rule = OpenSetRule.from_dict(meta["extra"]["open_set"], len(classes), model.feature_channels)
     recs, missing = [], []
-    for r in rows:
-        found = next(((e, c) for f, c in finders if (e := f.tier_entry(r.video, estimator, quality)) is not None), None)
-        if found is None:
-            missing.append(str(r.video.name))
+    for c in cached_clips(rows, caches, estimator, quality, get_layout(meta["layout"])):
+        if c.missing:
+            missing.append(f"{c.row.video.name} ({c.missing})")
             continue
-        pose = found[1].load(found[0]).result
-        if not (pose.keypoint_score > 0).any():
-            missing.append(f"{r.video.name} (no person)")
-            continue
-        kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), meta["layout"])
-        o = clip_outputs(model, meta, rule, kp, sc, pose.fps, flip, window)
+        r, kp, sc = c.row, c.keypoint, c.keypoint_score
+        o = clip_outputs(model, meta, rule, kp, sc, c.fps, flip, window)
         known = r.label in classes
         rank = 1 + int((o["probs"] > o["probs"][classes.index(r.label)]).sum()) if known else None
         recs.append({"video": r.video.name, "label": r.label, "split": r.split or "all", "known": known,
@@ -161,12 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = read_labels(args.labels)
-    finders = [(EntryFinder(c), c) for c in map(PoseCache, args.cache)]
+    caches = [PoseCache(c) for c in args.cache]
     results = []
     for spec in args.model:
         name, _, rest = spec.partition("=")
         ckpt, _, quality = rest.rpartition(":")
-        res = evaluate(name, Path(ckpt), quality, rows, finders, args.flip, args.window, args.keep, args.estimator)
+        res = evaluate(name, Path(ckpt), quality, rows, caches, args.flip, args.window, args.keep, args.estimator)
         results.append(res)
         for split, m in res["splits"].items():
             print(f"{name:28s} {quality:4s} {split:10s} n={m['n_known']}+{m['n_other']} top1 {m['top1']} "

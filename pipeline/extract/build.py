@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from estimators import DEFAULT, QUALITIES, estimator_class
 from models.contract.errors import BadInput
-from models.contract.layouts import convert, get_layout
+from models.contract.layouts import Layout, convert, get_layout
 from models.contract.skeleton import Clip, SkeletonDataset
 from pipeline.data.labels import LabelRow, class_index, read_labels, split_of
 from pipeline.data.pyskl_io import save_dataset
@@ -58,6 +60,37 @@ class EntryFinder:
         hits = [(e, m) for e, m in self.entries(video)
                 if m.get("estimator") == estimator and m.get("quality") == quality]
         return _pick(video, quality, hits, estimator, self.cache.root) if hits else None
+
+
+@dataclass(frozen=True)
+class CachedClip:
+    """One labels row's cached skeletons in the asked layout, or `missing`: why there are none."""
+
+    row: LabelRow
+    keypoint: np.ndarray | None = None  # [M, T, V, C]
+    keypoint_score: np.ndarray | None = None  # [M, T, V]
+    fps: float | None = None
+    missing: str = ""
+
+
+def cached_clips(rows: Iterable[LabelRow], caches: Sequence[PoseCache], estimator: str, quality: str,
+                 layout: Layout) -> Iterator[CachedClip]:
+    """The `quality` tier skeletons `estimator` left in `caches` (the first cache that has an entry wins) for each
+    row, converted to `layout`; a row without an entry, or whose entry never found a person, comes with `missing`
+    set so the caller decides whether that is an error. Several entries of one tier are refused as in build."""
+    finders = [EntryFinder(c) for c in caches]
+    for row in rows:
+        hit = next(((f.cache, e) for f in finders if (e := f.tier_entry(row.video, estimator, quality)) is not None),
+                   None)
+        if hit is None:
+            yield CachedClip(row, missing=f"no --quality {quality} skeletons of {estimator} in the cache")
+            continue
+        pose = hit[0].load(hit[1]).result
+        if not (pose.keypoint_score > 0).any():
+            yield CachedClip(row, missing="no person")
+            continue
+        kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), layout)
+        yield CachedClip(row, kp, sc, pose.fps)
 
 
 def _differences(metas: list[dict]) -> str:

@@ -26,13 +26,13 @@ import torch
 from estimators import DEFAULT
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from models.contract.errors import BadInput
-from models.contract.layouts import Layout, convert, get_layout
+from models.contract.layouts import Layout
 from models.openset import RULE, threshold_at
 from models.training.calibration import clip_inputs, pooled_features, rule_for
 from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.labels import read_labels
 from pipeline.data.pyskl_io import load_dataset
-from pipeline.extract.build import EntryFinder
+from pipeline.extract.build import cached_clips
 from pipeline.extract.cache import PoseCache
 from pipeline.infer.prediction import TorchPredictor, classify, clip_distance
 from pipeline.stages.training import split_clips
@@ -54,22 +54,13 @@ def real_distances(model_path: str | os.PathLike, real: RealClips) -> tuple[list
     and the clips left out."""
     pred = TorchPredictor(model_path)
     info = pred.info
-    cache = PoseCache(real.cache)
-    finder = EntryFinder(cache)
+    rows = [r for r in read_labels(real.labels) if r.split == real.split and r.label in info.classes]
     dists, skipped = [], []
-    for row in read_labels(real.labels):
-        if row.split != real.split or row.label not in info.classes:
+    for c in cached_clips(rows, [PoseCache(real.cache)], real.estimator, real.quality, info.layout):
+        if c.missing:
+            skipped.append(f"{c.row.video.name} ({c.missing})")
             continue
-        entry = finder.tier_entry(row.video, real.estimator, real.quality)
-        if entry is None:
-            skipped.append(f"{row.video.name} (no {real.quality} skeletons in the cache)")
-            continue
-        pose = cache.load(entry).result
-        if not (pose.keypoint_score > 0).any():
-            skipped.append(f"{row.video.name} (no person)")
-            continue
-        kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), info.layout)
-        res = classify(kp, sc, pose.fps, pred)
+        res = classify(c.keypoint, c.keypoint_score, c.fps, pred)
         dists.append(clip_distance(res.distance, res.has_person))
     return dists, skipped
 

@@ -9,9 +9,10 @@ import pytest
 
 from estimators.base import PoseResult
 from models.contract.errors import BadInput
+from models.contract.layouts import get_layout
 from pipeline.data.labels import read_labels
 from pipeline.data.pyskl_io import load_dataset
-from pipeline.extract.build import build_paired
+from pipeline.extract.build import build_paired, cached_clips
 from pipeline.extract.cache import PoseCache, hash_file
 
 V = 33
@@ -203,3 +204,31 @@ def test_entries_written_before_the_registry_names_stay_readable(setup):
         build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl")
     hq, lq = build_paired(root / "cache", labels, root / "hq.pkl", root / "lq.pkl", estimator="mediapipe")
     assert hq.clips[0].total_frames == lq.clips[0].total_frames == 6
+
+
+def test_cached_clips_second_cache_missing_entries_and_no_person(setup):
+    root, vids, cache, frames = setup
+    other = PoseCache(root / "cache2")
+    extra = vids / "kick1.mp4"
+    extra.write_bytes(b"video bytes kick1")
+    add_entry(other, extra, "low", 6, seed=3)
+    empty = vids / "idle1.mp4"
+    empty.write_bytes(b"video bytes idle1")
+    e = add_entry(cache, empty, "low", 5)
+    r = cache.load(e).result
+    cache.save(e, PoseResult(r.keypoint, np.zeros_like(r.keypoint_score), r.layout, r.img_shape, r.fps),
+               cache.read_meta(e))
+    labels = root / "labels.csv"
+    labels.write_text("videos/jump1.mp4,jump,dev\nvideos/kick1.mp4,kick,dev\nvideos/idle1.mp4,idle,dev\n"
+                      "videos/gone.mp4,jump,dev\n")
+    got = list(cached_clips(read_labels(labels), [cache, other], "blazepose", "low", get_layout("penn13")))
+    assert [c.row.video.name for c in got] == ["jump1.mp4", "kick1.mp4", "idle1.mp4", "gone.mp4"]
+    assert got[0].keypoint.shape == (1, 10, 13, 2) and got[0].fps == 25.0 and not got[0].missing
+    assert got[1].keypoint.shape == (1, 6, 13, 2)  # found in the second cache
+    assert got[2].missing == "no person" and got[2].keypoint is None
+    assert got[3].missing.startswith("no --quality low skeletons of blazepose")
+    # the low tier, not the high one: jump1's low entry was drawn with seed 10
+    low = next(cache.load(x).result for x in cache.entries_for(hash_file(vids / "jump1.mp4"))
+               if cache.read_meta(x)["quality"] == "low")
+    np.testing.assert_allclose(got[0].keypoint[0, :, 0], low.keypoint[0, :, 0])
+    assert list(cached_clips(read_labels(labels), [cache], "openpose", "low", get_layout("penn13")))[0].missing

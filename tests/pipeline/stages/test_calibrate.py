@@ -64,7 +64,7 @@ def test_threshold_from_real_dev_in_class_clips_only(setup):
     r = calibrate_checkpoint(ckpt, data, out, keep=0.9, real=RealClips(labels, root / "cache", "dev"))
     # The three in-class dev clips with skeletons; not the `other` one, not the val one, not the missing one.
     assert r["n_calib"] == 3 and r["calibrated_on"].startswith("real dev clips (low)")
-    assert r["skipped"] == ["nocache.mp4 (no low skeletons in the cache)"]
+    assert r["skipped"] == ["nocache.mp4 (no --quality low skeletons of blazepose in the cache)"]
     dists = [_distance(out, root, f"v{i}.mp4") for i in range(3)]
     assert r["threshold"] == pytest.approx(np.quantile(dists, 0.9), rel=1e-4)
     model, meta = load_checkpoint(out)
