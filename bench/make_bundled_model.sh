@@ -17,7 +17,8 @@
 # real in-class dev clips (`pipeline calibrate --real --score $RULE`, RULE energy by default, the score the dev
 # split picked) instead of simulated LQ, keeping KEEP (0.9) of them;
 # UNLABELED_HQ/UNLABELED_LQ=pickles (`pipeline dataset build` of real unlabeled videos, heavy/lite) are passed to
-# distill as --unlabeled/--unlabeled-lq pairs. For ablations: TEACHER=model.pt reuses a trained teacher,
+# distill as --unlabeled/--unlabeled-lq pairs; STUDENT_INIT=teacher starts the student from the teacher's weights.
+# For ablations: TEACHER=model.pt reuses a trained teacher,
 # INSTALL=0 leaves models/zoo alone (the calibrated student stays in WORK_DIR/distill/student.pt).
 # Writes WORK_DIR/{penn.pkl,penn_lq.pkl,teacher/,distill/,eval_hq.json,eval_lq.json} and copies the student to models/zoo/student_penn13.pt.
 set -euo pipefail
@@ -39,6 +40,7 @@ RULE=${RULE:-energy}
 UNLABELED_HQ=${UNLABELED_HQ:-}
 UNLABELED_LQ=${UNLABELED_LQ:-}
 TEACHER=${TEACHER:-}
+STUDENT_INIT=${STUDENT_INIT:-random}
 INSTALL=${INSTALL:-1}
 # One torch thread: on 2 cores shared with other work, 2 threads per process oversubscribe and run slower.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -65,7 +67,7 @@ fi
 UNL=(); [ -n "$UNLABELED_HQ" ] && UNL=(--unlabeled "$UNLABELED_HQ" --unlabeled-lq "$UNLABELED_LQ")
 # LQ from the unmoved annotations (the profile adds the offset itself); the student takes the teacher's input options.
 pipeline distill --hq "$TEACHER_HQ" --lq "$WORK/penn_lq.pkl" --teacher "$TEACHER" --method skd "${UNL[@]}" \
-  --student-width "$WIDTH" --length "$LENGTH" "$SCORE" --epochs "$EPOCHS" --eval-every 5 --seed 0 \
+  --student-init "$STUDENT_INIT" --student-width "$WIDTH" --length "$LENGTH" "$SCORE" --epochs "$EPOCHS" --eval-every 5 --seed 0 \
   --threads "$OMP_NUM_THREADS" --out "$WORK/distill"
 pipeline eval --model "$WORK/distill/student.pt" --data "$WORK/penn.pkl" --split test --json | tee "$WORK/eval_hq.json"
 pipeline eval --model "$WORK/distill/student.pt" --data "$WORK/penn_lq.pkl" --split test --json | tee "$WORK/eval_lq.json"

@@ -14,7 +14,7 @@ from models.training.function_matching import MIXES
 from models.training.policy import PRECISIONS, THREADS_HELP
 from models.training.runtime import resolve_device, set_threads
 from pipeline.cli.layout_opts import NAMES, source_layout_option
-from pipeline.stages.distilling import make_request, option_defaults, run_distill
+from pipeline.stages.distilling import STUDENT_INITS, make_request, option_defaults, run_distill
 
 D = option_defaults()  # the defaults, read off the request's fields (shown in --help; not restated here)
 
@@ -80,6 +80,9 @@ D = option_defaults()  # the defaults, read off the request's fields (shown in -
               help="LQ of the --unlabeled clips [default: corrupted from them with --corrupt].")
 @click.option("--unlabeled-rest/--no-unlabeled-rest", default=None,
               help="With --train-fraction < 1, use the train clips left out of the labels as unlabeled pairs [on].")
+@click.option("--student-init", default=None, type=click.Choice(STUDENT_INITS),
+              help="The student's starting weights: random, or a copy of the teacher's (same width, depth and "
+                   f"input channels; the student then only has to learn the LQ shift) [{D['student_init']}].")
 @click.option("--allow-unpaired", is_flag=True, default=None, help="Drop clips that do not pair instead of failing.")
 @click.option("--seed", default=None, type=int, help=f"[{D['seed']}]")
 @click.option("--eval-every", default=None, type=click.IntRange(1),

@@ -40,6 +40,11 @@ from pipeline.stages.training import ModelOptions, build_model, check_model_opti
 RUN_FILES = ("teacher_run", "teacher.pt", "student_last.pt", "metrics.json")
 
 
+# How the student's weights start: drawn at random, or a copy of the teacher's (same architecture and input
+# channels), so the student begins from a classifier that already holds on real footage and learns the LQ shift.
+STUDENT_INITS = ("random", "teacher")
+
+
 @dataclass
 class DistillRequest:
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -51,6 +56,7 @@ class DistillRequest:
     train_fraction: float = 1.0
     allow_unpaired: bool = False
     unlabeled_rest: bool = True  # train clips left out of the labels (train_fraction < 1) feed distillation only
+    student_init: str = "random"  # STUDENT_INITS: "teacher" starts the student from the teacher's weights
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,6 +193,17 @@ def _teacher(clips: _Clips, req: DistillRequest, out: Path, given, teacher_ckpt,
     return teacher, meta["input_config"]
 
 
+def _copy_teacher(teacher: STGCN, student: STGCN, source) -> None:
+    """Start the student as the teacher (--student-init teacher); refused unless every tensor has the same shape."""
+    theirs, ours = teacher.state_dict(), student.state_dict()
+    odd = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
+    if odd or set(theirs) != set(ours):
+        raise BadInput(f"--student-init teacher needs the teacher's architecture and input channels (same width, "
+                       f"depth, and --score only if the teacher takes a score); {len(odd) or 'some'} tensor(s) "
+                       f"differ, e.g. {(odd or sorted(set(theirs) ^ set(ours)))[0]}", source)
+    student.load_state_dict({k: v.detach().clone().to(ours[k].device) for k, v in theirs.items()})
+
+
 def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path=None, corrupt: str | None = None,
                 layout: str | None = None, teacher_ckpt=None, resume: bool = False, overwrite: bool = False,
                 progress: bool = True, dist=None, source_layout: str | None = None, unlabeled=None,
@@ -224,6 +241,8 @@ def run_distill(hq_path, out: str | os.PathLike, req: DistillRequest, *, lq_path
     # --- student on LQ
     torch.manual_seed(seed)
     student, smodel_cfg = build_model(data.layout, len(data.classes), coord_dims, s_icfg, req.student_model)
+    if req.student_init == "teacher":
+        _copy_teacher(teacher, student, teacher_ckpt or out / "teacher.pt")
     losses = build_distill_losses(req.distill, student.feature_channels, teacher.feature_channels)
     train_set = PairedClipDataset(tr_hq, tr_lq, data.layout, icfg, train=True, seed=seed, lq_cfg=s_icfg)
     if pool_hq:  # its own seed stream, so a pool clip's draws are not those of the labeled clip at its index
@@ -331,7 +350,7 @@ OPTION_FIELDS: dict[str, list[tuple[str, str]]] = {
         ("device", "device"), ("warmup", "warmup_epochs"), ("amp", "amp"), ("sync_bn", "sync_bn"),
         ("precision", "precision"), ("eval_every", "eval_every"))},
     "train_fraction": [("", "train_fraction")], "allow_unpaired": [("", "allow_unpaired")],
-    "unlabeled_rest": [("", "unlabeled_rest")],
+    "unlabeled_rest": [("", "unlabeled_rest")], "student_init": [("", "student_init")],
     "mix": [("distill", "mix")], "mix_alpha": [("distill", "mix_alpha")],
 }
 OPTIONS = (*OPTION_FIELDS, "grad_revision", "revision_mode", "weights")
@@ -379,6 +398,8 @@ def make_request(config_file: str | os.PathLike | None = None, **options) -> Dis
                              InputConfig(**groups["input"]), ModelOptions(**groups["student_model"]),
                              ModelOptions(**groups["teacher_model"]), **groups[""])
         check_number("train_fraction", req.train_fraction, 0, 1, lo_open=True)
+        if req.student_init not in STUDENT_INITS:
+            raise ValueError(f"student-init must be one of {', '.join(STUDENT_INITS)}, got {req.student_init!r}")
     except (TypeError, ValueError) as e:
         raise BadInput(f"invalid distillation options: {e}", config_file) from None
     check_model_options(req.student_model, config_file)

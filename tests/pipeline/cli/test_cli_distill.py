@@ -233,3 +233,31 @@ def test_cli_config_overwrite_and_plain_progress(hq_pkl: Path, teacher_pt: Path,
     r = run_pipeline(*args, "--quiet", "--overwrite", "--steps", "2")
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+
+
+def test_student_init_teacher_starts_from_the_teachers_weights(hq_pkl: Path, teacher_pt: Path, tmp_path: Path):
+    teacher, _ = load_checkpoint(teacher_pt)
+    same = {**TINY, "student_width": 0.15, "use_score": False, "lr": 1e-9}
+    run_distill(hq_pkl, tmp_path / "init", make_request(method="kd", student_init="teacher", **same),
+                corrupt="drop=0.5", teacher_ckpt=teacher_pt, progress=False)
+    student, _ = load_checkpoint(tmp_path / "init" / "student.pt")
+    t = dict(teacher.named_parameters())
+    for name, p in student.named_parameters():  # a learning rate of 1e-9 leaves the copied weights where they were
+        torch.testing.assert_close(p, t[name], atol=1e-6, rtol=0)
+    run_distill(hq_pkl, tmp_path / "rand", make_request(method="kd", **same), corrupt="drop=0.5",
+                teacher_ckpt=teacher_pt, progress=False)
+    drawn, _ = load_checkpoint(tmp_path / "rand" / "student.pt")
+    assert any(not torch.allclose(p, t[n]) for n, p in drawn.named_parameters())
+
+
+@pytest.mark.parametrize("change", [{"student_width": 0.1, "use_score": False}, {"student_width": 0.15}])
+def test_student_init_teacher_refuses_another_architecture(change: dict, hq_pkl: Path, teacher_pt: Path,
+                                                           tmp_path: Path):
+    with pytest.raises(BadInput, match="--student-init teacher needs the teacher's architecture"):
+        run_distill(hq_pkl, tmp_path / "run", make_request(method="kd", student_init="teacher", **{**TINY, **change}),
+                    corrupt="drop=0.5", teacher_ckpt=teacher_pt, progress=False)
+
+
+def test_unknown_student_init_is_bad_input():
+    with pytest.raises(BadInput, match="student-init must be one of random, teacher"):
+        make_request(student_init="fitnet")
