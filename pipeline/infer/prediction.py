@@ -28,7 +28,7 @@ from models.contract.errors import BadInput
 from models.contract.layouts import BLAZEPOSE33, Layout, coverage
 from models.contract.skeleton import Clip
 from models.net.transforms import InputConfig, make_input, sample_indices
-from models.openset import OpenSetRule
+from models.openset import ENERGY, OpenSetRule
 from pipeline.infer.onnx_export import FEATURES, load_onnx
 
 # models/zoo is package data: found through importlib.resources, wherever the package is installed.
@@ -121,12 +121,16 @@ class TorchPredictor:
         energy) or None when the model has no rule)."""
         import torch
 
+        rule = self.info.open_set
         with torch.inference_mode():
             xb = torch.from_numpy(x).to(self.device)
-            logits, f = self.model(xb, return_features=True)
+            feats = None
+            if rule is not None and rule.kind != ENERGY:  # an energy rule reads the logits only
+                logits, f = self.model(xb, return_features=True)
+                feats = self.model.pool(f.float(), xb.shape[0]).cpu().numpy()
+            else:
+                logits = self.model(xb)
             probs = torch.softmax(logits, dim=-1).float().cpu().numpy()
-            feats = self.model.pool(f.float(), xb.shape[0]).cpu().numpy()
-        rule = self.info.open_set
         return probs, (rule.score(feats, logits.float().cpu().numpy()) if rule is not None else None)
 
 

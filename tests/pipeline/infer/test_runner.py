@@ -127,13 +127,18 @@ def test_windows_follow_the_action_and_skip_empty_windows():
 
 class MotionNet(torch.nn.Module):
     """Stand-in network behind a real `TorchPredictor`: one peaked logit (class 0 at 10) for a window in which the
-    left wrist moves, flat logits (all 0) for a still one."""
+    left wrist moves, flat logits (all 0) for a still one. Records whether each call asked for the features."""
 
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked_features: list[bool] = []
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        self.asked_features.append(return_features)
         moving = x[..., PENN13.index("left_wrist"), :2].diff(dim=2).abs().sum(dim=(1, 2, 3)) > 1e-4  # [N]
         logits = torch.zeros(len(x), len(CLASSES))
         logits[:, 0] = 10.0 * moving
-        return logits, x.flatten(1)[:, :3]
+        return (logits, x.flatten(1)[:, :3]) if return_features else logits
 
     @staticmethod
     def pool(f: torch.Tensor, n: int) -> torch.Tensor:
@@ -156,6 +161,7 @@ def test_an_energy_rule_flags_flat_logits_and_keeps_a_peaked_one(tiny_ckpt: Path
         assert res.known is known  # the median window decides the clip
         rec = open_set_record(res, pred.info, score, 10.0)
         assert rec == {"known": res.known, "threshold": -5.0, "distance": round(float(np.median(want)), 2)}
+    assert pred.model.asked_features == [False, False]  # an energy rule needs the logits only
 
 
 def test_windows_are_normalised_on_their_own(tiny_ckpt: Path):
