@@ -17,6 +17,12 @@ distribution over the classes (logsumexp minus the mean logit), which pushes the
 `--oe-real LABELS.csv --oe-cache DIR [--oe-split dev]`: the outliers are instead the real clips of that split
 whose label is not a class of the model (`other` clips of the real-video set), as the fast tier (BlazePose lite,
 `--quality low`) cached them; the other split stays unseen, so it measures the flag honestly.
+
+`--real-train LABELS.csv --real-cache DIR`: real labelled clips join the training set: every in-class clip of
+the CSV (one fold of dev, bench/recipe23/source_folds.py), as the fast tier cached it, cut into the windows
+`pipeline run` classifies (pipeline.infer.prediction.window_bounds; windows with too little of a person
+dropped), repeated so that they make `--real-share` (0.25) of an epoch. Each window is then cut and framed by the
+same training levers as a Penn clip.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from pipeline.data.pyskl_io import load_dataset
 from pipeline.data.synthetic import ACTIONS, make_dataset
 from pipeline.extract.build import cached_clips
 from pipeline.extract.cache import PoseCache
+from pipeline.infer.prediction import min_frames, window_bounds
 
 PENN_LIKE = {"jumping_jacks", "squat"}  # synthetic actions that are Penn classes: never outliers
 
@@ -76,6 +83,23 @@ def real_outliers(labels: Path, cache: Path, split: str, classes: list[str], lay
             raise SystemExit(f"{c.row.video.name}: {c.missing} {cache}")
         if not c.missing:
             out.append(Clip(c.row.video.name, -1, c.keypoint, c.keypoint_score, fps=c.fps))
+    return out
+
+
+def real_windows(labels: Path, cache: Path, classes: list[str], layout, estimator: str) -> list[Clip]:
+    """The in-class clips of `labels` (fast tier, from `cache`) as `run`'s windows, labelled with their class."""
+    rows = [r for r in read_labels(labels) if r.label in classes]
+    out = []
+    for c in cached_clips(rows, [PoseCache(cache)], estimator, "low", layout):
+        if c.missing.startswith("no --quality"):
+            raise SystemExit(f"{c.row.video.name}: {c.missing} {cache}")
+        if c.missing:
+            continue
+        seen = (c.keypoint_score > 0).any(axis=(0, 2))
+        for s, e in window_bounds(c.keypoint.shape[1], c.fps):
+            if seen[s:e].sum() >= min_frames(c.fps):
+                out.append(Clip(f"{c.row.video.name}@{s}", classes.index(c.row.label), c.keypoint[:, s:e],
+                                c.keypoint_score[:, s:e], fps=c.fps))
     return out
 
 
@@ -116,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--oe-real", type=Path, help="labels CSV of real clips: its non-class clips are the outliers")
     ap.add_argument("--oe-cache", type=Path, help="extraction cache holding --oe-real's skeletons")
     ap.add_argument("--oe-split", default="dev", help="split of --oe-real to take outliers from [dev]")
+    ap.add_argument("--real-train", type=Path, help="labels CSV of real clips to learn from (its in-class rows)")
+    ap.add_argument("--real-cache", type=Path, help="extraction cache holding --real-train's skeletons")
+    ap.add_argument("--real-share", type=float, default=0.25, help="share of an epoch the real windows make [0.25]")
     ap.add_argument("--estimator", default="blazepose", help="cache entries' estimator name [blazepose]")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -124,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     levers = tomllib.loads(args.config.read_text()) if args.config else {}
     icfg = replace(meta["input_config"], **levers)
     ds = load_dataset(args.data, meta["layout"])
-    train = ClipDataset(ds.subset("train"), ds.layout, icfg, train=True, seed=args.seed)
+    penn = ds.subset("train")
+    if args.real_train:
+        real = real_windows(args.real_train, args.real_cache, list(ds.classes), ds.layout, args.estimator)
+        want = int(round(args.real_share / (1 - args.real_share) * len(penn)))
+        reps = max(1, round(want / max(1, len(real))))
+        print(f"real windows: {len(real)} from {args.real_train}, x{reps} = {len(real) * reps} beside "
+              f"{len(penn)} Penn clips")
+        penn = penn + real * reps
+    train = ClipDataset(penn, ds.layout, icfg, train=True, seed=args.seed)
     if args.oe > 0:
         if args.oe_real:
             clips = real_outliers(args.oe_real, args.oe_cache, args.oe_split, list(ds.classes), ds.layout,
