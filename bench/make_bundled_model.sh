@@ -9,16 +9,18 @@
 # misses as missing joints, not imputed ones, so the student learns from what it will see. The student takes no
 # score channel (SCORE=--score to keep it): simulated LQ has score 1.0 on every joint it keeps, BlazePose's
 # visibility is spread over (0, 1]. Env overrides: EPOCHS, TEACHER_EPOCHS, WIDTH, LENGTH, SPEC, SCORE.
-# Issue-23 levers: LEVERS=FILE.toml sets the teacher's input options (norm, aug_window, aug_idle, aug_crop,
-# aug_shear) and the student inherits them (distill --teacher); the default, bench/recipe23/window_framing.toml
-# (run-like windows + framing), is what the real-clip dev split picked (docs/RESULTS.md); LEVERS= turns them off;
-# TEACHER_OFFSET=1 trains the teacher on annotations moved where BlazePose places joints
-# (models/zoo/hq_offset_penn13.json); REAL_LABELS=labels.csv with CACHE=DIR sets the open-set rule on the
-# real in-class dev clips (`pipeline calibrate --real --score $RULE`, RULE energy by default, the score the dev
-# split picked) instead of simulated LQ, keeping KEEP (0.9) of them;
-# UNLABELED_HQ/UNLABELED_LQ=pickles (`pipeline dataset build` of real unlabeled videos, heavy/lite) are passed to
-# distill as --unlabeled/--unlabeled-lq pairs; STUDENT_INIT=teacher starts the student from the teacher's weights.
-# For ablations: TEACHER=model.pt reuses a trained teacher,
+# Issue-23 levers (docs/RESULTS.md, "third pass": each picked on the real-video set's dev split):
+# LEVERS=FILE.toml sets the teacher's input options (norm, aug_window, aug_idle, aug_crop, aug_shear) and the
+# student inherits them (distill --teacher); the default, bench/recipe23/window_framing.toml, is run-like windows +
+# framing; LEVERS= turns them off. TEACHER_OFFSET=1 (default) trains the teacher on annotations moved where
+# BlazePose places joints (models/zoo/hq_offset_penn13.json), so it reads heavy-estimator skeletons as it read its
+# training data; 0 trains it on the raw annotations. STUDENT_INIT=teacher (default; random = the old recipe)
+# starts the student as a copy of the teacher. UNLABELED_CSV=CLIPS/videos/unlabeled.csv with CACHE=DIR holding
+# its videos' `--quality high` and `--quality low` skeletons adds real heavy/lite pairs of unlabeled videos, cut
+# into run's windows (bench/recipe23/window_pairs.py), as distill --unlabeled pairs (or give the pickles:
+# UNLABELED_HQ/UNLABELED_LQ). REAL_LABELS=labels.csv with CACHE=DIR sets the open-set rule on the real in-class
+# dev clips (`pipeline calibrate --real --score $RULE`, RULE energy by default, the score the dev split picked)
+# instead of simulated LQ, keeping KEEP (0.9) of them. For ablations: TEACHER=model.pt reuses a trained teacher,
 # INSTALL=0 leaves models/zoo alone (the calibrated student stays in WORK_DIR/distill/student.pt).
 # Writes WORK_DIR/{penn.pkl,penn_lq.pkl,teacher/,distill/,eval_hq.json,eval_lq.json} and copies the student to models/zoo/student_penn13.pt.
 set -euo pipefail
@@ -32,15 +34,16 @@ LENGTH=${LENGTH:-32}
 SPEC=${SPEC:-profile=models/zoo/lq_profile_lite_penn13.json,impute=0}
 SCORE=${SCORE:---no-score}
 LEVERS=${LEVERS-bench/recipe23/window_framing.toml}
-TEACHER_OFFSET=${TEACHER_OFFSET:-0}
+TEACHER_OFFSET=${TEACHER_OFFSET:-1}
 REAL_LABELS=${REAL_LABELS:-}
 CACHE=${CACHE:-data_cache}
 KEEP=${KEEP:-0.9}
 RULE=${RULE:-energy}
+UNLABELED_CSV=${UNLABELED_CSV:-}
 UNLABELED_HQ=${UNLABELED_HQ:-}
 UNLABELED_LQ=${UNLABELED_LQ:-}
 TEACHER=${TEACHER:-}
-STUDENT_INIT=${STUDENT_INIT:-random}
+STUDENT_INIT=${STUDENT_INIT:-teacher}
 INSTALL=${INSTALL:-1}
 # One torch thread: on 2 cores shared with other work, 2 threads per process oversubscribe and run slower.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -63,6 +66,13 @@ if [ -z "$TEACHER" ]; then
   pipeline train --data "$TEACHER_HQ" "${CONFIG[@]}" --width "$WIDTH" --length "$LENGTH" --epochs "$TEACHER_EPOCHS" \
     --eval-every 5 --threads "$OMP_NUM_THREADS" --seed 0 --out "$WORK/teacher"
   TEACHER="$WORK/teacher/model.pt"
+fi
+if [ -n "$UNLABELED_CSV" ]; then
+  pipeline dataset build --cache "$CACHE" --labels "$UNLABELED_CSV" --layout penn13 \
+    --out-hq "$WORK/unlabeled_hq_videos.pkl" --out-lq "$WORK/unlabeled_lq_videos.pkl"
+  UNLABELED_HQ="$WORK/unlabeled_hq.pkl"; UNLABELED_LQ="$WORK/unlabeled_lq.pkl"
+  python bench/recipe23/window_pairs.py "$WORK/unlabeled_hq_videos.pkl" "$WORK/unlabeled_lq_videos.pkl" \
+    "$UNLABELED_HQ" "$UNLABELED_LQ"
 fi
 UNL=(); [ -n "$UNLABELED_HQ" ] && UNL=(--unlabeled "$UNLABELED_HQ" --unlabeled-lq "$UNLABELED_LQ")
 # LQ from the unmoved annotations (the profile adds the offset itself); the student takes the teacher's input options.
