@@ -21,7 +21,8 @@
 # UNLABELED_HQ/UNLABELED_LQ). REAL_LABELS=labels.csv with CACHE=DIR sets the open-set rule on the real in-class
 # dev clips (`pipeline calibrate --real --score $RULE`, RULE energy by default, the score the dev split picked)
 # instead of simulated LQ, keeping KEEP (0.9) of them. For ablations: TEACHER=model.pt reuses a trained teacher,
-# INSTALL=0 leaves models/zoo alone (the calibrated student stays in WORK_DIR/distill/student.pt).
+# INSTALL=0 leaves models/zoo alone (the calibrated student stays in WORK_DIR/distill/student.pt); SEED (0) seeds
+# the teacher and the student (the LQ corruption keeps seed 0).
 # Writes WORK_DIR/{penn.pkl,penn_lq.pkl,teacher/,distill/,eval_hq.json,eval_lq.json} and copies the student to models/zoo/student_penn13.pt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,7 @@ UNLABELED_HQ=${UNLABELED_HQ:-}
 UNLABELED_LQ=${UNLABELED_LQ:-}
 TEACHER=${TEACHER:-}
 STUDENT_INIT=${STUDENT_INIT:-teacher}
+SEED=${SEED:-0}
 INSTALL=${INSTALL:-1}
 # One torch thread: on 2 cores shared with other work, 2 threads per process oversubscribe and run slower.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -64,7 +66,7 @@ CONFIG=(); [ -n "$LEVERS" ] && CONFIG=(--config "$LEVERS")
 # Teacher and student share the architecture (as in the SKD paper); they differ in input quality only.
 if [ -z "$TEACHER" ]; then
   pipeline train --data "$TEACHER_HQ" "${CONFIG[@]}" --width "$WIDTH" --length "$LENGTH" --epochs "$TEACHER_EPOCHS" \
-    --eval-every 5 --threads "$OMP_NUM_THREADS" --seed 0 --out "$WORK/teacher"
+    --eval-every 5 --threads "$OMP_NUM_THREADS" --seed "$SEED" --out "$WORK/teacher"
   TEACHER="$WORK/teacher/model.pt"
 fi
 if [ -n "$UNLABELED_CSV" ]; then
@@ -77,7 +79,7 @@ fi
 UNL=(); [ -n "$UNLABELED_HQ" ] && UNL=(--unlabeled "$UNLABELED_HQ" --unlabeled-lq "$UNLABELED_LQ")
 # LQ from the unmoved annotations (the profile adds the offset itself); the student takes the teacher's input options.
 pipeline distill --hq "$TEACHER_HQ" --lq "$WORK/penn_lq.pkl" --teacher "$TEACHER" --method skd "${UNL[@]}" \
-  --student-init "$STUDENT_INIT" --student-width "$WIDTH" --length "$LENGTH" "$SCORE" --epochs "$EPOCHS" --eval-every 5 --seed 0 \
+  --student-init "$STUDENT_INIT" --student-width "$WIDTH" --length "$LENGTH" "$SCORE" --epochs "$EPOCHS" --eval-every 5 --seed "$SEED" \
   --threads "$OMP_NUM_THREADS" --out "$WORK/distill"
 pipeline eval --model "$WORK/distill/student.pt" --data "$WORK/penn.pkl" --split test --json | tee "$WORK/eval_hq.json"
 pipeline eval --model "$WORK/distill/student.pt" --data "$WORK/penn_lq.pkl" --split test --json | tee "$WORK/eval_lq.json"

@@ -144,29 +144,43 @@ def mistake(rec: dict) -> bool:
 
 # ------------------------------------------------------------------------------------------------- summary
 
-def summarise(outcomes: list[ClipOutcome], classes: list[str], has_rule: bool) -> dict:
-    recs = [clip_record(c, classes) for c in outcomes]
-    ok = [r for r in recs if "error" not in r]
-    inc = [r for r in ok if r["in_class"]]
-    oth = [r for r in ok if not r["in_class"]]
+def in_class_metrics(inc: list[dict], classes: list[str]) -> dict:
+    """Top-1, top-3 and per class over in-class clip records."""
     per_class = {}
     for k in classes:
         mine = [r for r in inc if r["label"] == k]
         if mine:
             per_class[k] = {"n": len(mine), "top1": _frac(sum(r["correct"] for r in mine), len(mine))}
+    return {"n": len(inc), "top1": _frac(sum(r["correct"] for r in inc), len(inc)),
+            "top3": _frac(sum(r["rank"] <= TOPK for r in inc), len(inc)),
+            "per_class": per_class,
+            "per_class_mean": (round(float(np.mean([v["top1"] for v in per_class.values()])), 4)
+                               if per_class else None)}
+
+
+def summarise(outcomes: list[ClipOutcome], classes: list[str], has_rule: bool) -> dict:
+    recs = [clip_record(c, classes) for c in outcomes]
+    ok = [r for r in recs if "error" not in r]
+    inc = [r for r in ok if r["in_class"]]
+    oth = [r for r in ok if not r["in_class"]]
     foreign = Counter(r.row.label for r in outcomes if not r.in_class and r.row.label != OTHER)
     summary = {
         "clips": len(recs), "evaluated": len(ok), "failed": len(recs) - len(ok),
-        "in_class": {"n": len(inc), "top1": _frac(sum(r["correct"] for r in inc), len(inc)),
-                     "top3": _frac(sum(r["rank"] <= TOPK for r in inc), len(inc)),
-                     "per_class": per_class,
-                     "per_class_mean": (round(float(np.mean([v["top1"] for v in per_class.values()])), 4)
-                                        if per_class else None)},
+        "in_class": in_class_metrics(inc, classes),
         "other": {"n": len(oth), "labels_not_in_model": dict(sorted(foreign.items()))},
         "flag": flag_metrics(inc, oth) if has_rule else None,
         "confusion": confusion(ok, classes),
         "classes": classes,
     }
+    # With a split column (e.g. dev / val), the same numbers per split: a threshold set on one is judged on another.
+    splits = sorted({r["split"] for r in ok if r.get("split")})
+    if len(splits) > 1:
+        summary["by_split"] = {
+            sp: {"in_class": in_class_metrics([r for r in inc if r.get("split") == sp], classes),
+                 "other": {"n": sum(r.get("split") == sp for r in oth)},
+                 "flag": (flag_metrics([r for r in inc if r.get("split") == sp],
+                                       [r for r in oth if r.get("split") == sp]) if has_rule else None)}
+            for sp in splits}
     return {"summary": summary, "clips": recs}
 
 
@@ -235,6 +249,13 @@ def format_summary(result: dict) -> str:
     if oth["labels_not_in_model"]:
         lines.append("labels the model does not have, counted as other actions: "
                      + ", ".join(f"{k} ({n})" for k, n in oth["labels_not_in_model"].items()))
+    for sp, m in s.get("by_split", {}).items():
+        fl = m["flag"]
+        lines.append(f"  split {sp}: in-class {m['in_class']['n']} top-1 {pct(m['in_class']['top1'])} top-3 "
+                     f"{pct(m['in_class']['top3'])} per-class mean {pct(m['in_class']['per_class_mean'])}; other "
+                     f"{m['other']['n']}" + ("" if fl is None else
+                                            f"; kept {pct(fl['in_class_kept'])}, other accepted "
+                                            f"{pct(fl['other_accepted'])}, AUROC {pct(fl['auroc'])}"))
     if inc["per_class"]:
         lines.append("per class: " + ", ".join(f"{k} {v['top1']:.2f} ({v['n']})" for k, v in inc["per_class"].items()))
     for r in result["clips"]:

@@ -18,13 +18,14 @@ from pipeline.stages.video_eval import ClipOutcome, auroc, format_summary, selec
 CLASSES = ["jump", "squat", "wave"]
 
 
-def fake(label: str, probs: list[float], known: bool | None, distance: float | None = None) -> ClipOutcome:
+def fake(label: str, probs: list[float], known: bool | None, distance: float | None = None,
+         split: str | None = None) -> ClipOutcome:
     """A clip and the parts of its `VideoRun` the scoring reads (overall probabilities, the open-set record)."""
     record = {"frames": 30}
     if known is not None:
         record["open_set"] = {"known": known, "distance": distance, "threshold": 5.0}
     run = SimpleNamespace(result=SimpleNamespace(overall=np.array(probs)), record=record)
-    return ClipOutcome(LabelRow(Path(f"{label}.mp4"), label, None, 1), f"{label}.mp4", label in CLASSES, run)
+    return ClipOutcome(LabelRow(Path(f"{label}.mp4"), label, split, 1), f"{label}.mp4", label in CLASSES, run)
 
 
 def test_auroc_counts_pairs_and_halves_ties():
@@ -65,6 +66,24 @@ def test_scores_on_hand_made_runs():
     assert recs[1]["rank"] == 3 and recs[4]["rank"] is None and recs[5]["error"] == "x.mp4: file not found"
     # No rule: nothing to flag, no flag numbers.
     assert summarise([fake("jump", [0.7, 0.2, 0.1], None)], CLASSES, has_rule=False)["summary"]["flag"] is None
+
+
+def test_numbers_per_split_beside_the_whole():
+    clips = [fake("jump", [0.7, 0.2, 0.1], True, 1.0, "dev"), fake("squat", [0.6, 0.3, 0.1], False, 9.0, "dev"),
+             fake("other", [0.1, 0.1, 0.8], False, 8.0, "dev"),
+             fake("wave", [0.1, 0.1, 0.8], True, 3.0, "val"), fake("other", [0.3, 0.3, 0.4], True, 2.0, "val")]
+    s = summarise(clips, CLASSES, has_rule=True)["summary"]
+    assert s["in_class"]["top1"] == round(2 / 3, 4)
+    dev, val = s["by_split"]["dev"], s["by_split"]["val"]
+    assert dev["in_class"]["n"] == 2 and dev["in_class"]["top1"] == 0.5 and dev["in_class"]["top3"] == 1.0
+    assert dev["in_class"]["per_class_mean"] == 0.5 and dev["other"] == {"n": 1}
+    assert dev["flag"]["in_class_kept"] == 0.5 and dev["flag"]["other_accepted"] == 0.0
+    assert dev["flag"]["auroc"] == 0.5  # other 8 above in-class 1, below 9
+    assert val["in_class"]["top1"] == 1.0 and val["flag"]["other_accepted"] == 1.0 and val["flag"]["auroc"] == 0.0
+    text = format_summary({"summary": s | {"model": "m.pt", "pose": {"estimator": "blazepose"}}, "clips": []})
+    assert "  split dev: in-class 2 top-1 0.500" in text and "  split val: in-class 1 top-1 1.000" in text
+    # One split (or none): no breakdown.
+    assert "by_split" not in summarise(clips[:3], CLASSES, has_rule=True)["summary"]
 
 
 def test_rows_split_and_duplicates(tmp_path: Path):
