@@ -26,7 +26,7 @@ from models.training.history import plot_confusion
 from pipeline.extract.video import VideoReader
 from pipeline.infer.prediction import VideoRun
 from pipeline.infer.rendering import VideoOut, draw_caption, draw_skeleton, frame_windows, window_captions
-from pipeline.stages.video_eval import OTHER, VideoEval
+from pipeline.stages.video_eval import OTHER, VideoEval, split_summary
 
 MAX_SIDE = 320     # pixels: the rendered clips are for looking at, not for measuring
 MAX_FPS = 10.0     # frames per second kept (OpenCV sets VP8 to width x height x fps bits/s: ~100 kB/s)
@@ -178,6 +178,8 @@ def page_html(result: dict, cards: list[tuple[dict, str | None]], title: str) ->
         rows.append((f"unknown-action flag{rule}", f"in-class kept {_num(flag['in_class_kept'])}, other accepted "
                                             f"{_num(flag['other_accepted'])}, AUROC {_num(flag['auroc'])} "
                                             f"(max softmax {_num(flag['max_softmax_auroc'])})"))
+    for sp, m in s.get("by_split", {}).items():
+        rows.append((f"split {sp}", split_summary(m)))
     if inc["per_class"]:
         rows.append(("per class", ", ".join(f"{k} {v['top1']:.2f} ({v['n']})" for k, v in inc["per_class"].items())))
     rows.append(("model", s["model"]))

@@ -227,6 +227,20 @@ def _frac(k: int, n: int) -> float | None:
     return round(k / n, 4) if n else None
 
 
+def split_summary(m: dict) -> str:
+    """One split's numbers (`summary["by_split"][name]`) on one line, for the text and the page."""
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    inc, fl = m["in_class"], m["flag"]
+    line = (f"in-class {inc['n']} top-1 {pct(inc['top1'])} top-3 {pct(inc['top3'])} per-class mean "
+            f"{pct(inc['per_class_mean'])}; other {m['other']['n']}")
+    if fl is not None:
+        line += (f"; kept {pct(fl['in_class_kept'])}, other accepted {pct(fl['other_accepted'])}, "
+                 f"AUROC {pct(fl['auroc'])}")
+    return line
+
+
 def format_summary(result: dict) -> str:
     """The text report: accuracy, the flag, per class, the failed clips."""
     s = result["summary"]
@@ -250,12 +264,7 @@ def format_summary(result: dict) -> str:
         lines.append("labels the model does not have, counted as other actions: "
                      + ", ".join(f"{k} ({n})" for k, n in oth["labels_not_in_model"].items()))
     for sp, m in s.get("by_split", {}).items():
-        fl = m["flag"]
-        lines.append(f"  split {sp}: in-class {m['in_class']['n']} top-1 {pct(m['in_class']['top1'])} top-3 "
-                     f"{pct(m['in_class']['top3'])} per-class mean {pct(m['in_class']['per_class_mean'])}; other "
-                     f"{m['other']['n']}" + ("" if fl is None else
-                                            f"; kept {pct(fl['in_class_kept'])}, other accepted "
-                                            f"{pct(fl['other_accepted'])}, AUROC {pct(fl['auroc'])}"))
+        lines.append(f"  split {sp}: {split_summary(m)}")
     if inc["per_class"]:
         lines.append("per class: " + ", ".join(f"{k} {v['top1']:.2f} ({v['n']})" for k, v in inc["per_class"].items()))
     for r in result["clips"]:

@@ -82,6 +82,8 @@ def test_numbers_per_split_beside_the_whole():
     assert val["in_class"]["top1"] == 1.0 and val["flag"]["other_accepted"] == 1.0 and val["flag"]["auroc"] == 0.0
     text = format_summary({"summary": s | {"model": "m.pt", "pose": {"estimator": "blazepose"}}, "clips": []})
     assert "  split dev: in-class 2 top-1 0.500" in text and "  split val: in-class 1 top-1 1.000" in text
+    page = page_html({"summary": s | {"model": "m.pt", "pose": {"estimator": "blazepose"}}, "clips": []}, [], "eval")
+    assert "<td>split dev</td>" in page and "other accepted 1.000, AUROC 0.000" in page  # val's line
     # One split (or none): no breakdown.
     assert "by_split" not in summarise(clips[:3], CLASSES, has_rule=True)["summary"]
 
