@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,9 +48,9 @@ from pipeline.data.corrupt import corrupt_dataset, parse_spec
 from pipeline.data.labels import read_labels
 from pipeline.data.pyskl_io import load_dataset
 from pipeline.data.synthetic import ACTIONS, make_dataset
-from pipeline.extract.build import cached_clips
+from pipeline.extract.build import NO_PERSON, CachedClip, cached_clips
 from pipeline.extract.cache import PoseCache
-from pipeline.infer.prediction import min_frames, window_bounds
+from pipeline.infer.prediction import enough_person, window_bounds
 
 PENN_LIKE = {"jumping_jacks", "squat"}  # synthetic actions that are Penn classes: never outliers
 
@@ -74,30 +75,31 @@ class WithOutliers(torch.utils.data.Dataset):
         return self.outliers[i - len(self.labeled)][0], -1
 
 
+def fast_tier(rows: list, cache: Path, layout, estimator: str) -> Iterator[CachedClip]:
+    """The cached fast-tier skeletons of `rows` in `layout`; clips without a person are skipped, a clip with no
+    entry stops the run (the cache must hold the whole split)."""
+    for c in cached_clips(rows, [PoseCache(cache)], estimator, "low", layout):
+        if c.missing and c.missing != NO_PERSON:
+            raise SystemExit(f"{c.row.video.name}: {c.missing} {cache}")
+        if not c.missing:
+            yield c
+
+
 def real_outliers(labels: Path, cache: Path, split: str, classes: list[str], layout, estimator: str) -> list[Clip]:
     """The cached fast-tier skeletons of `split`'s clips whose label is not one of `classes`, in `layout`."""
     rows = [r for r in read_labels(labels) if r.split == split and r.label not in classes]
-    out = []
-    for c in cached_clips(rows, [PoseCache(cache)], estimator, "low", layout):
-        if c.missing.startswith("no --quality"):
-            raise SystemExit(f"{c.row.video.name}: {c.missing} {cache}")
-        if not c.missing:
-            out.append(Clip(c.row.video.name, -1, c.keypoint, c.keypoint_score, fps=c.fps))
-    return out
+    return [Clip(c.row.video.name, -1, c.keypoint, c.keypoint_score, fps=c.fps)
+            for c in fast_tier(rows, cache, layout, estimator)]
 
 
 def real_windows(labels: Path, cache: Path, classes: list[str], layout, estimator: str) -> list[Clip]:
     """The in-class clips of `labels` (fast tier, from `cache`) as `run`'s windows, labelled with their class."""
     rows = [r for r in read_labels(labels) if r.label in classes]
     out = []
-    for c in cached_clips(rows, [PoseCache(cache)], estimator, "low", layout):
-        if c.missing.startswith("no --quality"):
-            raise SystemExit(f"{c.row.video.name}: {c.missing} {cache}")
-        if c.missing:
-            continue
-        seen = (c.keypoint_score > 0).any(axis=(0, 2))
-        for s, e in window_bounds(c.keypoint.shape[1], c.fps):
-            if seen[s:e].sum() >= min_frames(c.fps):
+    for c in fast_tier(rows, cache, layout, estimator):
+        bounds = window_bounds(c.keypoint.shape[1], c.fps)
+        for (s, e), ok in zip(bounds, enough_person(bounds, (c.keypoint_score > 0).any(axis=(0, 2)), c.fps)):
+            if ok:
                 out.append(Clip(f"{c.row.video.name}@{s}", classes.index(c.row.label), c.keypoint[:, s:e],
                                 c.keypoint_score[:, s:e], fps=c.fps))
     return out

@@ -15,9 +15,11 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
+import numpy as np
+
 from models.contract.skeleton import SkeletonDataset
 from pipeline.data.pyskl_io import load_dataset, save_dataset
-from pipeline.infer.prediction import min_frames, window_bounds
+from pipeline.infer.prediction import enough_person, window_bounds
 
 
 def windowed(hq: SkeletonDataset, lq: SkeletonDataset) -> tuple[SkeletonDataset, SkeletonDataset]:
@@ -27,10 +29,9 @@ def windowed(hq: SkeletonDataset, lq: SkeletonDataset) -> tuple[SkeletonDataset,
     for h in hq.clips:
         lo = lq_by[h.frame_dir]
         fps = h.fps or 30.0
-        seen = [(c.scores() > 0).any(axis=(0, 2)) for c in (h, lo)]
-        for s, e in window_bounds(h.total_frames, fps):
-            if min(int(x[s:e].sum()) for x in seen) < min_frames(fps):
-                continue
+        bounds = window_bounds(h.total_frames, fps)
+        keep = np.logical_and(*(enough_person(bounds, (c.scores() > 0).any(axis=(0, 2)), fps) for c in (h, lo)))
+        for s, e in (b for b, k in zip(bounds, keep) if k):
             name = f"{h.frame_dir}@{s}"
             for c, out in ((h, out_h), (lo, out_l)):
                 out.append(replace(c, frame_dir=name, keypoint=c.keypoint[:, s:e],

@@ -62,6 +62,9 @@ class EntryFinder:
         return _pick(video, quality, hits, estimator, self.cache.root) if hits else None
 
 
+NO_PERSON = "no person"  # CachedClip.missing of an entry whose frames never found anyone
+
+
 @dataclass(frozen=True)
 class CachedClip:
     """One labels row's cached skeletons in the asked layout, or `missing`: why there are none."""
@@ -87,7 +90,7 @@ def cached_clips(rows: Iterable[LabelRow], caches: Sequence[PoseCache], estimato
             continue
         pose = hit[0].load(hit[1]).result
         if not (pose.keypoint_score > 0).any():
-            yield CachedClip(row, missing="no person")
+            yield CachedClip(row, missing=NO_PERSON)
             continue
         kp, sc = convert(pose.keypoint, pose.keypoint_score, get_layout(pose.layout), layout)
         yield CachedClip(row, kp, sc, pose.fps)

@@ -262,8 +262,7 @@ def classify(kp: np.ndarray, score: np.ndarray, fps: float, predictor: Predictor
         known = bool(clip_distance(dist, has) <= info.open_set.threshold)
     if dist is not None and info.open_set is not None:
         # Each window judged as if it were the whole clip (what `live` does with every window it labels).
-        seen_w = np.array([int(found[s:e].sum()) for s, e in bounds])
-        window_known = (dist <= info.open_set.threshold) & (seen_w >= min_frames(fps))
+        window_known = (dist <= info.open_set.threshold) & enough_person(bounds, found, fps)
     return Classification(bounds, probs, has, overall, time.perf_counter() - t0, dist, known, window_known)
 
 
@@ -272,6 +271,12 @@ def clip_distance(distance: np.ndarray, has_person: np.ndarray) -> float:
     windows with a person (all windows when none has one). What `classify` compares to the threshold, and what
     `pipeline calibrate --real` sets the threshold on."""
     return float(np.median(distance[has_person] if has_person.any() else distance))
+
+
+def enough_person(bounds: list[tuple[int, int]], found: np.ndarray, fps: float) -> np.ndarray:
+    """`[W]` bool: each window `[start, end)` has at least `min_frames` frames where `found` (`[T]` bool) holds,
+    enough to call it one of the known actions."""
+    return np.array([int(found[s:e].sum()) >= min_frames(fps) for s, e in bounds], dtype=bool)
 
 
 def min_frames(fps: float) -> int:

@@ -227,11 +227,12 @@ def _frac(k: int, n: int) -> float | None:
     return round(k / n, 4) if n else None
 
 
+def pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def split_summary(m: dict) -> str:
     """One split's numbers (`summary["by_split"][name]`) on one line, for the text and the page."""
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{v:.3f}"
-
     inc, fl = m["in_class"], m["flag"]
     line = (f"in-class {inc['n']} top-1 {pct(inc['top1'])} top-3 {pct(inc['top3'])} per-class mean "
             f"{pct(inc['per_class_mean'])}; other {m['other']['n']}")
@@ -245,10 +246,6 @@ def format_summary(result: dict) -> str:
     """The text report: accuracy, the flag, per class, the failed clips."""
     s = result["summary"]
     inc, oth, flag = s["in_class"], s["other"], s["flag"]
-
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{v:.3f}"
-
     lines = [f"{s['evaluated']} of {s['clips']} clips evaluated ({s['failed']} failed); model {s['model']}, "
              f"pose {s['pose'].get('estimator')} {s['pose'].get('model', '')}".rstrip(),
              f"in-class clips {inc['n']}: top-1 {pct(inc['top1'])}  top-3 {pct(inc['top3'])}  "
